@@ -1,0 +1,39 @@
+# microtune: `make demo` runs the main job end to end, `make test` runs every check.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+UV_VERSION := 0.13.9
+
+export MICROTUNE_HOME ?= $(CURDIR)/.microtune
+
+.PHONY: install demo test lint typecheck unit bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## create .venv and install the locked dependencies
+
+demo: $(STAMP)  ## generate, ingest, build features, train, promote, check drift, serve and score
+	$(BIN)/microtune demo
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check flows models serving feature_repo tests bench
+	$(BIN)/ruff format --check flows models serving feature_repo tests bench
+	$(BIN)/mypy flows models serving feature_repo
+
+unit: $(STAMP)  ## the tests only
+	$(BIN)/pytest
+
+test: lint unit  ## lint, type-check and run the whole test suite
+
+clean:  ## remove the embedded home (not the venv)
+	rm -rf .microtune

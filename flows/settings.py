@@ -1,0 +1,178 @@
+"""One typed settings object for every part of microtune.
+
+All state lives under one home directory (``MICROTUNE_HOME``, default
+``./.microtune``), so several isolated copies can run side by side. The two
+profiles differ only in configuration:
+
+* ``embedded`` (default): SQLite online store, Parquet offline store, MLflow on
+  SQLite, Prefect's local server, all under the home.
+* ``production``: Redis online store, PostgreSQL for the Feast registry and
+  MLflow, and a Dask cluster for the heavy batch work.
+
+Settings are read once through :func:`get_settings`; tests call
+``get_settings.cache_clear()`` after changing the environment.
+
+Examples
+--------
+>>> s = Settings(home="/tmp/mt-doc")
+>>> str(s.paths.raw_events)
+'/tmp/mt-doc/raw/events'
+>>> s.feature_store_yaml.name
+'feature_store.yaml'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The Feast repository that ships with the project.
+FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every location under the home directory."""
+
+    home: Path
+
+    @property
+    def raw_events(self) -> Path:
+        return self.home / "raw" / "events"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def offline(self) -> Path:
+        return self.home / "offline"
+
+    @property
+    def session_features(self) -> Path:
+        return self.offline / "session_features"
+
+    @property
+    def session_outcomes(self) -> Path:
+        return self.offline / "session_outcomes"
+
+    @property
+    def user_features(self) -> Path:
+        return self.offline / "user_features"
+
+    @property
+    def feast(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def prefect(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def examples(self) -> Path:
+        return self.home / "examples"
+
+    def ensure(self) -> Paths:
+        for p in (self.raw_events, self.quarantine, self.offline, self.feast, self.reports,
+                  self.mlflow, self.prefect):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+class Settings(BaseSettings):
+    """microtune configuration, from ``MICROTUNE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="MICROTUNE_", extra="ignore")
+
+    home: Path = Field(default=Path(".microtune"), description="Root of all state.")
+    profile: Literal["embedded", "production"] = "embedded"
+    project: str = Field(
+        default="microtune",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="Feast project; isolates homes that share Redis and PostgreSQL.",
+    )
+
+    # production stores
+    redis_url: str = "127.0.0.1:6379"
+    postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    dask_address: str | None = Field(
+        default=None, description="Dask scheduler address; None starts a local cluster."
+    )
+    prefect_api_url: str | None = Field(
+        default=None, description="Prefect server; None uses a local server under the home."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="None: SQLite under the home (embedded) or PostgreSQL."
+    )
+
+    # features
+    session_gap_minutes: float = Field(
+        default=30.0, gt=0, description="Inactivity after which a session has ended."
+    )
+    session_lookback_hours: float = Field(
+        default=6.0, gt=0, description="Longest session a window build must see whole."
+    )
+    feature_ttl_hours: float = Field(default=24.0, gt=0)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @cached_property
+    def paths(self) -> Paths:
+        return Paths(self.home)
+
+    @property
+    def feature_repo(self) -> Path:
+        return FEATURE_REPO
+
+    @property
+    def feature_store_yaml(self) -> Path:
+        name = "feature_store.yaml" if self.profile == "embedded" else "feature_store.production.yaml"
+        return FEATURE_REPO / name
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if self.profile == "production":
+            return self.postgres_url
+        return f"sqlite:///{self.paths.mlflow / 'mlflow.db'}"
+
+    def export_env(self) -> None:
+        """Publish the settings to libraries that read the environment.
+
+        Feast expands ``${MICROTUNE_HOME}`` in ``feature_store.yaml``, Prefect
+        keeps its database under ``PREFECT_HOME``, and MLflow reads its URI.
+        Call this before importing Prefect or creating a ``FeatureStore``.
+        """
+        os.environ["MICROTUNE_HOME"] = str(self.home)
+        os.environ["MICROTUNE_PROFILE"] = self.profile
+        os.environ["MICROTUNE_PROJECT"] = self.project
+        os.environ["MICROTUNE_REDIS_URL"] = self.redis_url
+        os.environ["MICROTUNE_POSTGRES_URL"] = self.postgres_url
+        os.environ.setdefault("PREFECT_HOME", str(self.paths.prefect))
+        if self.prefect_api_url:
+            os.environ["PREFECT_API_URL"] = self.prefect_api_url
+        os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
