@@ -1,0 +1,298 @@
+"""Ingestion: event files in, validated rows into the append-only raw store.
+
+The raw store is Parquet partitioned by event date
+(``raw/events/date=YYYY-MM-DD/part-<digest>.parquet``). Part files are only
+ever added, never rewritten. A part's name is the digest of the event ids it
+holds, so writing the same rows twice is a no-op. Duplicates are dropped by
+``event_id`` within the batch and against the rows already stored for the same
+event date (client retries resend an event with its original time).
+
+Rejected rows go to ``quarantine/<source>-<digest>.jsonl``, one JSON object a
+line with the original row, the reason (``field: problem``), the source file
+and the row's position in it.
+
+Examples
+--------
+>>> import tempfile, orjson
+>>> from datetime import datetime, timezone
+>>> d = Path(tempfile.mkdtemp())
+>>> good = {"event_id": "e1", "session_id": "s1", "ts": "2026-01-01T11:00:00Z",
+...         "event_type": "click", "page_type": "home", "device": "desktop",
+...         "browser": "chrome", "consent": True}
+>>> bad = dict(good, event_id="e2", scroll_depth=1.5)
+>>> _ = (d / "in.jsonl").write_bytes(orjson.dumps(good) + b"\\n" + orjson.dumps(bad) + b"\\n")
+>>> store = RawEventStore(d / "raw")
+>>> report = ingest_files([d / "in.jsonl"], store, d / "quarantine",
+...                       now=datetime(2026, 1, 2, tzinfo=timezone.utc))
+>>> report.accepted, report.rejected
+(1, {'scroll_depth: outside [0, 1]': 1})
+>>> ingest_files([d / "in.jsonl"], store, d / "quarantine",
+...              now=datetime(2026, 1, 2, tzinfo=timezone.utc)).duplicates
+1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from flows.contract import (
+    ARROW_SCHEMA,
+    Rejection,
+    count_reasons,
+    minimize_unconsented,
+    validate_rows,
+)
+from flows.errors import InputError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did: counts of accepted, duplicate and rejected rows."""
+
+    files: int = 0
+    rows: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    unconsented: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    partitions: list[str] = field(default_factory=list)
+    quarantine_files: list[str] = field(default_factory=list)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def merge(self, other: IngestReport) -> None:
+        self.files += other.files
+        self.rows += other.rows
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.unconsented += other.unconsented
+        for k, v in other.rejected.items():
+            self.rejected[k] = self.rejected.get(k, 0) + v
+        self.rejected = dict(sorted(self.rejected.items()))
+        self.partitions = sorted(set(self.partitions) | set(other.partitions))
+        self.quarantine_files += other.quarantine_files
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+class RawEventStore:
+    """Append-only, date-partitioned Parquet store of accepted events."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def partition(self, day: date) -> Path:
+        return self.root / f"date={day.isoformat()}"
+
+    def dates(self) -> list[date]:
+        if not self.root.exists():
+            return []
+        return sorted(date.fromisoformat(p.name[5:]) for p in self.root.glob("date=*") if p.is_dir())
+
+    def part_files(self, days: Sequence[date] | None = None) -> list[Path]:
+        days = self.dates() if days is None else days
+        files: list[Path] = []
+        for d in days:
+            files += sorted(self.partition(d).glob("part-*.parquet"))
+        return files
+
+    def stored_ids(self, day: date) -> set[str]:
+        ids: set[str] = set()
+        for f in self.part_files([day]):
+            ids.update(pq.read_table(f, columns=["event_id"]).column(0).to_pylist())
+        return ids
+
+    def append(self, table: pa.Table) -> tuple[int, list[str]]:
+        """Add rows whose ``event_id`` is not stored yet. Returns (duplicates, partitions)."""
+        if table.num_rows == 0:
+            return 0, []
+        days = pc.cast(table.column("ts"), pa.date32()).to_numpy(zero_copy_only=False)
+        duplicates = 0
+        written: list[str] = []
+        for day in np.unique(days):
+            part = table.filter(pa.array(days == day))
+            d = day.astype(object)
+            seen = self.stored_ids(d)
+            if seen:
+                fresh = np.array([e not in seen for e in part.column("event_id").to_pylist()])
+                duplicates += int((~fresh).sum())
+                part = part.filter(pa.array(fresh))
+            if part.num_rows == 0:
+                continue
+            part = part.sort_by([("ts", "ascending"), ("event_id", "ascending")])
+            digest = _digest(part.column("event_id").to_pylist())
+            _atomic_write_parquet(self.partition(d) / f"part-{digest}.parquet", part)
+            written.append(d.isoformat())
+        return duplicates, written
+
+    def read(self, start: datetime, end: datetime) -> pa.Table:
+        """Events with ``start <= ts < end``, sorted by session then time."""
+        days = [d for d in self.dates() if start.date() <= d <= end.date()]
+        tables = [pq.read_table(f, schema=ARROW_SCHEMA) for f in self.part_files(days)]
+        if not tables:
+            return ARROW_SCHEMA.empty_table()
+        t = pa.concat_tables(tables)
+        ts = t.column("ts")
+        mask = pc.and_(
+            pc.greater_equal(ts, pa.scalar(start, pa.timestamp("us", tz="UTC"))),
+            pc.less(ts, pa.scalar(end, pa.timestamp("us", tz="UTC"))),
+        )
+        return t.filter(mask)
+
+    def time_range(self) -> tuple[datetime, datetime] | None:
+        """Earliest and latest stored event time, or None when empty."""
+        files = self.part_files()
+        if not files:
+            return None
+        lo, hi = None, None
+        for f in files:
+            col = pq.read_table(f, columns=["ts"]).column(0)
+            mn, mx = pc.min(col).as_py(), pc.max(col).as_py()
+            lo = mn if lo is None or mn < lo else lo
+            hi = mx if hi is None or mx > hi else hi
+        assert lo is not None and hi is not None
+        return lo, hi
+
+
+def _digest(items: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for s in items:
+        h.update(s.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def read_event_file(path: Path) -> Iterator[dict[str, Any] | Rejection]:
+    """Rows of a JSON Lines or Parquet file; unparseable lines come back as rejections."""
+    suffix = path.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        with path.open("rb") as fh:
+            for i, line in enumerate(fh):
+                if not line.strip():
+                    continue
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raw = line.decode("utf-8", "replace")[:500]
+                    yield Rejection({"_raw": raw}, f"row: invalid JSON ({exc.msg})", i)
+    elif suffix in PARQUET_SUFFIXES:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+            yield from batch.to_pylist()
+    else:
+        raise InputError(
+            f"{path}: unsupported file type '{suffix}'. "
+            "Give JSON Lines (.jsonl, .ndjson, .json) or Parquet (.parquet) files."
+        )
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files named directly, plus event files inside named directories (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in JSONL_SUFFIXES + PARQUET_SUFFIXES
+                and not f.name.startswith(".") and f.name != "oracle.parquet"
+            )
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(f"{p}: no such file or directory. Check the path and try again.")
+    return out
+
+
+def _write_quarantine(rejected: list[Rejection], source: Path, quarantine: Path) -> str:
+    lines = [
+        orjson.dumps(
+            {"reason": r.reason, "source": str(source), "position": r.position, "row": r.row},
+            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+            default=str,
+        )
+        for r in rejected
+    ]
+    body = b"".join(lines)
+    target = quarantine / f"{source.stem}-{hashlib.sha256(body).hexdigest()[:16]}.jsonl"
+    _atomic_write_bytes(target, body)
+    return str(target)
+
+
+def ingest_file(
+    path: Path, store: RawEventStore, quarantine: Path, *, now: datetime | None = None
+) -> IngestReport:
+    """Validate one file; store the accepted rows, quarantine the rejected ones."""
+    now = now or datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    early: list[Rejection] = []
+    for item in read_event_file(path):
+        if isinstance(item, Rejection):
+            early.append(item)
+        else:
+            rows.append(item)
+    result = validate_rows(rows, now=now)
+    rejected = early + result.rejected
+    table = result.to_arrow()
+    # A batch can repeat an event; keep the first copy.
+    _, first = np.unique(table.column("event_id").to_numpy(zero_copy_only=False), return_index=True)
+    in_batch_dups = table.num_rows - len(first)
+    table = table.take(pa.array(np.sort(first)))
+    unconsented = table.num_rows - int(pc.sum(table.column("consent")).as_py() or 0)
+    stored_dups, partitions = store.append(minimize_unconsented(table))
+    report = IngestReport(
+        files=1,
+        rows=len(rows) + len(early),
+        accepted=table.num_rows - stored_dups,
+        duplicates=in_batch_dups + stored_dups,
+        unconsented=unconsented,
+        partitions=partitions,
+    )
+    if rejected:
+        report.rejected = count_reasons(rejected)
+        report.quarantine_files.append(_write_quarantine(rejected, path, quarantine))
+    return report
+
+
+def ingest_files(
+    paths: Sequence[Path],
+    store: RawEventStore,
+    quarantine: Path,
+    *,
+    now: datetime | None = None,
+    progress: Callable[[Path], None] | None = None,
+) -> IngestReport:
+    """Ingest every event file in ``paths`` (directories are searched)."""
+    report = IngestReport()
+    for f in expand_paths(paths):
+        report.merge(ingest_file(f, store, quarantine, now=now))
+        if progress:
+            progress(f)
+    return report

@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated home per test, and a tiny event-log factory.
+
+Every test that touches state gets its own ``MICROTUNE_HOME`` (a temp dir), so
+tests never see each other's stores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.settings import Settings, get_settings
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+#: A "now" comfortably after every tiny log, for validation.
+LATER = datetime(2026, 6, 10, tzinfo=UTC)
+_ids = itertools.count()
+
+
+def event(session: str = "s1", at: float = 0.0, event_type: str = "page_view", **kw: Any) -> dict:
+    """One valid event ``at`` seconds after T0; keyword arguments override fields."""
+    row: dict[str, Any] = {
+        "event_id": kw.pop("event_id", f"e{next(_ids):06d}"),
+        "session_id": session,
+        "user_id": kw.pop("user_id", "u1"),
+        "ts": (T0 + timedelta(seconds=at)).isoformat().replace("+00:00", "Z"),
+        "event_type": event_type,
+        "page_type": kw.pop("page_type", "product"),
+        "device": kw.pop("device", "desktop"),
+        "browser": kw.pop("browser", "firefox"),
+        "consent": kw.pop("consent", True),
+    }
+    row.update(kw)
+    return row
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings on a fresh, isolated home directory."""
+    monkeypatch.setenv("MICROTUNE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MICROTUNE_PROFILE", "embedded")
+    monkeypatch.setenv("MICROTUNE_PROJECT", "microtune")
+    for var in ("PREFECT_HOME",):
+        monkeypatch.delenv(var, raising=False)
+    get_settings.cache_clear()
+    s = get_settings()
+    s.export_env()
+    s.paths.ensure()
+    yield s
+    get_settings.cache_clear()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("MICROTUNE_HOME", str(Path(config.rootpath) / ".microtune-test"))
