@@ -1,0 +1,159 @@
+"""Every microtune feature, declared once.
+
+This file is the single place where a feature's name, meaning and computation
+live. Everything else derives from it:
+
+* ``definitions.py`` builds the Feast feature views, the on-demand view and the
+  feature services from these lists;
+* the batch builder (``flows/build.py``) scans the folds over raw events;
+* the live event route folds one event at a time with the same folds;
+* training and serving read features only through the feature services.
+
+To add a feature, add one entry to the right list (see ``docs/features.md``).
+
+Examples
+--------
+>>> [f.name for f in SESSION_FOLDS][:3]
+['event_count', 'page_views', 'product_views']
+>>> context = session_context({
+...     "session_start_ts": [100.0], "last_event_ts": [160.0], "click_count": [3.0],
+...     "request_ts": [220.0], "device": ["mobile"], "page_type": ["product"]})
+>>> context["session_age_s"], context["clicks_per_min"], context["is_mobile"]
+([120.0], [1.5], [1])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flows.folds import (
+    Count,
+    Dwell,
+    Ewm,
+    First,
+    Fold,
+    Last,
+    Match,
+    Max,
+    Rate,
+    Sum,
+)
+
+# ---------------------------------------------------------------------------
+# Session behaviour: folds over a session's consented events
+
+SESSION_FOLDS: tuple[Fold, ...] = (
+    Count("event_count", "Events in the session so far."),
+    Count("page_views", "Page views so far.", Match(types=("page_view",))),
+    Count("product_views", "Product page views so far.",
+          Match(types=("page_view",), pages=("product",))),
+    Dwell("product_dwell_s", "Seconds on product pages (gaps capped at 300 s).", page="product"),
+    Count("hover_count", "Hover events so far.", Match(types=("hover",))),
+    Count("price_hover_count", "Hovers on the price element so far.",
+          Match(types=("hover",), elements=("price",))),
+    Ewm("hover_ms_ewm", "Exponentially smoothed hover duration in ms (alpha 0.3).",
+        field="duration_ms", match=Match(types=("hover",)), alpha=0.3),
+    Count("scroll_count", "Scroll events so far.", Match(types=("scroll",))),
+    Ewm("scroll_velocity_ewm", "Exponentially smoothed scroll speed in px/s (alpha 0.3).",
+        field="scroll_velocity", match=Match(types=("scroll",)), alpha=0.3),
+    Max("max_scroll_depth", "Deepest scroll so far, as a fraction of the page.",
+        field="scroll_depth", match=Match(types=("scroll",))),
+    Count("click_count", "Clicks so far.", Match(types=("click",))),
+    Count("image_zooms", "Image zooms so far.", Match(types=("image_zoom",))),
+    Count("size_guide_opens", "Size-guide opens so far.", Match(types=("size_guide_open",))),
+    Count("searches", "Searches so far.", Match(types=("search",))),
+    Count("cart_adds", "Add-to-cart events so far.", Match(types=("add_to_cart",))),
+    Count("cart_removes", "Remove-from-cart events so far.", Match(types=("remove_from_cart",))),
+    Sum("cart_value", "Net value added to the cart (adds minus removes).", field="cart_value",
+        weights=(("add_to_cart", 1.0), ("remove_from_cart", -1.0))),
+    Count("checkout_starts", "Checkout starts so far.", Match(types=("checkout_start",))),
+    First("session_start_ts", "Time of the session's first event (epoch seconds).", field="ts"),
+    Last("last_event_ts", "Time of the session's latest event (epoch seconds).", field="ts"),
+)
+
+# ---------------------------------------------------------------------------
+# User history: folds over the user's ended sessions (see flows/build.py)
+
+USER_FOLDS: tuple[Fold, ...] = (
+    Count("past_sessions", "Ended sessions of the user before now."),
+    Rate("past_purchase_rate", "Share of the user's ended sessions with a purchase.",
+         numerator="purchased"),
+    Rate("past_abandon_rate", "Share of the user's cart sessions that were abandoned.",
+         numerator="abandoned", denominator="added_to_cart"),
+)
+
+# ---------------------------------------------------------------------------
+# Request-time context: computed when a decision is made, from stored session
+# features and the request (on-demand feature view, python mode).
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A feature computed at decision time; ``dtype`` is ``float`` or ``int``."""
+
+    name: str
+    dtype: str
+    description: str
+
+
+#: Inputs the request carries at decision time.
+REQUEST_FIELDS: tuple[Derived, ...] = (
+    Derived("request_ts", "float", "Decision time (epoch seconds)."),
+    Derived("device", "str", "Device class of the request."),
+    Derived("page_type", "str", "Page the visitor is on."),
+)
+#: Stored session features the context uses.
+CONTEXT_INPUTS: tuple[str, ...] = ("session_start_ts", "last_event_ts", "click_count")
+
+CONTEXT_FEATURES: tuple[Derived, ...] = (
+    Derived("session_age_s", "float", "Seconds since the session's first event."),
+    Derived("seconds_since_last_event", "float", "Seconds since the latest interaction."),
+    Derived("clicks_per_min", "float", "Clicks per minute of session age (age at least 1 min)."),
+    Derived("hour_of_day", "int", "UTC hour of the decision."),
+    Derived("is_mobile", "int", "1 on a mobile device."),
+    Derived("is_tablet", "int", "1 on a tablet."),
+    Derived("on_product_page", "int", "1 when the visitor is on a product page."),
+    Derived("on_checkout_page", "int", "1 on the cart or checkout page."),
+)
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _context_row(start: float, last: float, clicks: float, now: float, device: Any,
+                 page: Any) -> tuple[float, float, float, int, int, int, int, int]:
+    age = now - start if not math.isnan(start) else float("nan")
+    since = now - last if not math.isnan(last) else float("nan")
+    minutes = max(age / 60.0, 1.0) if not math.isnan(age) else float("nan")
+    cpm = (0.0 if math.isnan(clicks) else clicks) / minutes
+    hour = datetime.fromtimestamp(now, UTC).hour if not math.isnan(now) else -1
+    return (age, since, cpm, hour, int(device == "mobile"), int(device == "tablet"),
+            int(page == "product"), int(page in ("cart", "checkout")))
+
+
+def session_context(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The on-demand context features, for a batch of rows (lists per column)."""
+    rows = zip(
+        map(_num, inputs["session_start_ts"]), map(_num, inputs["last_event_ts"]),
+        map(_num, inputs["click_count"]), map(_num, inputs["request_ts"]),
+        inputs["device"], inputs["page_type"], strict=True,
+    )
+    columns = list(zip(*(_context_row(*r) for r in rows), strict=True)) or [
+        () for _ in CONTEXT_FEATURES
+    ]
+    return {f.name: list(col) for f, col in zip(CONTEXT_FEATURES, columns, strict=True)}
+
+
+# ---------------------------------------------------------------------------
+# What the abandonment models read, in column order. The feature service
+# ``abandonment_v1`` is built from this list.
+
+ABANDONMENT_SESSION_FEATURES: tuple[str, ...] = tuple(
+    f.name for f in SESSION_FOLDS if f.name not in ("session_start_ts", "last_event_ts")
+)
+ABANDONMENT_USER_FEATURES: tuple[str, ...] = tuple(f.name for f in USER_FOLDS)
+ABANDONMENT_CONTEXT_FEATURES: tuple[str, ...] = tuple(f.name for f in CONTEXT_FEATURES)

@@ -1,0 +1,190 @@
+"""Feature values by hand on tiny logs, batch == streaming, and point-in-time rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from conftest import LATER, T0, event
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feature_repo.features import SESSION_FOLDS, USER_FOLDS
+from flows.build import build_window, session_features
+from flows.contract import EventType, PageType, validate_rows
+from flows.folds import fold_one, prepare_events, scan, state_columns
+from flows.ingest import RawEventStore, ingest_files
+
+EPOCH0 = T0.timestamp()
+
+
+def table(rows: list[dict]) -> pa.Table:
+    return validate_rows(rows, now=LATER).to_arrow()
+
+
+def last_row(rows: list[dict]) -> dict:
+    return session_features(table(rows)).to_pylist()[-1]
+
+
+HAND_LOG = [
+    event(at=0, event_type="page_view", page_type="product"),
+    event(at=10, event_type="hover", element_id="price", duration_ms=400),
+    event(at=20, event_type="hover", element_id="image", duration_ms=1000),
+    event(at=30, event_type="scroll", scroll_velocity=800, scroll_depth=0.3),
+    event(at=40, event_type="scroll", scroll_velocity=400, scroll_depth=0.6),
+    event(at=50, event_type="add_to_cart", cart_value=40),
+    event(at=60, event_type="size_guide_open"),
+    event(at=70, event_type="remove_from_cart", cart_value=40),
+    event(at=80, event_type="page_view", page_type="cart"),
+    event(at=85, event_type="add_to_cart", cart_value=25, page_type="cart"),
+    event(at=100, event_type="click", page_type="cart", element_id="checkout"),
+    event(at=700, event_type="page_view", page_type="product"),
+    event(at=1000, event_type="click", page_type="product"),
+]
+
+
+def test_feature_values_match_hand_computation() -> None:
+    f = last_row(HAND_LOG)
+    assert f["event_count"] == 13
+    assert f["page_views"] == 3 and f["product_views"] == 2
+    # gaps after product-page events: 10*8 (0..80), then 700->1000 capped at 300 s
+    assert f["product_dwell_s"] == 80 + 300
+    assert f["hover_count"] == 2 and f["price_hover_count"] == 1
+    assert f["hover_ms_ewm"] == 0.3 * 1000 + 0.7 * 400
+    assert f["scroll_velocity_ewm"] == 0.3 * 400 + 0.7 * 800
+    assert f["max_scroll_depth"] == 0.6
+    assert f["cart_adds"] == 2 and f["cart_removes"] == 1
+    assert f["cart_value"] == 40 - 40 + 25
+    assert f["size_guide_opens"] == 1 and f["click_count"] == 2
+    assert f["session_start_ts"] == EPOCH0 and f["last_event_ts"] == EPOCH0 + 1000
+
+
+def test_one_row_per_event_time_and_values_as_of_each_event() -> None:
+    rows = session_features(table(HAND_LOG)).to_pylist()
+    assert [r["event_timestamp"] for r in rows] == sorted(r["event_timestamp"] for r in rows)
+    assert rows[1]["hover_ms_ewm"] == 400  # after the first hover only
+    assert np.isnan(rows[0]["hover_ms_ewm"])  # no hover yet
+    assert rows[5]["cart_value"] == 40
+
+
+def test_events_without_consent_feed_no_feature() -> None:
+    rows = [event(session="s9", at=i, consent=False) for i in range(3)]
+    assert session_features(table(rows)).num_rows == 0
+
+
+def test_unrelated_sessions_do_not_mix() -> None:
+    a = [event(session="a", at=i, event_type="hover", duration_ms=100) for i in range(3)]
+    b = [event(session="b", at=i + 0.5, event_type="click") for i in range(2)]
+    out = {r["session_id"]: r for r in session_features(table(a + b)).to_pylist()}
+    assert out["a"]["hover_count"] == 3 and out["a"]["click_count"] == 0
+    assert out["b"]["hover_count"] == 0 and out["b"]["click_count"] == 2
+
+
+# --- batch scan == streaming fold, on random event sequences ----------------
+
+event_st = st.fixed_dictionaries({
+    "entity": st.sampled_from(["s1", "s2", "s3"]),
+    "dt": st.floats(0, 400, allow_nan=False),
+    "event_type": st.sampled_from([t.value for t in EventType]),
+    "page_type": st.sampled_from([p.value for p in PageType]),
+    "element_id": st.sampled_from(["price", "image", None]),
+    "duration_ms": st.one_of(st.none(), st.floats(0, 1e5, allow_nan=False)),
+    "scroll_depth": st.one_of(st.none(), st.floats(0, 1)),
+    "scroll_velocity": st.one_of(st.none(), st.floats(0, 5e3, allow_nan=False)),
+    "cart_value": st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False)),
+})
+
+
+def _columns(events: list[dict]) -> dict[str, np.ndarray]:
+    ts = np.cumsum([e["dt"] for e in events]) + EPOCH0
+    cols = {"entity": np.array([e["entity"] for e in events], dtype=object), "ts": ts}
+    for k in ("event_type", "page_type", "element_id"):
+        cols[k] = np.array([e[k] for e in events], dtype=object)
+    for k in ("duration_ms", "scroll_depth", "scroll_velocity", "cart_value"):
+        cols[k] = np.array([np.nan if e[k] is None else e[k] for e in events], dtype=float)
+    return cols
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(event_st, min_size=1, max_size=60))
+def test_vectorized_scan_equals_step_by_step_folding(events: list[dict]) -> None:
+    ev = prepare_events(_columns(events))
+    batch = scan(SESSION_FOLDS, ev)
+    states: dict[str, dict[str, float] | None] = {}
+    for i in range(len(ev["entity"])):
+        one = {k: v[i] for k, v in ev.items() if k != "entity"}
+        key = ev["entity"][i]
+        states[key] = fold_one(SESSION_FOLDS, states.get(key), one)
+        for col in state_columns(SESSION_FOLDS):
+            a, b = batch[col][i], states[key][col]
+            assert (np.isnan(a) and np.isnan(b)) or a == b, (col, i, a, b)
+
+
+# --- the builder: point in time, user history, idempotence -----------------
+
+
+def _ingest(tmp_path: Path, rows: list[dict], name: str) -> RawEventStore:
+    src = tmp_path / f"{name}.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    store = RawEventStore(tmp_path / "raw")
+    ingest_files([src], store, tmp_path / "q", now=LATER)
+    return store
+
+
+def _rows(root: Path) -> list[dict]:
+    """Rows of an offline table, NaN as None so that rows compare equal."""
+    files = sorted(root.glob("*.parquet"))
+    rows = pa.concat_tables([pq.read_table(f) for f in files]).to_pylist() if files else []
+    return [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()}
+            for r in rows]
+
+
+def test_feature_rows_before_t_do_not_change_when_later_events_arrive(tmp_path: Path) -> None:
+    early = [event(session="s1", at=i * 30, event_type="hover", duration_ms=100 + i)
+             for i in range(5)]
+    store = _ingest(tmp_path, early, "early")
+    start, end = T0 - timedelta(hours=1), T0 + timedelta(hours=3)
+    build_window(store, tmp_path / "off", start, end)
+    before = _rows(tmp_path / "off" / "session_features")
+    later = [event(session="s1", at=200 + i * 30, event_type="hover", duration_ms=5000)
+             for i in range(3)]
+    _ingest(tmp_path, later, "later")
+    build_window(store, tmp_path / "off", start, end)
+    after = _rows(tmp_path / "off" / "session_features")
+    assert len(after) == len(before) + 3
+    assert after[: len(before)] == before
+
+
+def test_user_history_counts_only_sessions_ended_before(tmp_path: Path) -> None:
+    gap = 30 * 60
+    s1 = [event(session="a", at=0, event_type="add_to_cart", cart_value=10, user_id="u"),
+          event(session="a", at=60, event_type="purchase", cart_value=10, user_id="u")]
+    s2 = [event(session="b", at=7200, event_type="add_to_cart", cart_value=10, user_id="u")]
+    s3 = [event(session="c", at=14400, event_type="click", user_id="u")]
+    store = _ingest(tmp_path, s1 + s2 + s3, "u")
+    build_window(store, tmp_path / "off", T0, T0 + timedelta(hours=6))
+    users = _rows(tmp_path / "off" / "user_features")
+    times = [(r["event_timestamp"] - T0).total_seconds() for r in users]
+    assert times == [60 + gap, 7200 + gap, 14400 + gap]
+    assert [r["past_sessions"] for r in users] == [1, 2, 3]
+    assert [r["past_purchase_rate"] for r in users] == [1.0, 0.5, 1 / 3]
+    assert [r["past_abandon_rate"] for r in users] == [0.0, 0.5, 0.5]
+
+
+def test_rebuilding_a_window_gives_identical_files(tmp_path: Path) -> None:
+    store = _ingest(tmp_path, HAND_LOG, "hand")
+    start, end = T0 - timedelta(hours=1), T0 + timedelta(hours=3)
+    build_window(store, tmp_path / "off", start, end)
+    first = {p: p.read_bytes() for p in sorted((tmp_path / "off").rglob("*.parquet"))}
+    build_window(store, tmp_path / "off", start, end)
+    second = {p: p.read_bytes() for p in sorted((tmp_path / "off").rglob("*.parquet"))}
+    assert first == second and first
+
+
+def test_user_folds_are_declared() -> None:
+    assert [f.name for f in USER_FOLDS] == ["past_sessions", "past_purchase_rate",
+                                            "past_abandon_rate"]
