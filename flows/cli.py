@@ -1,0 +1,234 @@
+"""The ``microtune`` command line.
+
+Every command reads the same settings (``MICROTUNE_*`` environment variables,
+``--home`` and ``--profile`` override them) and keeps all state under the
+home directory. Heavy libraries (Feast, Prefect) are imported inside the
+commands that need them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows.errors import MicrotuneError
+from flows.settings import Settings, get_settings
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="microtune",
+    help="Real-time abandonment risk and micro-adjustments from web micro-behaviour events.\n\n"
+    "State lives under MICROTUNE_HOME (default ./.microtune). Start with `microtune demo`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+features_app = typer.Typer(help="Build, register and materialize features.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@app.callback()
+def _main(
+    home: Annotated[
+        Path | None, typer.Option(help="State directory (overrides MICROTUNE_HOME).")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="embedded (default) or production.")
+    ] = None,
+) -> None:
+    if home is not None:
+        os.environ["MICROTUNE_HOME"] = str(home)
+    if profile is not None:
+        os.environ["MICROTUNE_PROFILE"] = profile
+    get_settings.cache_clear()
+
+
+def settings() -> Settings:
+    s = get_settings()
+    s.export_env()
+    s.paths.ensure()
+    return s
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"'{value}' is not an ISO time like 2026-06-01T13:00") from exc
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------
+
+
+@app.command()
+def info() -> None:
+    """Show the active settings and where every piece of state lives."""
+    s = settings()
+    t = Table("what", "where", title=f"microtune ({s.profile} profile)")
+    t.add_row("home", str(s.home))
+    t.add_row("raw events", str(s.paths.raw_events))
+    t.add_row("quarantine", str(s.paths.quarantine))
+    t.add_row("offline features", str(s.paths.offline))
+    t.add_row("feast repo", str(s.feature_repo))
+    t.add_row("feast config", str(s.feature_store_yaml))
+    t.add_row("mlflow", s.tracking_uri)
+    t.add_row("reports", str(s.paths.reports))
+    console.print(t)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Directory to write events/ and oracle.parquet to.")],
+    sessions: Annotated[int, typer.Option(min=1, help="Number of sessions.")] = 20_000,
+    days: Annotated[int, typer.Option(min=1, help="Days the sessions spread over.")] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 0,
+    start: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default 2026-06-01).")
+    ] = None,
+    drift_day: Annotated[
+        int | None, typer.Option(help="Day index from which behaviour drifts.")
+    ] = None,
+    bad_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of extra invalid rows and duplicates.")
+    ] = 0.0,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+) -> None:
+    """Write a synthetic event log with known ground truth (oracle.parquet)."""
+    from flows.generate import GeneratorConfig, write_event_log
+
+    if fmt not in ("jsonl", "parquet"):
+        raise typer.BadParameter("--format must be jsonl or parquet")
+    first = date.fromisoformat(start) if start else GeneratorConfig.start
+    cfg = GeneratorConfig(sessions=sessions, days=days, seed=seed, start=first,
+                          drift_day=drift_day, bad_rate=bad_rate, fmt=fmt)  # type: ignore[arg-type]
+    with _progress() as bar:
+        task = bar.add_task("generating", total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        log = write_event_log(cfg, out, progress=tick)
+    console.print(
+        f"wrote {log.events:,} events of {log.sessions:,} sessions ({log.users:,} users), "
+        f"{log.bad_rows:,} invalid rows and {log.duplicates:,} duplicates to {out}"
+    )
+
+
+def _ingest_table(report: Any) -> Table:
+    t = Table("ingest", "rows", title="ingest")
+    t.add_row("files", f"{report.files:,}")
+    t.add_row("rows read", f"{report.rows:,}")
+    t.add_row("accepted", f"{report.accepted:,}")
+    t.add_row("  of which without consent (minimized)", f"{report.unconsented:,}")
+    t.add_row("duplicates dropped", f"{report.duplicates:,}")
+    for reason, n in report.rejected.items():
+        t.add_row(f"rejected: {reason}", f"{n:,}")
+    return t
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="JSON Lines / Parquet files or directories.")],
+) -> None:
+    """Validate event files into the raw store; invalid rows go to quarantine with a reason."""
+    from flows.ingest import IngestReport, RawEventStore, expand_paths, ingest_file
+
+    s = settings()
+    raw = RawEventStore(s.paths.raw_events)
+    files = expand_paths(paths)
+    report = IngestReport()
+    with _progress() as bar:
+        task = bar.add_task("ingesting", total=len(files))
+        for f in files:
+            report.merge(ingest_file(f, raw, s.paths.quarantine))
+            bar.advance(task)
+    console.print(_ingest_table(report))
+    if report.quarantine_files:
+        console.print(f"rejected rows and their reasons: {s.paths.quarantine}")
+
+
+@features_app.command("build")
+def features_build(
+    start: Annotated[str | None, typer.Option(help="Window start (ISO time, UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="Window end (ISO time, UTC).")] = None,
+    hours: Annotated[int | None, typer.Option(help="Build the last N hours instead.")] = None,
+    inbox: Annotated[
+        list[Path] | None, typer.Option(help="Event files or directories to ingest first.")
+    ] = None,
+) -> None:
+    """Run the build_features flow: ingest, validate, build, feast apply, materialize."""
+    settings()
+    from flows.feature_flow import build_features
+
+    summary = build_features(
+        start=_parse_time(start), end=_parse_time(end), hours=hours,
+        inbox=[str(p) for p in inbox] if inbox else None,
+    )
+    _print_build(summary)
+
+
+def _print_build(summary: Any) -> None:
+    t = Table("feature build", "count", title=f"features {summary.start} .. {summary.end}")
+    for k in ("events", "consented", "session_rows", "sessions", "ended_sessions", "user_rows"):
+        t.add_row(k.replace("_", " "), f"{summary.build.get(k, 0):,}")
+    t.add_row("feast apply", "applied" if summary.applied else "unchanged")
+    for k, v in summary.online_rows.items():
+        t.add_row(f"online rows: {k}", f"{v:,}")
+    console.print(t)
+
+
+@features_app.command("apply")
+def features_apply(
+    force: Annotated[bool, typer.Option(help="Apply even if nothing changed.")] = False,
+) -> None:
+    """Register the feature repo's definitions (like `feast apply`)."""
+    from flows.feaststore import apply_definitions, ensure_uci, open_store
+
+    s = settings()
+    ensure_uci(s)
+    r = apply_definitions(s, open_store(s), force=force)
+    console.print(("applied" if r.changed else "unchanged") + f" (definitions {r.fingerprint[:12]})")
+
+
+@app.command()
+def demo(
+    sessions: Annotated[int, typer.Option(help="Sessions to generate.")] = 20_000,
+    days: Annotated[int, typer.Option(help="Days of events.")] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    bad_rate: Annotated[float, typer.Option(help="Share of invalid rows.")] = 0.01,
+) -> None:
+    """Run the main job end to end on the embedded profile and print a summary."""
+    from flows.demo import run_demo
+
+    run_demo(settings(), sessions=sessions, days=days, seed=seed, bad_rate=bad_rate,
+             console=console)
+
+
+def main() -> None:
+    """Entry point that turns microtune's own errors into a clear message and exit code 2."""
+    try:
+        app()
+    except MicrotuneError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+

@@ -1,0 +1,179 @@
+"""Wiring between microtune and Feast: open the store, apply, load the online store.
+
+The online load writes the latest row of each entity through the online
+store's own ``online_write_batch`` (the API ``feast materialize`` ends in),
+but builds the protobuf values straight from numpy columns and sends them in
+batches. That skips the pandas-to-Arrow-to-proto conversion that dominates
+``feast materialize`` (see ``bench/bench_online_load.py`` for both side by side).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flows.errors import StoreError
+from flows.settings import FEATURE_REPO, Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+BATCH_ROWS = 2_000
+
+
+def ensure_uci(settings: Settings) -> Path:
+    """Put the UCI sessions where the ``uci_sessions`` view's source reads them."""
+    from feature_repo.uci import write_uci_parquet
+
+    return write_uci_parquet(settings.paths.offline / "uci_online_shoppers.parquet")
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    """A ``FeatureStore`` on the profile's ``feature_store.yaml`` and the settings' home."""
+    settings.export_env()
+    settings.paths.ensure()
+    from feast import FeatureStore
+
+    try:
+        return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=settings.feature_store_yaml)
+    except Exception as exc:  # pragma: no cover - message depends on the store
+        raise StoreError(
+            f"cannot open the feature store ({settings.feature_store_yaml.name}): {exc}. "
+            "Check the profile's stores are reachable (`microtune info`)."
+        ) from exc
+
+
+@contextlib.contextmanager
+def _repo_parent_cwd() -> Iterator[None]:
+    # Feast names repo modules relative to the working directory; from the
+    # project root they get their package names (feature_repo.definitions).
+    with contextlib.chdir(FEATURE_REPO.parent):
+        yield
+
+
+def repo_contents() -> Any:
+    """Feast objects declared in ``feature_repo/`` (what ``feast apply`` would see)."""
+    from feast.repo_operations import parse_repo
+
+    with _repo_parent_cwd():
+        return parse_repo(FEATURE_REPO)
+
+
+def fingerprint(repo: Any) -> str:
+    """A digest of every declared object, to apply only when definitions change."""
+    protos = []
+    for group in (repo.data_sources, repo.entities, repo.feature_views,
+                  repo.on_demand_feature_views, repo.feature_services):
+        for obj in group:
+            protos.append(obj.to_proto().SerializeToString(deterministic=True))
+    h = hashlib.sha256()
+    for p in sorted(protos):
+        h.update(p)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    changed: bool
+    fingerprint: str
+
+
+def apply_definitions(settings: Settings, store: FeatureStore, *, force: bool = False) -> ApplyResult:
+    """``feast apply`` from Python: registers the repo, deleting removed objects.
+
+    Skipped when the definitions' fingerprint equals the last applied one and
+    the registry still knows the project.
+    """
+    from feast.repo_operations import extract_objects_for_apply_delete
+
+    repo = repo_contents()
+    digest = fingerprint(repo)
+    marker = settings.paths.feast / f"applied-{settings.project}-{settings.profile}.sha256"
+    known = _registry_has_views(store)
+    if not force and known and marker.exists() and marker.read_text().strip() == digest:
+        return ApplyResult(False, digest)
+    to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+        settings.project, store.registry, repo
+    )
+    store.apply(to_apply, objects_to_delete=to_delete, partial=False)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(digest + "\n")
+    return ApplyResult(True, digest)
+
+
+def _registry_has_views(store: FeatureStore) -> bool:
+    try:
+        return bool(store.list_feature_views())
+    except Exception:
+        return False
+
+
+def latest_per_entity(table: pa.Table, key: str) -> pa.Table:
+    """The last row (by ``event_timestamp``) of each entity."""
+    if table.num_rows == 0:
+        return table
+    t = table.sort_by([(key, "ascending"), ("event_timestamp", "ascending")])
+    keys = t.column(key).to_numpy(zero_copy_only=False)
+    last = np.ones(len(keys), dtype=bool)
+    last[:-1] = keys[1:] != keys[:-1]
+    return t.filter(pa.array(last))
+
+
+def write_online(
+    store: FeatureStore,
+    view_name: str,
+    table: pa.Table,
+    key: str,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write each entity's latest row of ``table`` to the online store. Returns rows written."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    view = store.get_feature_view(view_name)
+    latest = latest_per_entity(table, key)
+    if latest.num_rows == 0:
+        return 0
+    names = [f.name for f in view.features]
+    keys = latest.column(key).to_pylist()
+    stamps = pc.cast(latest.column("event_timestamp"), pa.timestamp("us", tz="UTC")).to_pylist()
+    values = [latest.column(n).to_numpy(zero_copy_only=False).astype(np.float64).tolist()
+              for n in names]
+    provider = store._get_provider()
+    created = datetime.now(UTC)
+    written = 0
+    for lo in range(0, len(keys), BATCH_ROWS):
+        hi = min(lo + BATCH_ROWS, len(keys))
+        batch = [
+            (
+                EntityKey(join_keys=[key], entity_values=[Value(string_val=keys[i])]),
+                {n: Value(double_val=col[i]) for n, col in zip(names, values, strict=True)},
+                stamps[i],
+                created,
+            )
+            for i in range(lo, hi)
+        ]
+        try:
+            provider.online_write_batch(store.config, view, batch, progress=None)
+        except Exception as exc:
+            raise StoreError(f"online write to {view_name} failed: {exc}") from exc
+        written += hi - lo
+        if progress:
+            progress(hi - lo)
+    return written
+
+
+def offline_path(store: FeatureStore, view_name: str) -> Path:
+    """The Parquet location behind a feature view's batch source."""
+    view = store.get_feature_view(view_name)
+    return Path(view.batch_source.path)  # type: ignore[union-attr]

@@ -1,0 +1,190 @@
+"""Prefect flow ``build_features``: ingest, validate, build, apply, materialize.
+
+The flow only wires the pure cores together (``flows.ingest``, ``flows.build``,
+``flows.feaststore``). Tasks are coarse: one per step and window, never per
+event or session. Tasks that touch stores retry with backoff. Re-running a
+window gives the same offline files and the same online rows.
+
+Import this module only after ``Settings.export_env()`` (the CLI does), so
+that Prefect keeps its state under the home.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.build import (
+    BuildResult,
+    build_window,
+    ceil_hour,
+    floor_hour,
+    in_window,
+    read_offline,
+)
+from flows.errors import InputError
+from flows.feaststore import apply_definitions, ensure_uci, open_store, write_online
+from flows.ingest import IngestReport, RawEventStore, ingest_files
+from flows.settings import Settings, get_settings
+
+IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
+
+
+@dataclass
+class FeatureBuildSummary:
+    """What one run of ``build_features`` did."""
+
+    start: str
+    end: str
+    ingest: dict[str, Any] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)
+    applied: bool = False
+    online_rows: dict[str, int] = field(default_factory=dict)
+
+
+@task(name="ingest", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+def ingest_task(settings: Settings, paths: list[str]) -> IngestReport:
+    """Validate event files; accepted rows to the raw store, rejected to quarantine."""
+    raw = RawEventStore(settings.paths.raw_events)
+    return ingest_files([Path(p) for p in paths], raw, settings.paths.quarantine)
+
+
+@task(name="validate-window", cache_policy=NO_CACHE)
+def validate_window_task(settings: Settings, start: datetime, end: datetime) -> dict[str, int]:
+    """Check the stored events of the window: unique ids and contract types."""
+    raw = RawEventStore(settings.paths.raw_events)
+    events = raw.read(start, end)
+    ids = events.column("event_id")
+    unique = len(ids.unique()) if events.num_rows else 0
+    if unique != events.num_rows:
+        raise InputError(
+            f"raw store holds {events.num_rows - unique} duplicate event ids in "
+            f"[{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}); re-ingest cannot fix this, "
+            "inspect raw/events for part files written outside `microtune ingest`."
+        )
+    consented = sum(events.column("consent").to_pylist()) if events.num_rows else 0
+    return {"events": events.num_rows, "consented": consented}
+
+
+@task(name="build-offline", cache_policy=NO_CACHE)
+def build_task(settings: Settings, start: datetime, end: datetime) -> BuildResult:
+    """Offline feature rows of the window (hour files, rewritten whole)."""
+    return build_window(
+        RawEventStore(settings.paths.raw_events), settings.paths.offline, start, end,
+        gap=timedelta(minutes=settings.session_gap_minutes),
+        lookback=timedelta(hours=settings.session_lookback_hours),
+    )
+
+
+@task(name="feast-apply", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+def apply_task(settings: Settings) -> bool:
+    """Register the feature repo when its definitions changed."""
+    ensure_uci(settings)
+    return apply_definitions(settings, open_store(settings)).changed
+
+
+@task(name="materialize", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+def materialize_task(settings: Settings, start: datetime) -> dict[str, int]:
+    """Latest rows of entities seen since ``start`` into the online store.
+
+    Reading to the end of the offline data (not only to the window's end) makes
+    a re-run of an old window write the newest values, never older ones.
+    """
+    store = open_store(settings)
+    written: dict[str, int] = {}
+    for view, key, table_dir in (
+        ("session_behaviour", "session_id", settings.paths.session_features),
+        ("user_history", "user_id", settings.paths.user_features),
+    ):
+        table = read_offline(table_dir)
+        if table is None:
+            written[view] = 0
+            continue
+        recent = in_window(table, start, datetime(9999, 1, 1, tzinfo=UTC))
+        written[view] = write_online(store, view, recent, key)
+    return written
+
+
+def resolve_window(
+    settings: Settings, start: datetime | None, end: datetime | None, hours: int | None
+) -> tuple[datetime, datetime]:
+    """The hour-aligned window to build: explicit, the last ``hours``, or all stored data."""
+    if hours is not None:
+        end = ceil_hour(datetime.now(UTC))
+        return end - timedelta(hours=hours), end
+    if start is None or end is None:
+        span = RawEventStore(settings.paths.raw_events).time_range()
+        if span is None:
+            raise InputError("no events stored yet: run `microtune ingest PATH` first.")
+        start = start or span[0]
+        end = end or span[1] + timedelta(seconds=1)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    if end <= start:
+        raise InputError(f"window end {end:%Y-%m-%d %H:%M} is not after start {start:%Y-%m-%d %H:%M}")
+    return floor_hour(start), ceil_hour(end)
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    if p.get("hours"):
+        return f"build-features-last-{p['hours']}h"
+    s, e = p.get("start"), p.get("end")
+    if s and e:
+        return f"build-features-{s:%Y%m%dT%H}-{e:%Y%m%dT%H}"
+    return "build-features-all"
+
+
+@flow(name="build_features", flow_run_name=_run_name, log_prints=True)
+def build_features(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    hours: int | None = None,
+    inbox: list[str] | None = None,
+) -> FeatureBuildSummary:
+    """Ingest ``inbox`` files, then build and materialize features for a window.
+
+    The window is ``[start, end)`` rounded out to whole hours, or the last
+    ``hours`` hours, or every stored event when neither is given.
+    """
+    settings = get_settings()
+    logger = get_run_logger()
+    ingest = ingest_task(settings, inbox) if inbox else IngestReport()
+    lo, hi = resolve_window(settings, start, end, hours)
+    summary = FeatureBuildSummary(start=lo.isoformat(), end=hi.isoformat(), ingest=asdict(ingest))
+    checked = validate_window_task(settings, lo, hi)
+    built = build_task(settings, lo, hi)
+    summary.build = {k: v for k, v in asdict(built).items() if k != "files"} | checked
+    summary.build["start"], summary.build["end"] = lo.isoformat(), hi.isoformat()
+    summary.applied = apply_task(settings)
+    summary.online_rows = materialize_task(settings, lo)
+    logger.info("build_features %s..%s: %s", lo, hi, summary.online_rows)
+    create_markdown_artifact(
+        key="build-features", markdown=_artifact(summary), description="Feature build counts"
+    )
+    return summary
+
+
+def _artifact(s: FeatureBuildSummary) -> str:
+    rejected = "\n".join(f"| rejected: {k} | {v} |" for k, v in s.ingest.get("rejected", {}).items())
+    return (
+        f"# Feature build {s.start} .. {s.end}\n\n| what | count |\n|---|---|\n"
+        f"| rows read | {s.ingest.get('rows', 0)} |\n| accepted | {s.ingest.get('accepted', 0)} |\n"
+        f"| duplicates | {s.ingest.get('duplicates', 0)} |\n{rejected}\n"
+        f"| events in window | {s.build.get('events', 0)} |\n"
+        f"| session feature rows | {s.build.get('session_rows', 0)} |\n"
+        f"| ended sessions | {s.build.get('ended_sessions', 0)} |\n"
+        f"| user history rows | {s.build.get('user_rows', 0)} |\n"
+        f"| feast apply | {'applied' if s.applied else 'unchanged'} |\n"
+        + "".join(f"| online rows: {k} | {v} |\n" for k, v in s.online_rows.items())
+    )
