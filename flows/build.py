@@ -1,7 +1,7 @@
 """The batch feature builder: raw events of a window to offline feature rows.
 
-For a window ``[start, end)`` it writes three hour-partitioned Parquet tables
-under ``offline/``:
+For a window ``[start, end)`` it writes three day-partitioned Parquet tables
+under ``offline/`` (one file per UTC day, ``YYYY-MM-DD.parquet``):
 
 * ``session_features``: a session's features as they stood after each of its
   events (the last row when several events share a time), timestamped with
@@ -12,10 +12,11 @@ under ``offline/``:
   never known before it ends.
 * ``user_features``: a user's history after each ended session.
 
-Only events with consent feed these tables. Each hour file is rewritten whole
-from the append-only raw store, so re-running a window gives the same bytes.
-Windows are built in time order; a window reads ``session_lookback_hours``
-before its start so that sessions crossing its start are folded whole.
+Only events with consent feed these tables. Windows are rounded out to whole
+days and each day file is rewritten whole from the append-only raw store, so
+re-running a window gives the same bytes. Windows are built in time order; a
+window reads ``session_lookback_hours`` before its start so that sessions
+crossing its start are folded whole.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +42,9 @@ TS_TYPE = pa.timestamp("us", tz="UTC")
 #: Event columns the session folds read, besides the key and the time.
 EVENT_INPUTS = ("event_type", "page_type", "element_id", "duration_ms", "scroll_depth",
                 "scroll_velocity", "cart_value")
-HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+#: Raw columns the builder reads (ids, device and browser are not features).
+RAW_COLUMNS = ("session_id", "user_id", "ts", "consent", *EVENT_INPUTS)
 
 
 @dataclass
@@ -57,13 +61,13 @@ class BuildResult:
     files: list[str] = field(default_factory=list)
 
 
-def floor_hour(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+def floor_day(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def ceil_hour(t: datetime) -> datetime:
-    f = floor_hour(t)
-    return f if f == t.astimezone(UTC) else f + HOUR
+def ceil_day(t: datetime) -> datetime:
+    f = floor_day(t)
+    return f if f == t.astimezone(UTC) else f + DAY
 
 
 def epoch_seconds(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -77,7 +81,7 @@ def _to_ts(seconds: np.ndarray) -> pa.Array:
 
 
 def fold_table(
-    folds: Sequence[Fold], key: str, keys: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray]
+    folds: Sequence[Fold], key: str, keys: Any, ts: np.ndarray, columns: dict[str, Any]
 ) -> pa.Table:
     """Scan ``folds`` and return one row per (key, time), the last when times repeat."""
     ev = prepare_events({"entity": keys, "ts": ts, **columns})
@@ -86,8 +90,9 @@ def fold_table(
     last = np.ones(n, dtype=bool)
     if n:
         last[:-1] = (ev["entity"][1:] != ev["entity"][:-1]) | (ev["ts"][1:] != ev["ts"][:-1])
+    names = pa.array(ev["entity_names"].tolist(), pa.string())
     data: dict[str, pa.Array] = {
-        key: pa.array(ev["entity"][last].tolist(), pa.string()),
+        key: names.take(pa.array(ev["entity"][last])),
         "event_timestamp": _to_ts(ev["ts"][last]),
     }
     for col, v in values.items():
@@ -98,11 +103,9 @@ def fold_table(
 def session_features(events: pa.Table) -> pa.Table:
     """Session feature rows from raw events (consented events only)."""
     events = events.filter(pc.equal(events.column("consent"), True))
-    cols = {c: events.column(c).to_numpy(zero_copy_only=False) for c in EVENT_INPUTS}
     return fold_table(
-        SESSION_FOLDS, "session_id",
-        events.column("session_id").to_numpy(zero_copy_only=False),
-        epoch_seconds(events.column("ts")), cols,
+        SESSION_FOLDS, "session_id", events.column("session_id"),
+        epoch_seconds(events.column("ts")), {c: events.column(c) for c in EVENT_INPUTS},
     )
 
 
@@ -137,20 +140,19 @@ def session_outcomes(events: pa.Table, gap: timedelta) -> pa.Table:
 def user_features(outcomes: pa.Table) -> pa.Table:
     """User history rows: the user's record after each ended session."""
     known = outcomes.filter(pc.is_valid(outcomes.column("user_id")))
-    cols = {c: known.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
-            for c in ("added_to_cart", "purchased", "abandoned")}
+    cols = {c: known.column(c) for c in ("added_to_cart", "purchased", "abandoned")}
     return fold_table(
-        USER_FOLDS, "user_id", known.column("user_id").to_numpy(zero_copy_only=False),
+        USER_FOLDS, "user_id", known.column("user_id"),
         epoch_seconds(known.column("event_timestamp")), cols,
     )
 
 
 # ---------------------------------------------------------------------------
-# Hour-partitioned offline tables
+# Day-partitioned offline tables
 
 
-def hour_name(t: datetime) -> str:
-    return floor_hour(t).strftime("%Y-%m-%dT%H")
+def day_name(t: datetime) -> str:
+    return floor_day(t).strftime("%Y-%m-%d")
 
 
 def in_window(table: pa.Table, start: datetime, end: datetime) -> pa.Table:
@@ -160,35 +162,34 @@ def in_window(table: pa.Table, start: datetime, end: datetime) -> pa.Table:
     ))
 
 
-def write_hours(table: pa.Table, root: Path, start: datetime, end: datetime) -> list[str]:
-    """Replace every hour file of ``[start, end)`` under ``root`` with ``table``'s rows."""
+def write_days(table: pa.Table, root: Path, start: datetime, end: datetime) -> list[str]:
+    """Replace every day file of ``[start, end)`` under ``root`` with ``table``'s rows."""
     root.mkdir(parents=True, exist_ok=True)
+    days = (epoch_seconds(table.column("event_timestamp")) // 86_400).astype(np.int64)
+    order = np.argsort(days, kind="stable")
+    table, days = table.take(pa.array(order)), days[order]
     written: list[str] = []
-    names = pc.strftime(table.column("event_timestamp"), format="%Y-%m-%dT%H").to_numpy(
-        zero_copy_only=False
-    ) if table.num_rows else np.array([], dtype=object)
-    hour = floor_hour(start)
-    while hour < end:
-        name = hour_name(hour)
-        target = root / f"{name}.parquet"
-        part = table.filter(pa.array(names == name)) if table.num_rows else table
-        if part.num_rows:
+    day = floor_day(start)
+    while day < end:
+        index = int(day.timestamp() // 86_400)
+        lo, hi = np.searchsorted(days, [index, index + 1])
+        target = root / f"{day_name(day)}.parquet"
+        if hi > lo:
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            pq.write_table(part, tmp, compression="zstd")
+            pq.write_table(table.slice(lo, hi - lo), tmp, compression="zstd", use_dictionary=False)
             os.replace(tmp, target)
             written.append(str(target))
         elif target.exists():
             target.unlink()
-        hour += HOUR
+        day += DAY
     return written
 
 
 def read_offline(root: Path, end: datetime | None = None) -> pa.Table | None:
-    """All rows of an hour-partitioned table with hour < ``end`` (None when empty)."""
+    """All rows of a day-partitioned table with ``event_timestamp < end`` (None when empty)."""
     files = sorted(root.glob("*.parquet")) if root.exists() else []
     if end is not None:
-        files = [f for f in files if f.stem < hour_name(end) or (
-            f.stem == hour_name(end) and floor_hour(end) != end)]
+        files = [f for f in files if f.stem <= day_name(end)]
     if not files:
         return None
     table = pa.concat_tables([pq.read_table(f) for f in files])
@@ -204,10 +205,10 @@ def build_window(
     gap: timedelta = timedelta(minutes=30),
     lookback: timedelta = timedelta(hours=6),
 ) -> BuildResult:
-    """Build the three offline tables for the hour-aligned window ``[start, end)``."""
-    start, end = floor_hour(start), ceil_hour(end)
+    """Build the three offline tables for ``[start, end)``, rounded out to whole days."""
+    start, end = floor_day(start), ceil_day(end)
     result = BuildResult(start, end)
-    events = raw.read(start - lookback - gap, end)
+    events = raw.read(start - lookback - gap, end, columns=RAW_COLUMNS)
     result.events = int(pc.sum(pc.and_(
         pc.greater_equal(events.column("ts"), pa.scalar(start, TS_TYPE)),
         pc.equal(events.column("consent"), True),
@@ -216,16 +217,16 @@ def build_window(
     sessions = in_window(session_features(events), start, end)
     result.session_rows = sessions.num_rows
     result.sessions = len(pc.unique(sessions.column("session_id"))) if sessions.num_rows else 0
-    result.files += write_hours(sessions, offline / "session_features", start, end)
+    result.files += write_days(sessions, offline / "session_features", start, end)
 
     outcomes = in_window(session_outcomes(events, gap), start, end)
     result.ended_sessions = outcomes.num_rows
-    result.files += write_hours(outcomes, offline / "session_outcomes", start, end)
+    result.files += write_days(outcomes, offline / "session_outcomes", start, end)
 
     history = read_offline(offline / "session_outcomes", end)
     if history is None:
         history = outcomes.slice(0, 0)
     users = in_window(user_features(history), start, end)
     result.user_rows = users.num_rows
-    result.files += write_hours(users, offline / "user_features", start, end)
+    result.files += write_days(users, offline / "user_features", start, end)
     return result

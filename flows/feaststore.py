@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,7 +105,9 @@ def apply_definitions(settings: Settings, store: FeatureStore, *, force: bool = 
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
         settings.project, store.registry, repo
     )
-    store.apply(to_apply, objects_to_delete=to_delete, partial=False)
+    # Feast's on-demand view serialization prints the UDF's bytecode; keep it out of logs.
+    with contextlib.redirect_stdout(io.StringIO()):
+        store.apply(to_apply, objects_to_delete=to_delete, partial=False)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(digest + "\n")
     return ApplyResult(True, digest)

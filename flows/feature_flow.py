@@ -23,8 +23,8 @@ from prefect.cache_policies import NO_CACHE
 from flows.build import (
     BuildResult,
     build_window,
-    ceil_hour,
-    floor_hour,
+    ceil_day,
+    floor_day,
     in_window,
     read_offline,
 )
@@ -74,7 +74,7 @@ def validate_window_task(settings: Settings, start: datetime, end: datetime) -> 
 
 @task(name="build-offline", cache_policy=NO_CACHE)
 def build_task(settings: Settings, start: datetime, end: datetime) -> BuildResult:
-    """Offline feature rows of the window (hour files, rewritten whole)."""
+    """Offline feature rows of the window (day files, rewritten whole)."""
     return build_window(
         RawEventStore(settings.paths.raw_events), settings.paths.offline, start, end,
         gap=timedelta(minutes=settings.session_gap_minutes),
@@ -114,10 +114,10 @@ def materialize_task(settings: Settings, start: datetime) -> dict[str, int]:
 def resolve_window(
     settings: Settings, start: datetime | None, end: datetime | None, hours: int | None
 ) -> tuple[datetime, datetime]:
-    """The hour-aligned window to build: explicit, the last ``hours``, or all stored data."""
+    """The window to build (whole UTC days): explicit, the last ``hours``, or all stored data."""
     if hours is not None:
-        end = ceil_hour(datetime.now(UTC))
-        return end - timedelta(hours=hours), end
+        now = datetime.now(UTC)
+        return floor_day(now - timedelta(hours=hours)), ceil_day(now)
     if start is None or end is None:
         span = RawEventStore(settings.paths.raw_events).time_range()
         if span is None:
@@ -130,7 +130,7 @@ def resolve_window(
         end = end.replace(tzinfo=UTC)
     if end <= start:
         raise InputError(f"window end {end:%Y-%m-%d %H:%M} is not after start {start:%Y-%m-%d %H:%M}")
-    return floor_hour(start), ceil_hour(end)
+    return floor_day(start), ceil_day(end)
 
 
 def _run_name() -> str:
@@ -145,7 +145,7 @@ def _run_name() -> str:
     return "build-features-all"
 
 
-@flow(name="build_features", flow_run_name=_run_name, log_prints=True)
+@flow(name="build_features", flow_run_name=_run_name)
 def build_features(
     start: datetime | None = None,
     end: datetime | None = None,

@@ -37,10 +37,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from flows.contract import EventType, PageType
 
@@ -77,7 +81,7 @@ class Match:
 
     @property
     def columns(self) -> set[str]:
-        cols = set()
+        cols: set[str] = set()
         if self.types:
             cols.add("event_type")
         if self.pages:
@@ -86,7 +90,14 @@ class Match:
             cols.add("element_id")
         return cols
 
+    @property
+    def key(self) -> str:
+        """Column name under which :func:`scan` caches this match's mask."""
+        return f"__match__{self.types}{self.pages}{self.elements}"
+
     def mask(self, ev: Events) -> np.ndarray:
+        if self.key in ev:  # precomputed once per batch by scan()
+            return ev[self.key]
         n = len(next(iter(ev.values())))
         m = np.ones(n, dtype=bool)
         if self.types:
@@ -101,211 +112,8 @@ class Match:
 ANY = Match()
 
 
-@dataclass(frozen=True)
-class Fold(ABC):
-    """One feature: a named, described, incremental fold over events."""
-
-    name: str
-    description: str
-
-    #: Names of the extra state parts after the value (stored as ``name__part``).
-    parts: tuple[str, ...] = field(default=(), init=False)
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Stored columns: the value, then the extra state parts."""
-        return (self.name, *(f"{self.name}__{p}" for p in self.parts))
-
-    @abstractmethod
-    def inputs(self) -> set[str]:
-        """Event columns the step reads."""
-
-    def initial(self, n: int) -> State:
-        """State of ``n`` entities that have seen no event."""
-        return tuple(np.zeros(n) for _ in self.columns)
-
-    @abstractmethod
-    def step(self, state: State, ev: Events) -> State:
-        """State after one more event per entity (arrays of equal length)."""
-
-
-@dataclass(frozen=True)
-class Count(Fold):
-    """Number of matching events so far."""
-
-    match: Match = ANY
-
-    def inputs(self) -> set[str]:
-        return self.match.columns
-
-    def step(self, state: State, ev: Events) -> State:
-        return (state[0] + self.match.mask(ev),)
-
-
-@dataclass(frozen=True)
-class Sum(Fold):
-    """Sum of ``field`` over events, weighted by event type (e.g. +1 add, -1 remove)."""
-
-    field: str = ""
-    weights: tuple[tuple[str, float], ...] = ()
-
-    def inputs(self) -> set[str]:
-        return {self.field, "event_type"}
-
-    def step(self, state: State, ev: Events) -> State:
-        w = np.zeros(len(ev["event_type"]))
-        for t, weight in self.weights:
-            w = np.where(ev["event_type"] == EVENT_TYPE_CODES[t], weight, w)
-        x = ev[self.field]
-        add = np.where((w != 0) & ~np.isnan(x), w * x, 0.0)
-        return (state[0] + add,)
-
-
-@dataclass(frozen=True)
-class Ewm(Fold):
-    """Exponentially smoothed ``field`` over matching events (NaN until the first one).
-
-    ``value <- alpha * x + (1 - alpha) * value``, starting from the first ``x``.
-    """
-
-    field: str = ""
-    match: Match = ANY
-    alpha: float = 0.3
-
-    def inputs(self) -> set[str]:
-        return {self.field} | self.match.columns
-
-    def initial(self, n: int) -> State:
-        return (np.full(n, np.nan),)
-
-    def step(self, state: State, ev: Events) -> State:
-        v, x = state[0], ev[self.field]
-        hit = self.match.mask(ev) & ~np.isnan(x)
-        smoothed = np.where(np.isnan(v), x, self.alpha * x + (1.0 - self.alpha) * v)
-        return (np.where(hit, smoothed, v),)
-
-
-@dataclass(frozen=True)
-class Max(Fold):
-    """Largest ``field`` among matching events (0 before the first)."""
-
-    field: str = ""
-    match: Match = ANY
-
-    def inputs(self) -> set[str]:
-        return {self.field} | self.match.columns
-
-    def step(self, state: State, ev: Events) -> State:
-        x = ev[self.field]
-        hit = self.match.mask(ev) & ~np.isnan(x)
-        return (np.where(hit, np.maximum(state[0], np.where(hit, x, 0.0)), state[0]),)
-
-
-@dataclass(frozen=True)
-class First(Fold):
-    """``field`` of the first event (e.g. session start time)."""
-
-    field: str = "ts"
-
-    def inputs(self) -> set[str]:
-        return {self.field}
-
-    def initial(self, n: int) -> State:
-        return (np.full(n, np.nan),)
-
-    def step(self, state: State, ev: Events) -> State:
-        return (np.where(np.isnan(state[0]), ev[self.field], state[0]),)
-
-
-@dataclass(frozen=True)
-class Last(Fold):
-    """``field`` of the latest event (e.g. time of the last interaction)."""
-
-    field: str = "ts"
-
-    def inputs(self) -> set[str]:
-        return {self.field}
-
-    def initial(self, n: int) -> State:
-        return (np.full(n, np.nan),)
-
-    def step(self, state: State, ev: Events) -> State:
-        x = ev[self.field]
-        return (np.where(np.isnan(x), state[0], x),)
-
-
-@dataclass(frozen=True)
-class Dwell(Fold):
-    """Seconds spent on pages of one type, from gaps between consecutive events.
-
-    The gap after an event on a matching page counts towards the dwell, capped
-    at ``cap_s`` so that an idle tab does not count as attention.
-    """
-
-    page: str = PageType.PRODUCT.value
-    cap_s: float = 300.0
-    parts: tuple[str, ...] = field(default=("prev_ts", "prev_on_page"), init=False)
-
-    def inputs(self) -> set[str]:
-        return {"ts", "page_type"}
-
-    def initial(self, n: int) -> State:
-        return (np.zeros(n), np.full(n, np.nan), np.zeros(n))
-
-    def step(self, state: State, ev: Events) -> State:
-        total, prev_ts, prev_on = state
-        ts = ev["ts"]
-        gap = np.where(np.isnan(prev_ts), 0.0, np.minimum(ts - prev_ts, self.cap_s))
-        total = total + np.where(prev_on > 0, gap, 0.0)
-        on = (ev["page_type"] == PAGE_TYPE_CODES[self.page]).astype(np.float64)
-        return (total, ts, on)
-
-
-@dataclass(frozen=True)
-class Rate(Fold):
-    """``numerator / denominator`` of two running sums of 0/1 fields (0 when empty)."""
-
-    numerator: str = ""
-    denominator: str | None = None
-    parts: tuple[str, ...] = field(default=("num", "den"), init=False)
-
-    def inputs(self) -> set[str]:
-        return {self.numerator} | ({self.denominator} if self.denominator else set())
-
-    def step(self, state: State, ev: Events) -> State:
-        num = state[1] + ev[self.numerator]
-        den = state[2] + (ev[self.denominator] if self.denominator else 1.0)
-        rate = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-        return (rate, num, den)
-
-
 # ---------------------------------------------------------------------------
-# Running folds: batch scan and streaming step
-
-
-def prepare_events(columns: Mapping[str, np.ndarray | Sequence[Any]]) -> dict[str, np.ndarray]:
-    """Encode raw event columns for folding, sorted by entity then time.
-
-    ``entity`` (the key) and ``ts`` (epoch seconds, float) are required;
-    ``event_type`` and ``page_type`` become small integer codes, ``element_id``
-    stays an object array, measurements become float64 with NaN for missing.
-    The sort is stable on (entity, ts) so equal times keep their input order.
-    """
-    cols = {k: np.asarray(v) for k, v in columns.items()}
-    n = len(cols["entity"])
-    out: dict[str, np.ndarray] = {"entity": cols["entity"].astype(object)}
-    out["ts"] = cols["ts"].astype(np.float64)
-    for name, codes in (("event_type", EVENT_TYPE_CODES), ("page_type", PAGE_TYPE_CODES)):
-        if name in cols:
-            raw = cols[name]
-            out[name] = np.array([codes.get(v, -1) if v is not None else -1 for v in raw]) if (
-                raw.dtype == object
-            ) else raw.astype(np.int64)
-    for name, v in cols.items():
-        if name not in out:
-            out[name] = v.astype(object) if v.dtype.kind in "OUS" else v.astype(np.float64)
-    order = np.lexsort((out["ts"], out["entity"])) if n else np.arange(0)
-    return {k: v[order] for k, v in out.items()}
+# Segments: each entity's run of events in the sorted columns
 
 
 @dataclass(frozen=True)
@@ -326,44 +134,399 @@ class Segments:
         lengths = np.diff(np.append(starts, n))
         return cls(starts, lengths)
 
+    @cached_property
+    def first(self) -> np.ndarray:
+        """For every event, the index of its entity's first event."""
+        return np.repeat(self.starts, self.lengths)
 
-def scan(
-    folds: Sequence[Fold], ev: Events, initial: Mapping[str, np.ndarray] | None = None
-) -> dict[str, np.ndarray]:
+    @cached_property
+    def is_first(self) -> np.ndarray:
+        out = np.zeros(int(self.lengths.sum()), dtype=bool)
+        out[self.starts] = True
+        return out
+
+    def cumsum(self, x: np.ndarray) -> np.ndarray:
+        """Running sum within each entity; exact for integer input."""
+        cs = np.cumsum(x)
+        return cs - (cs[self.first] - x[self.first])
+
+    def last_where(self, touched: np.ndarray) -> np.ndarray:
+        """For every event, the index of the latest touched event of its entity so far (-1: none)."""
+        idx = np.maximum.accumulate(np.where(touched, np.arange(len(touched)), -1))
+        return np.where(idx >= self.first, idx, -1)
+
+    def previous(self, x: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """``x`` of the entity's previous event (``fill`` at its first event)."""
+        prev = np.empty_like(x, dtype=np.float64)
+        prev[1:] = x[:-1]
+        prev[self.is_first] = fill
+        return prev
+
+
+def carry(values: np.ndarray, last: np.ndarray, initial: float) -> np.ndarray:
+    """``values`` at index ``last`` (the latest touched event), ``initial`` where none."""
+    if len(values) == 0:
+        return np.full(len(last), initial)
+    return np.where(last >= 0, values[np.maximum(last, 0)], initial)
+
+
+# ---------------------------------------------------------------------------
+# Folds
+
+
+@dataclass(frozen=True)
+class Fold(ABC):
+    """One feature: a named, described, incremental fold over events.
+
+    ``step`` is the streaming definition. ``scan`` gives the state after every
+    event of a sorted batch; the default runs ``step`` position by position
+    over the events that can change the state (see :meth:`touches`), and kinds
+    with a closed form override it with a vectorized equivalent. The property
+    test in ``tests/test_features.py`` checks that both agree exactly.
+    """
+
+    name: str
+    description: str
+
+    #: Names of the extra state parts after the value (stored as ``name__part``).
+    parts: tuple[str, ...] = dc_field(default=(), init=False)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Stored columns: the value, then the extra state parts."""
+        return (self.name, *(f"{self.name}__{p}" for p in self.parts))
+
+    @abstractmethod
+    def inputs(self) -> set[str]:
+        """Event columns the step reads, besides those of its ``match``."""
+
+    def initial(self, n: int) -> State:
+        """State of ``n`` entities that have seen no event."""
+        return tuple(np.zeros(n) for _ in self.columns)
+
+    @abstractmethod
+    def step(self, state: State, ev: Events) -> State:
+        """State after one more event per entity (arrays of equal length)."""
+
+    def touches(self, ev: Events) -> np.ndarray:
+        """Events that can change the state; the state carries over the others."""
+        return np.ones(len(ev["ts"]), dtype=bool)
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        """State after every event of the sorted batch ``ev``."""
+        mask = self.touches(ev)
+        touched = np.flatnonzero(mask)
+        sub = {k: v[touched] for k, v in ev.items()}
+        states = _position_loop(self, sub, Segments.of(sub["entity"]))
+        last = seg.last_where(mask)
+        pos = np.full(len(ev["ts"]), -1)
+        pos[touched] = np.arange(len(touched))
+        where = np.where(last >= 0, pos[np.maximum(last, 0)], -1)
+        init = self.initial(1)
+        return tuple(carry(s, where, float(i[0])) for s, i in zip(states, init, strict=True))
+
+
+def _position_loop(fold: Fold, ev: Events, seg: Segments) -> State:
+    """Apply ``fold.step`` at position j of every entity at once, for each j."""
+    n = len(ev["ts"])
+    by_len = np.argsort(-seg.lengths, kind="stable")
+    starts, lengths = seg.starts[by_len], seg.lengths[by_len]
+    state = list(fold.initial(len(starts)))
+    out = [np.empty(n) for _ in fold.columns]
+    # Entities sorted longest first, so those still active at position j are a
+    # prefix: active[j] = number of entities with more than j events.
+    positions = np.arange(int(lengths.max(initial=0)))
+    active = len(lengths) - np.searchsorted(lengths[::-1], positions, side="right")
+    for j, k in enumerate(active):
+        idx = starts[:k] + j
+        new = fold.step(tuple(s[:k] for s in state), {c: v[idx] for c, v in ev.items()})
+        for s, o, v in zip(state, out, new, strict=True):
+            s[:k] = v
+            o[idx] = v
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Count(Fold):
+    """Number of matching events so far."""
+
+    match: Match = ANY
+
+    def inputs(self) -> set[str]:
+        return set()
+
+    def step(self, state: State, ev: Events) -> State:
+        return (state[0] + self.match.mask(ev),)
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        return (seg.cumsum(self.match.mask(ev).astype(np.int64)).astype(np.float64),)
+
+
+@dataclass(frozen=True)
+class Sum(Fold):
+    """Sum of a money ``field`` by event type (e.g. +1 add, -1 remove), kept in cents."""
+
+    field: str = ""
+    weights: tuple[tuple[str, float], ...] = ()
+    parts: tuple[str, ...] = dc_field(default=("cents",), init=False)
+
+    def inputs(self) -> set[str]:
+        return {self.field, "event_type"}
+
+    def _cents(self, ev: Events) -> np.ndarray:
+        w = np.zeros(len(ev["event_type"]))
+        for t, weight in self.weights:
+            w = np.where(ev["event_type"] == EVENT_TYPE_CODES[t], weight, w)
+        x = ev[self.field]
+        return np.where((w != 0) & ~np.isnan(x), w * np.round(np.nan_to_num(x) * 100.0), 0.0)
+
+    def step(self, state: State, ev: Events) -> State:
+        cents = state[1] + self._cents(ev)
+        return (cents / 100.0, cents)
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        cents = seg.cumsum(self._cents(ev).astype(np.int64)).astype(np.float64)
+        return (cents / 100.0, cents)
+
+
+@dataclass(frozen=True)
+class Ewm(Fold):
+    """Exponentially smoothed ``field`` over matching events (NaN until the first one).
+
+    ``value <- alpha * x + (1 - alpha) * value``, starting from the first ``x``.
+    """
+
+    field: str = ""
+    match: Match = ANY
+    alpha: float = 0.3
+
+    def inputs(self) -> set[str]:
+        return {self.field}
+
+    def initial(self, n: int) -> State:
+        return (np.full(n, np.nan),)
+
+    def touches(self, ev: Events) -> np.ndarray:
+        return self.match.mask(ev) & ~np.isnan(ev[self.field])
+
+    def step(self, state: State, ev: Events) -> State:
+        v, x = state[0], ev[self.field]
+        smoothed = np.where(np.isnan(v), x, self.alpha * x + (1.0 - self.alpha) * v)
+        return (np.where(self.touches(ev), smoothed, v),)
+
+
+@dataclass(frozen=True)
+class Max(Fold):
+    """Largest ``field`` among matching events (0 before the first)."""
+
+    field: str = ""
+    match: Match = ANY
+
+    def inputs(self) -> set[str]:
+        return {self.field}
+
+    def touches(self, ev: Events) -> np.ndarray:
+        return self.match.mask(ev) & ~np.isnan(ev[self.field])
+
+    def step(self, state: State, ev: Events) -> State:
+        x = np.where(self.touches(ev), ev[self.field], state[0])
+        return (np.maximum(state[0], x),)
+
+
+@dataclass(frozen=True)
+class First(Fold):
+    """``field`` of the first event that has it (e.g. session start time)."""
+
+    field: str = "ts"
+
+    def inputs(self) -> set[str]:
+        return {self.field}
+
+    def initial(self, n: int) -> State:
+        return (np.full(n, np.nan),)
+
+    def step(self, state: State, ev: Events) -> State:
+        return (np.where(np.isnan(state[0]), ev[self.field], state[0]),)
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        x = ev[self.field]
+        has = ~np.isnan(x)
+        firsts = np.where(has, np.arange(len(x)), len(x))
+        first_of_seg = np.minimum.reduceat(firsts, seg.starts) if len(x) else firsts
+        f = np.repeat(first_of_seg, seg.lengths)
+        seen = np.arange(len(x)) >= f
+        return (np.where(seen, x[np.minimum(f, max(len(x) - 1, 0))], np.nan),)
+
+
+@dataclass(frozen=True)
+class Last(Fold):
+    """``field`` of the latest event that has it (e.g. time of the last interaction)."""
+
+    field: str = "ts"
+
+    def inputs(self) -> set[str]:
+        return {self.field}
+
+    def initial(self, n: int) -> State:
+        return (np.full(n, np.nan),)
+
+    def step(self, state: State, ev: Events) -> State:
+        x = ev[self.field]
+        return (np.where(np.isnan(x), state[0], x),)
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        x = ev[self.field]
+        return (carry(x, seg.last_where(~np.isnan(x)), np.nan),)
+
+
+@dataclass(frozen=True)
+class Dwell(Fold):
+    """Seconds spent on pages of one type, from gaps between consecutive events.
+
+    The gap after an event on a matching page counts towards the dwell, capped
+    at ``cap_s`` so that an idle tab does not count as attention. Gaps are
+    summed in whole milliseconds, so the sum is exact in any order.
+    """
+
+    page: str = PageType.PRODUCT.value
+    cap_s: float = 300.0
+    parts: tuple[str, ...] = dc_field(default=("ms", "prev_ts", "prev_on_page"), init=False)
+
+    def inputs(self) -> set[str]:
+        return {"ts", "page_type"}
+
+    def initial(self, n: int) -> State:
+        return (np.zeros(n), np.zeros(n), np.full(n, np.nan), np.zeros(n))
+
+    def _gap_ms(self, ts: np.ndarray, prev_ts: np.ndarray, prev_on: np.ndarray) -> np.ndarray:
+        gap = np.minimum(np.round(ts * 1000.0) - np.round(np.nan_to_num(prev_ts) * 1000.0),
+                         self.cap_s * 1000.0)
+        return np.where(np.isnan(prev_ts) | (prev_on <= 0), 0.0, gap)
+
+    def _on(self, ev: Events) -> np.ndarray:
+        return (ev["page_type"] == PAGE_TYPE_CODES[self.page]).astype(np.float64)
+
+    def step(self, state: State, ev: Events) -> State:
+        _, ms, prev_ts, prev_on = state
+        ms = ms + self._gap_ms(ev["ts"], prev_ts, prev_on)
+        return (ms / 1000.0, ms, ev["ts"], self._on(ev))
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        ts, on = ev["ts"], self._on(ev)
+        gap = self._gap_ms(ts, seg.previous(ts), seg.previous(on, 0.0))
+        ms = seg.cumsum(gap.astype(np.int64)).astype(np.float64)
+        return (ms / 1000.0, ms, ts.astype(np.float64), on)
+
+
+@dataclass(frozen=True)
+class Rate(Fold):
+    """``numerator / denominator`` of two running counts of 0/1 fields (0 when empty)."""
+
+    numerator: str = ""
+    denominator: str | None = None
+    parts: tuple[str, ...] = dc_field(default=("num", "den"), init=False)
+
+    def inputs(self) -> set[str]:
+        return {self.numerator} | ({self.denominator} if self.denominator else set())
+
+    def _den(self, ev: Events) -> np.ndarray:
+        return ev[self.denominator] if self.denominator else np.ones(len(ev[self.numerator]))
+
+    @staticmethod
+    def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+    def step(self, state: State, ev: Events) -> State:
+        num, den = state[1] + ev[self.numerator], state[2] + self._den(ev)
+        return (self._rate(num, den), num, den)
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        num = seg.cumsum(ev[self.numerator].astype(np.int64)).astype(np.float64)
+        den = seg.cumsum(self._den(ev).astype(np.int64)).astype(np.float64)
+        return (self._rate(num, den), num, den)
+
+
+# ---------------------------------------------------------------------------
+# Running folds: batch scan and streaming step
+
+
+def prepare_events(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Encode raw event columns for folding, sorted by entity then time.
+
+    ``entity`` (the key) and ``ts`` (epoch seconds, float) are required;
+    columns may be numpy arrays, sequences or Arrow arrays. The entity becomes
+    an integer code in order of first appearance (its names are kept under
+    ``entity_names``: ``entity_names[code]``), ``event_type`` and ``page_type``
+    become small integer codes, ``element_id`` stays an object array, and
+    measurements become float64 with NaN for missing. Equal (entity, ts) pairs
+    keep their input order.
+
+    >>> ev = prepare_events({"entity": ["b", "a", "b"], "ts": [2.0, 1.0, 1.0]})
+    >>> ev["entity"].tolist(), ev["ts"].tolist(), ev["entity_names"].tolist()
+    ([0, 0, 1], [1.0, 2.0, 1.0], ['b', 'a'])
+    """
+    entity = pa.chunked_array([_arrow(columns["entity"], pa.string())]).combine_chunks()
+    encoded = pc.dictionary_encode(entity)
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    out: dict[str, np.ndarray] = {"entity": codes, "ts": _numpy(columns["ts"])}
+    for name, names in (("event_type", EVENT_TYPE_CODES), ("page_type", PAGE_TYPE_CODES)):
+        if name in columns:
+            out[name] = _codes(columns[name], names)
+    for name, v in columns.items():
+        if name not in out and name != "entity":
+            out[name] = _numpy(v)
+    order = np.lexsort((out["ts"], codes))
+    prepared = {k: v[order] for k, v in out.items()}
+    prepared["entity_names"] = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    return prepared
+
+
+def _arrow(v: Any, type_: pa.DataType) -> pa.Array:
+    if isinstance(v, pa.ChunkedArray):
+        return v.combine_chunks().cast(type_)
+    if isinstance(v, pa.Array):
+        return v.cast(type_)
+    return pa.array(np.asarray(v, dtype=object), type_)
+
+
+def _numpy(v: Any) -> np.ndarray:
+    """Arrow or sequence to numpy: strings as objects, numbers as float64 (NaN for null)."""
+    if isinstance(v, pa.ChunkedArray | pa.Array):
+        if pa.types.is_string(v.type) or pa.types.is_large_string(v.type):
+            return np.asarray(v.to_numpy(zero_copy_only=False), dtype=object)
+        return pc.fill_null(v.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    a = np.asarray(v)
+    return a.astype(object) if a.dtype.kind in "OUS" else a.astype(np.float64)
+
+
+def _codes(raw: Any, codes: dict[str, int]) -> np.ndarray:
+    """Names to integer codes (-1 for unknown or missing), vectorized through Arrow."""
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "iu":
+        return raw.astype(np.int64)
+    found = pc.index_in(_arrow(raw, pa.string()), value_set=pa.array(list(codes), pa.string()))
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def scan(folds: Sequence[Fold], ev: Events) -> dict[str, np.ndarray]:
     """Every fold column after every event (columns aligned with ``ev``).
 
     ``ev`` must be sorted by entity then time (see :func:`prepare_events`).
-    ``initial`` optionally gives each entity's starting state (one value per
-    segment, keyed by column name), for continuing folds across windows.
     """
-    n = len(ev["entity"])
+    ev = {k: v for k, v in ev.items() if k != "entity_names"}
     seg = Segments.of(ev["entity"])
-    by_len = np.argsort(-seg.lengths, kind="stable")
-    starts, lengths = seg.starts[by_len], seg.lengths[by_len]
-    states: dict[str, list[np.ndarray]] = {}
+    # Masks of the folds' event filters, computed once for the whole batch;
+    # Match.mask finds them under Match.key.
+    matches = {m.key: m for f in folds for m in _matches(f)}
+    ev = {**ev, **{key: m.mask(ev) for key, m in matches.items()}}
+    out: dict[str, np.ndarray] = {}
     for f in folds:
-        st = list(f.initial(len(starts)))
-        if initial is not None:
-            for i, col in enumerate(f.columns):
-                if col in initial:
-                    st[i] = np.asarray(initial[col], dtype=np.float64)[by_len].copy()
-        states[f.name] = st
-    out = {c: np.empty(n) for f in folds for c in f.columns}
-    needed = {"ts"}.union(*(f.inputs() for f in folds))
-    # Entities sorted longest first, so those still active at position j are a
-    # prefix: active_at[j] = number of entities with more than j events.
-    positions = np.arange(int(lengths.max(initial=0)))
-    active_at = len(lengths) - np.searchsorted(lengths[::-1], positions, side="right")
-    for j, k in enumerate(active_at):
-        idx = starts[:k] + j
-        view = {c: ev[c][idx] for c in needed}
-        for f in folds:
-            st = states[f.name]
-            new = f.step(tuple(s[:k] for s in st), view)
-            for s, v, col in zip(st, new, f.columns, strict=True):
-                s[:k] = v
-                out[col][idx] = v
+        out.update(zip(f.columns, f.scan(ev, seg), strict=True))
     return out
+
+
+def _matches(f: Fold) -> list[Match]:
+    m = getattr(f, "match", None)
+    return [m] if isinstance(m, Match) and m.columns else []
 
 
 def fold_one(
@@ -380,7 +543,7 @@ def fold_one(
         if state is None:
             st = f.initial(1)
         else:
-            st = tuple(np.asarray([state.get(c, np.nan)], dtype=np.float64) for c in f.columns)
+            st = tuple(np.asarray([state[c]], dtype=np.float64) for c in f.columns)
         for col, v in zip(f.columns, f.step(st, ev), strict=True):
             out[col] = float(v[0])
     return out

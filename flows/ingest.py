@@ -154,12 +154,17 @@ class RawEventStore:
             written.append(d.isoformat())
         return duplicates, written
 
-    def read(self, start: datetime, end: datetime) -> pa.Table:
-        """Events with ``start <= ts < end``, sorted by session then time."""
+    def read(
+        self, start: datetime, end: datetime, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """Events with ``start <= ts < end`` (all columns, or those named)."""
         days = [d for d in self.dates() if start.date() <= d <= end.date()]
-        tables = [pq.read_table(f, schema=ARROW_SCHEMA) for f in self.part_files(days)]
+        cols = list(columns) if columns else None
+        tables = [pq.read_table(f, schema=ARROW_SCHEMA, columns=cols)
+                  for f in self.part_files(days)]
         if not tables:
-            return ARROW_SCHEMA.empty_table()
+            empty = ARROW_SCHEMA.empty_table()
+            return empty.select(cols) if cols else empty
         t = pa.concat_tables(tables)
         ts = t.column("ts")
         mask = pc.and_(

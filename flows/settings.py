@@ -167,6 +167,11 @@ class Settings(BaseSettings):
         os.environ["MICROTUNE_REDIS_URL"] = self.redis_url
         os.environ["MICROTUNE_POSTGRES_URL"] = self.postgres_url
         os.environ.setdefault("PREFECT_HOME", str(self.paths.prefect))
+        # A loaded laptop can take longer than Prefect's default 20 s to start
+        # its temporary local server; telemetry off keeps the run local.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("DO_NOT_TRACK", "1")
         if self.prefect_api_url:
             os.environ["PREFECT_API_URL"] = self.prefect_api_url
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri

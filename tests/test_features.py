@@ -116,7 +116,7 @@ def test_vectorized_scan_equals_step_by_step_folding(events: list[dict]) -> None
     batch = scan(SESSION_FOLDS, ev)
     states: dict[str, dict[str, float] | None] = {}
     for i in range(len(ev["entity"])):
-        one = {k: v[i] for k, v in ev.items() if k != "entity"}
+        one = {k: v[i] for k, v in ev.items() if k not in ("entity", "entity_names")}
         key = ev["entity"][i]
         states[key] = fold_one(SESSION_FOLDS, states.get(key), one)
         for col in state_columns(SESSION_FOLDS):
@@ -139,8 +139,9 @@ def _rows(root: Path) -> list[dict]:
     """Rows of an offline table, NaN as None so that rows compare equal."""
     files = sorted(root.glob("*.parquet"))
     rows = pa.concat_tables([pq.read_table(f) for f in files]).to_pylist() if files else []
-    return [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()}
+    rows = [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()}
             for r in rows]
+    return sorted(rows, key=lambda r: (r["event_timestamp"], r.get("session_id", "")))
 
 
 def test_feature_rows_before_t_do_not_change_when_later_events_arrive(tmp_path: Path) -> None:
