@@ -64,8 +64,10 @@ def main() -> None:
             floor.append(time.perf_counter() - t)
             con.close()
         ours_s, floor_s = statistics.median(ours), statistics.median(floor)
-    print(f"events: {n:,}  sessions: {sessions:,}  rows written: {result.session_rows:,} "
-          f"(floor rows: {rows.num_rows:,})")
+    print(
+        f"events: {n:,}  sessions: {sessions:,}  rows written: {result.session_rows:,} "
+        f"(floor rows: {rows.num_rows:,})"
+    )
     print(f"{'path':<44}{'median s':>10}{'events/s':>14}")
     print(f"{'microtune build_window (rows per event)':<44}{ours_s:>10.2f}{n / ours_s:>14,.0f}")
     print(f"{'floor: DuckDB GROUP BY (rows per session)':<44}{floor_s:>10.2f}{n / floor_s:>14,.0f}")

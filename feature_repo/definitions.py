@@ -47,12 +47,24 @@ if "MICROTUNE_HOME" not in os.environ:
 OFFLINE = Path(os.environ["MICROTUNE_HOME"]).resolve() / "offline"
 _DTYPES = {"float": Float64, "int": Int64, "str": String}
 
-session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.STRING,
-                 description="One visit of one visitor.")
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
-              description="Pseudonymous visitor across sessions.")
-uci_session = Entity(name="uci_session", join_keys=[UCI_KEY], value_type=ValueType.STRING,
-                     description="A session of the UCI Online Shoppers data set.")
+session = Entity(
+    name="session",
+    join_keys=["session_id"],
+    value_type=ValueType.STRING,
+    description="One visit of one visitor.",
+)
+user = Entity(
+    name="user",
+    join_keys=["user_id"],
+    value_type=ValueType.STRING,
+    description="Pseudonymous visitor across sessions.",
+)
+uci_session = Entity(
+    name="uci_session",
+    join_keys=[UCI_KEY],
+    value_type=ValueType.STRING,
+    description="A session of the UCI Online Shoppers data set.",
+)
 
 session_source = FileSource(
     name="session_features_source",

@@ -48,27 +48,51 @@ from flows.folds import (
 SESSION_FOLDS: tuple[Fold, ...] = (
     Count("event_count", "Events in the session so far."),
     Count("page_views", "Page views so far.", Match(types=("page_view",))),
-    Count("product_views", "Product page views so far.",
-          Match(types=("page_view",), pages=("product",))),
+    Count(
+        "product_views",
+        "Product page views so far.",
+        Match(types=("page_view",), pages=("product",)),
+    ),
     Dwell("product_dwell_s", "Seconds on product pages (gaps capped at 300 s).", page="product"),
     Count("hover_count", "Hover events so far.", Match(types=("hover",))),
-    Count("price_hover_count", "Hovers on the price element so far.",
-          Match(types=("hover",), elements=("price",))),
-    Ewm("hover_ms_ewm", "Exponentially smoothed hover duration in ms (alpha 0.3).",
-        field="duration_ms", match=Match(types=("hover",)), alpha=0.3),
+    Count(
+        "price_hover_count",
+        "Hovers on the price element so far.",
+        Match(types=("hover",), elements=("price",)),
+    ),
+    Ewm(
+        "hover_ms_ewm",
+        "Exponentially smoothed hover duration in ms (alpha 0.3).",
+        field="duration_ms",
+        match=Match(types=("hover",)),
+        alpha=0.3,
+    ),
     Count("scroll_count", "Scroll events so far.", Match(types=("scroll",))),
-    Ewm("scroll_velocity_ewm", "Exponentially smoothed scroll speed in px/s (alpha 0.3).",
-        field="scroll_velocity", match=Match(types=("scroll",)), alpha=0.3),
-    Max("max_scroll_depth", "Deepest scroll so far, as a fraction of the page.",
-        field="scroll_depth", match=Match(types=("scroll",))),
+    Ewm(
+        "scroll_velocity_ewm",
+        "Exponentially smoothed scroll speed in px/s (alpha 0.3).",
+        field="scroll_velocity",
+        match=Match(types=("scroll",)),
+        alpha=0.3,
+    ),
+    Max(
+        "max_scroll_depth",
+        "Deepest scroll so far, as a fraction of the page.",
+        field="scroll_depth",
+        match=Match(types=("scroll",)),
+    ),
     Count("click_count", "Clicks so far.", Match(types=("click",))),
     Count("image_zooms", "Image zooms so far.", Match(types=("image_zoom",))),
     Count("size_guide_opens", "Size-guide opens so far.", Match(types=("size_guide_open",))),
     Count("searches", "Searches so far.", Match(types=("search",))),
     Count("cart_adds", "Add-to-cart events so far.", Match(types=("add_to_cart",))),
     Count("cart_removes", "Remove-from-cart events so far.", Match(types=("remove_from_cart",))),
-    Sum("cart_value", "Net value added to the cart (adds minus removes).", field="cart_value",
-        weights=(("add_to_cart", 1.0), ("remove_from_cart", -1.0))),
+    Sum(
+        "cart_value",
+        "Net value added to the cart (adds minus removes).",
+        field="cart_value",
+        weights=(("add_to_cart", 1.0), ("remove_from_cart", -1.0)),
+    ),
     Count("checkout_starts", "Checkout starts so far.", Match(types=("checkout_start",))),
     First("session_start_ts", "Time of the session's first event (epoch seconds).", field="ts"),
     Last("last_event_ts", "Time of the session's latest event (epoch seconds).", field="ts"),
@@ -79,10 +103,17 @@ SESSION_FOLDS: tuple[Fold, ...] = (
 
 USER_FOLDS: tuple[Fold, ...] = (
     Count("past_sessions", "Ended sessions of the user before now."),
-    Rate("past_purchase_rate", "Share of the user's ended sessions with a purchase.",
-         numerator="purchased"),
-    Rate("past_abandon_rate", "Share of the user's cart sessions that were abandoned.",
-         numerator="abandoned", denominator="added_to_cart"),
+    Rate(
+        "past_purchase_rate",
+        "Share of the user's ended sessions with a purchase.",
+        numerator="purchased",
+    ),
+    Rate(
+        "past_abandon_rate",
+        "Share of the user's cart sessions that were abandoned.",
+        numerator="abandoned",
+        denominator="added_to_cart",
+    ),
 )
 
 # ---------------------------------------------------------------------------
@@ -124,23 +155,47 @@ def _num(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-def _context_row(start: float, last: float, clicks: float, now: float, device: Any,
-                 page: Any) -> tuple[float, float, float, int, int, int, int, int]:
+def _context_row(
+    start: float, last: float, clicks: float, now: float, device: Any, page: Any
+) -> tuple[float, float, float, int, int, int, int, int]:
     age = now - start if not math.isnan(start) else float("nan")
     since = now - last if not math.isnan(last) else float("nan")
     minutes = max(age / 60.0, 1.0) if not math.isnan(age) else float("nan")
     cpm = (0.0 if math.isnan(clicks) else clicks) / minutes
     hour = datetime.fromtimestamp(now, UTC).hour if not math.isnan(now) else -1
-    return (age, since, cpm, hour, int(device == "mobile"), int(device == "tablet"),
-            int(page == "product"), int(page in ("cart", "checkout")))
+    return (
+        age,
+        since,
+        cpm,
+        hour,
+        int(device == "mobile"),
+        int(device == "tablet"),
+        int(page == "product"),
+        int(page in ("cart", "checkout")),
+    )
 
 
 def session_context(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """The on-demand context features, for a batch of rows (lists per column)."""
+    """The on-demand context features, for a batch of rows (lists per column).
+
+    Feast stores this function by value in its registry, without the module's
+    globals, so it imports the implementation when it runs.
+    """
+    from feature_repo.features import context_features
+
+    return context_features(inputs)
+
+
+def context_features(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Context features computed from stored session features and the request."""
     rows = zip(
-        map(_num, inputs["session_start_ts"]), map(_num, inputs["last_event_ts"]),
-        map(_num, inputs["click_count"]), map(_num, inputs["request_ts"]),
-        inputs["device"], inputs["page_type"], strict=True,
+        map(_num, inputs["session_start_ts"]),
+        map(_num, inputs["last_event_ts"]),
+        map(_num, inputs["click_count"]),
+        map(_num, inputs["request_ts"]),
+        inputs["device"],
+        inputs["page_type"],
+        strict=True,
     )
     columns = list(zip(*(_context_row(*r) for r in rows), strict=True)) or [
         () for _ in CONTEXT_FEATURES

@@ -30,15 +30,31 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-UCI_CSV = Path(__file__).resolve().parent / "data" / "uci_online_shoppers" / (
-    "online_shoppers_intention.csv"
+UCI_CSV = (
+    Path(__file__).resolve().parent
+    / "data"
+    / "uci_online_shoppers"
+    / ("online_shoppers_intention.csv")
 )
 UCI_SHA256 = "b3055ee355f59134d851d32641183cb4a8b45def7124d2f50442a042f358e0d9"
 UCI_KEY = "uci_session_id"
 UCI_LABEL = "revenue"
 UCI_YEAR = 2017
-MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "June": 6, "Jun": 6, "Jul": 7,
-          "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12}
+MONTHS = {
+    "Jan": 1,
+    "Feb": 2,
+    "Mar": 3,
+    "Apr": 4,
+    "May": 5,
+    "June": 6,
+    "Jun": 6,
+    "Jul": 7,
+    "Aug": 8,
+    "Sep": 9,
+    "Oct": 10,
+    "Nov": 11,
+    "Dec": 12,
+}
 VISITOR_TYPES = {"New_Visitor": 0, "Returning_Visitor": 1, "Other": 2}
 
 
@@ -52,14 +68,17 @@ class UciFeature:
 
 UCI_FEATURES: tuple[UciFeature, ...] = (
     UciFeature("administrative", "Administrative", "float", "Account pages visited."),
-    UciFeature("administrative_duration", "Administrative_Duration", "float",
-               "Seconds on account pages."),
+    UciFeature(
+        "administrative_duration", "Administrative_Duration", "float", "Seconds on account pages."
+    ),
     UciFeature("informational", "Informational", "float", "Information pages visited."),
-    UciFeature("informational_duration", "Informational_Duration", "float",
-               "Seconds on information pages."),
+    UciFeature(
+        "informational_duration", "Informational_Duration", "float", "Seconds on information pages."
+    ),
     UciFeature("product_related", "ProductRelated", "float", "Product pages visited."),
-    UciFeature("product_related_duration", "ProductRelated_Duration", "float",
-               "Seconds on product pages."),
+    UciFeature(
+        "product_related_duration", "ProductRelated_Duration", "float", "Seconds on product pages."
+    ),
     UciFeature("bounce_rates", "BounceRates", "float", "Average bounce rate of the pages."),
     UciFeature("exit_rates", "ExitRates", "float", "Average exit rate of the pages."),
     UciFeature("page_values", "PageValues", "float", "Average page value of the pages."),

@@ -40,8 +40,15 @@ from flows.ingest import RawEventStore
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
 #: Event columns the session folds read, besides the key and the time.
-EVENT_INPUTS = ("event_type", "page_type", "element_id", "duration_ms", "scroll_depth",
-                "scroll_velocity", "cart_value")
+EVENT_INPUTS = (
+    "event_type",
+    "page_type",
+    "element_id",
+    "duration_ms",
+    "scroll_depth",
+    "scroll_velocity",
+    "cart_value",
+)
 DAY = timedelta(days=1)
 #: Raw columns the builder reads (ids, device and browser are not features).
 RAW_COLUMNS = ("session_id", "user_id", "ts", "consent", *EVENT_INPUTS)
@@ -104,8 +111,11 @@ def session_features(events: pa.Table) -> pa.Table:
     """Session feature rows from raw events (consented events only)."""
     events = events.filter(pc.equal(events.column("consent"), True))
     return fold_table(
-        SESSION_FOLDS, "session_id", events.column("session_id"),
-        epoch_seconds(events.column("ts")), {c: events.column(c) for c in EVENT_INPUTS},
+        SESSION_FOLDS,
+        "session_id",
+        events.column("session_id"),
+        epoch_seconds(events.column("ts")),
+        {c: events.column(c) for c in EVENT_INPUTS},
     )
 
 
@@ -116,24 +126,32 @@ def session_outcomes(events: pa.Table, gap: timedelta) -> pa.Table:
     etype = t.column("event_type")
     t = t.append_column("is_add", pc.equal(etype, EventType.ADD_TO_CART.value))
     t = t.append_column("is_buy", pc.equal(etype, EventType.PURCHASE.value))
-    g = t.group_by("session_id").aggregate([
-        ("user_id", "min"), ("ts", "min"), ("ts", "max"), ("is_add", "any"), ("is_buy", "any"),
-    ])
+    g = t.group_by("session_id").aggregate(
+        [
+            ("user_id", "min"),
+            ("ts", "min"),
+            ("ts", "max"),
+            ("is_add", "any"),
+            ("is_buy", "any"),
+        ]
+    )
     last = g.column("ts_max")
     added = g.column("is_add_any")
     bought = g.column("is_buy_any")
     abandoned = pc.and_(added, pc.invert(bought))
     end = _to_ts(epoch_seconds(last) + gap.total_seconds())
-    out = pa.table({
-        "session_id": g.column("session_id"),
-        "user_id": g.column("user_id_min"),
-        "start_ts": g.column("ts_min"),
-        "last_ts": last,
-        "event_timestamp": end,
-        "added_to_cart": pc.cast(added, pa.float64()),
-        "purchased": pc.cast(bought, pa.float64()),
-        "abandoned": pc.cast(abandoned, pa.float64()),
-    })
+    out = pa.table(
+        {
+            "session_id": g.column("session_id"),
+            "user_id": g.column("user_id_min"),
+            "start_ts": g.column("ts_min"),
+            "last_ts": last,
+            "event_timestamp": end,
+            "added_to_cart": pc.cast(added, pa.float64()),
+            "purchased": pc.cast(bought, pa.float64()),
+            "abandoned": pc.cast(abandoned, pa.float64()),
+        }
+    )
     return out.sort_by([("event_timestamp", "ascending"), ("session_id", "ascending")])
 
 
@@ -142,8 +160,11 @@ def user_features(outcomes: pa.Table) -> pa.Table:
     known = outcomes.filter(pc.is_valid(outcomes.column("user_id")))
     cols = {c: known.column(c) for c in ("added_to_cart", "purchased", "abandoned")}
     return fold_table(
-        USER_FOLDS, "user_id", known.column("user_id"),
-        epoch_seconds(known.column("event_timestamp")), cols,
+        USER_FOLDS,
+        "user_id",
+        known.column("user_id"),
+        epoch_seconds(known.column("event_timestamp")),
+        cols,
     )
 
 
@@ -157,9 +178,11 @@ def day_name(t: datetime) -> str:
 
 def in_window(table: pa.Table, start: datetime, end: datetime) -> pa.Table:
     ts = table.column("event_timestamp")
-    return table.filter(pc.and_(
-        pc.greater_equal(ts, pa.scalar(start, TS_TYPE)), pc.less(ts, pa.scalar(end, TS_TYPE))
-    ))
+    return table.filter(
+        pc.and_(
+            pc.greater_equal(ts, pa.scalar(start, TS_TYPE)), pc.less(ts, pa.scalar(end, TS_TYPE))
+        )
+    )
 
 
 def write_days(table: pa.Table, root: Path, start: datetime, end: datetime) -> list[str]:
@@ -209,10 +232,19 @@ def build_window(
     start, end = floor_day(start), ceil_day(end)
     result = BuildResult(start, end)
     events = raw.read(start - lookback - gap, end, columns=RAW_COLUMNS)
-    result.events = int(pc.sum(pc.and_(
-        pc.greater_equal(events.column("ts"), pa.scalar(start, TS_TYPE)),
-        pc.equal(events.column("consent"), True),
-    )).as_py() or 0) if events.num_rows else 0
+    result.events = (
+        int(
+            pc.sum(
+                pc.and_(
+                    pc.greater_equal(events.column("ts"), pa.scalar(start, TS_TYPE)),
+                    pc.equal(events.column("consent"), True),
+                )
+            ).as_py()
+            or 0
+        )
+        if events.num_rows
+        else 0
+    )
 
     sessions = in_window(session_features(events), start, end)
     result.session_rows = sessions.num_rows

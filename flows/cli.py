@@ -12,7 +12,7 @@ import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -42,9 +42,7 @@ def _main(
     home: Annotated[
         Path | None, typer.Option(help="State directory (overrides MICROTUNE_HOME).")
     ] = None,
-    profile: Annotated[
-        str | None, typer.Option(help="embedded (default) or production.")
-    ] = None,
+    profile: Annotated[str | None, typer.Option(help="embedded (default) or production.")] = None,
 ) -> None:
     if home is not None:
         os.environ["MICROTUNE_HOME"] = str(home)
@@ -62,8 +60,12 @@ def settings() -> Settings:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
 
 
@@ -111,16 +113,23 @@ def generate(
     bad_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of extra invalid rows and duplicates.")
     ] = 0.0,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    fmt: Annotated[
+        Literal["jsonl", "parquet"], typer.Option("--format", help="jsonl or parquet.")
+    ] = "jsonl",
 ) -> None:
     """Write a synthetic event log with known ground truth (oracle.parquet)."""
     from flows.generate import GeneratorConfig, write_event_log
 
-    if fmt not in ("jsonl", "parquet"):
-        raise typer.BadParameter("--format must be jsonl or parquet")
     first = date.fromisoformat(start) if start else GeneratorConfig.start
-    cfg = GeneratorConfig(sessions=sessions, days=days, seed=seed, start=first,
-                          drift_day=drift_day, bad_rate=bad_rate, fmt=fmt)  # type: ignore[arg-type]
+    cfg = GeneratorConfig(
+        sessions=sessions,
+        days=days,
+        seed=seed,
+        start=first,
+        drift_day=drift_day,
+        bad_rate=bad_rate,
+        fmt=fmt,
+    )
     with _progress() as bar:
         task = bar.add_task("generating", total=None)
 
@@ -181,7 +190,9 @@ def features_build(
     from flows.feature_flow import build_features
 
     summary = build_features(
-        start=_parse_time(start), end=_parse_time(end), hours=hours,
+        start=_parse_time(start),
+        end=_parse_time(end),
+        hours=hours,
         inbox=[str(p) for p in inbox] if inbox else None,
     )
     _print_build(summary)
@@ -207,7 +218,9 @@ def features_apply(
     s = settings()
     ensure_uci(s)
     r = apply_definitions(s, open_store(s), force=force)
-    console.print(("applied" if r.changed else "unchanged") + f" (definitions {r.fingerprint[:12]})")
+    console.print("applied:" if r.changed else "unchanged: the registry matches feature_repo/")
+    for change in r.changes:
+        console.print(f"  {change}")
 
 
 @app.command()
@@ -220,8 +233,9 @@ def demo(
     """Run the main job end to end on the embedded profile and print a summary."""
     from flows.demo import run_demo
 
-    run_demo(settings(), sessions=sessions, days=days, seed=seed, bad_rate=bad_rate,
-             console=console)
+    run_demo(
+        settings(), sessions=sessions, days=days, seed=seed, bad_rate=bad_rate, console=console
+    )
 
 
 def main() -> None:
@@ -231,4 +245,3 @@ def main() -> None:
     except MicrotuneError as exc:
         err.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
-

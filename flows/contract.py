@@ -310,7 +310,9 @@ def _check_row(row: Mapping[str, Any], now: datetime) -> tuple[str | None, datet
     return None, ts
 
 
-def validate_rows(rows: Iterable[Mapping[str, Any]], *, now: datetime | None = None) -> ValidationResult:
+def validate_rows(
+    rows: Iterable[Mapping[str, Any]], *, now: datetime | None = None
+) -> ValidationResult:
     """Check a batch of row dicts against the contract.
 
     Fields outside the contract are ignored. A row's reason names the first
@@ -344,7 +346,9 @@ def validate_columns(
     return validate_rows(rows, now=now)
 
 
-def _to_columns(rows: Sequence[Mapping[str, Any]], stamps: Sequence[datetime]) -> dict[str, np.ndarray]:
+def _to_columns(
+    rows: Sequence[Mapping[str, Any]], stamps: Sequence[datetime]
+) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for spec in FIELDS:
         if spec.kind == "ts":

@@ -27,12 +27,20 @@ def run_demo(
     t0 = time.perf_counter()
     first_day = (datetime.now(UTC) - timedelta(days=days)).date()
     out = settings.home / "generated" / f"seed-{seed}-{first_day.isoformat()}"
-    cfg = GeneratorConfig(sessions=sessions, days=days, seed=seed, start=first_day,
-                          drift_day=max(days - 2, 1), bad_rate=bad_rate)
+    cfg = GeneratorConfig(
+        sessions=sessions,
+        days=days,
+        seed=seed,
+        start=first_day,
+        drift_day=max(days - 2, 1),
+        bad_rate=bad_rate,
+    )
     console.rule("[bold]1/3 generate")
     log = write_event_log(cfg, out)
-    console.print(f"{log.events:,} events, {log.sessions:,} sessions, {log.bad_rows:,} invalid rows, "
-                  f"{log.duplicates:,} duplicates -> {out}")
+    console.print(
+        f"{log.events:,} events, {log.sessions:,} sessions, {log.bad_rows:,} invalid rows, "
+        f"{log.duplicates:,} duplicates -> {out}"
+    )
 
     console.rule("[bold]2/3 build_features flow (ingest, validate, build, apply, materialize)")
     from flows.feature_flow import build_features
@@ -66,8 +74,15 @@ def _online_sample(settings: Settings, summary: Any) -> dict[str, Any]:
     sid = last.column("session_id")[0].as_py()
     row = store.get_online_features(
         features=store.get_feature_service("abandonment_v1"),
-        entity_rows=[{"session_id": sid, "user_id": "", "request_ts": time.time(),
-                      "device": "mobile", "page_type": "product"}],
+        entity_rows=[
+            {
+                "session_id": sid,
+                "user_id": "",
+                "request_ts": time.time(),
+                "device": "mobile",
+                "page_type": "product",
+            }
+        ],
     ).to_dict()
     return {"session_id": sid, **{k: v[0] for k, v in row.items()}}
 

@@ -10,8 +10,8 @@ batches. That skips the pandas-to-Arrow-to-proto conversion that dominates
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 BATCH_ROWS = 2_000
+
+# Feast warns on every on-demand view that offline retrieval does not scale;
+# ours is python-mode and row-wise, and the warning would drown real messages.
+warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
 
 
 def ensure_uci(settings: Settings) -> Path:
@@ -61,63 +65,58 @@ def _repo_parent_cwd() -> Iterator[None]:
         yield
 
 
-def repo_contents() -> Any:
+def repo_contents(project: str) -> Any:
     """Feast objects declared in ``feature_repo/`` (what ``feast apply`` would see)."""
+    from feast import Project
     from feast.repo_operations import parse_repo
 
     with _repo_parent_cwd():
-        return parse_repo(FEATURE_REPO)
+        repo = parse_repo(FEATURE_REPO)
+    if not repo.projects:  # as `feast apply` does: the project named in the yaml
+        repo.projects.append(Project(name=project))
+    return repo
 
 
-def fingerprint(repo: Any) -> str:
-    """A digest of every declared object, to apply only when definitions change."""
-    protos = []
-    for group in (repo.data_sources, repo.entities, repo.feature_views,
-                  repo.on_demand_feature_views, repo.feature_services):
-        for obj in group:
-            protos.append(obj.to_proto().SerializeToString(deterministic=True))
-    h = hashlib.sha256()
-    for p in sorted(protos):
-        h.update(p)
-    return h.hexdigest()
+def pending_changes(store: FeatureStore, repo: Any) -> list[str]:
+    """Objects whose declaration differs from the registry (Feast's own plan diff)."""
+    from feast.diff.property_diff import TransitionType
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        registry_diff, _, _ = store.plan(repo)
+    return sorted(
+        f"{d.transition_type.name.lower()} {d.feast_object_type.name.lower()} {d.name}"
+        for d in registry_diff.feast_object_diffs
+        if d.transition_type != TransitionType.UNCHANGED
+    )
 
 
 @dataclass(frozen=True)
 class ApplyResult:
     changed: bool
-    fingerprint: str
+    changes: list[str]
 
 
-def apply_definitions(settings: Settings, store: FeatureStore, *, force: bool = False) -> ApplyResult:
+def apply_definitions(
+    settings: Settings, store: FeatureStore, *, force: bool = False
+) -> ApplyResult:
     """``feast apply`` from Python: registers the repo, deleting removed objects.
 
-    Skipped when the definitions' fingerprint equals the last applied one and
-    the registry still knows the project.
+    Skipped when Feast's plan finds no difference between the declarations
+    and the registry.
     """
     from feast.repo_operations import extract_objects_for_apply_delete
 
-    repo = repo_contents()
-    digest = fingerprint(repo)
-    marker = settings.paths.feast / f"applied-{settings.project}-{settings.profile}.sha256"
-    known = _registry_has_views(store)
-    if not force and known and marker.exists() and marker.read_text().strip() == digest:
-        return ApplyResult(False, digest)
+    repo = repo_contents(settings.project)
+    changes = pending_changes(store, repo)
+    if not changes and not force:
+        return ApplyResult(False, [])
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
         settings.project, store.registry, repo
     )
     # Feast's on-demand view serialization prints the UDF's bytecode; keep it out of logs.
     with contextlib.redirect_stdout(io.StringIO()):
         store.apply(to_apply, objects_to_delete=to_delete, partial=False)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(digest + "\n")
-    return ApplyResult(True, digest)
-
-
-def _registry_has_views(store: FeatureStore) -> bool:
-    try:
-        return bool(store.list_feature_views())
-    except Exception:
-        return False
+    return ApplyResult(True, changes)
 
 
 def latest_per_entity(table: pa.Table, key: str) -> pa.Table:
@@ -150,14 +149,15 @@ def write_online(
     names = [f.name for f in view.features]
     keys = latest.column(key).to_pylist()
     stamps = pc.cast(latest.column("event_timestamp"), pa.timestamp("us", tz="UTC")).to_pylist()
-    values = [latest.column(n).to_numpy(zero_copy_only=False).astype(np.float64).tolist()
-              for n in names]
+    values = [
+        latest.column(n).to_numpy(zero_copy_only=False).astype(np.float64).tolist() for n in names
+    ]
     provider = store._get_provider()
     created = datetime.now(UTC)
     written = 0
     for lo in range(0, len(keys), BATCH_ROWS):
         hi = min(lo + BATCH_ROWS, len(keys))
-        batch = [
+        batch: list[tuple[Any, dict[str, Any], datetime, datetime | None]] = [
             (
                 EntityKey(join_keys=[key], entity_values=[Value(string_val=keys[i])]),
                 {n: Value(double_val=col[i]) for n, col in zip(names, values, strict=True)},

@@ -76,7 +76,10 @@ def validate_window_task(settings: Settings, start: datetime, end: datetime) -> 
 def build_task(settings: Settings, start: datetime, end: datetime) -> BuildResult:
     """Offline feature rows of the window (day files, rewritten whole)."""
     return build_window(
-        RawEventStore(settings.paths.raw_events), settings.paths.offline, start, end,
+        RawEventStore(settings.paths.raw_events),
+        settings.paths.offline,
+        start,
+        end,
         gap=timedelta(minutes=settings.session_gap_minutes),
         lookback=timedelta(hours=settings.session_lookback_hours),
     )
@@ -129,7 +132,9 @@ def resolve_window(
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
     if end <= start:
-        raise InputError(f"window end {end:%Y-%m-%d %H:%M} is not after start {start:%Y-%m-%d %H:%M}")
+        raise InputError(
+            f"window end {end:%Y-%m-%d %H:%M} is not after start {start:%Y-%m-%d %H:%M}"
+        )
     return floor_day(start), ceil_day(end)
 
 
@@ -176,7 +181,9 @@ def build_features(
 
 
 def _artifact(s: FeatureBuildSummary) -> str:
-    rejected = "\n".join(f"| rejected: {k} | {v} |" for k, v in s.ingest.get("rejected", {}).items())
+    rejected = "\n".join(
+        f"| rejected: {k} | {v} |" for k, v in s.ingest.get("rejected", {}).items()
+    )
     return (
         f"# Feature build {s.start} .. {s.end}\n\n| what | count |\n|---|---|\n"
         f"| rows read | {s.ingest.get('rows', 0)} |\n| accepted | {s.ingest.get('accepted', 0)} |\n"

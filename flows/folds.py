@@ -151,7 +151,7 @@ class Segments:
         return cs - (cs[self.first] - x[self.first])
 
     def last_where(self, touched: np.ndarray) -> np.ndarray:
-        """For every event, the index of the latest touched event of its entity so far (-1: none)."""
+        """Per event: index of its entity's latest touched event so far (-1: none)."""
         idx = np.maximum.accumulate(np.where(touched, np.arange(len(touched)), -1))
         return np.where(idx >= self.first, idx, -1)
 
@@ -399,8 +399,9 @@ class Dwell(Fold):
         return (np.zeros(n), np.zeros(n), np.full(n, np.nan), np.zeros(n))
 
     def _gap_ms(self, ts: np.ndarray, prev_ts: np.ndarray, prev_on: np.ndarray) -> np.ndarray:
-        gap = np.minimum(np.round(ts * 1000.0) - np.round(np.nan_to_num(prev_ts) * 1000.0),
-                         self.cap_s * 1000.0)
+        gap = np.minimum(
+            np.round(ts * 1000.0) - np.round(np.nan_to_num(prev_ts) * 1000.0), self.cap_s * 1000.0
+        )
         return np.where(np.isnan(prev_ts) | (prev_on <= 0), 0.0, gap)
 
     def _on(self, ev: Events) -> np.ndarray:

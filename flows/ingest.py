@@ -116,7 +116,9 @@ class RawEventStore:
     def dates(self) -> list[date]:
         if not self.root.exists():
             return []
-        return sorted(date.fromisoformat(p.name[5:]) for p in self.root.glob("date=*") if p.is_dir())
+        return sorted(
+            date.fromisoformat(p.name[5:]) for p in self.root.glob("date=*") if p.is_dir()
+        )
 
     def part_files(self, days: Sequence[date] | None = None) -> list[Path]:
         days = self.dates() if days is None else days
@@ -160,8 +162,9 @@ class RawEventStore:
         """Events with ``start <= ts < end`` (all columns, or those named)."""
         days = [d for d in self.dates() if start.date() <= d <= end.date()]
         cols = list(columns) if columns else None
-        tables = [pq.read_table(f, schema=ARROW_SCHEMA, columns=cols)
-                  for f in self.part_files(days)]
+        tables = [
+            pq.read_table(f, schema=ARROW_SCHEMA, columns=cols) for f in self.part_files(days)
+        ]
         if not tables:
             empty = ARROW_SCHEMA.empty_table()
             return empty.select(cols) if cols else empty
@@ -225,9 +228,12 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
     for p in paths:
         if p.is_dir():
             out += sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in JSONL_SUFFIXES + PARQUET_SUFFIXES
-                and not f.name.startswith(".") and f.name != "oracle.parquet"
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and f.suffix.lower() in JSONL_SUFFIXES + PARQUET_SUFFIXES
+                and not f.name.startswith(".")
+                and f.name != "oracle.parquet"
             )
         elif p.is_file():
             out.append(p)

@@ -87,8 +87,15 @@ class Paths:
         return self.home / "examples"
 
     def ensure(self) -> Paths:
-        for p in (self.raw_events, self.quarantine, self.offline, self.feast, self.reports,
-                  self.mlflow, self.prefect):
+        for p in (
+            self.raw_events,
+            self.quarantine,
+            self.offline,
+            self.feast,
+            self.reports,
+            self.mlflow,
+            self.prefect,
+        ):
             p.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -143,7 +150,9 @@ class Settings(BaseSettings):
 
     @property
     def feature_store_yaml(self) -> Path:
-        name = "feature_store.yaml" if self.profile == "embedded" else "feature_store.production.yaml"
+        name = (
+            "feature_store.yaml" if self.profile == "embedded" else "feature_store.production.yaml"
+        )
         return FEATURE_REPO / name
 
     @property

@@ -58,3 +58,25 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MICROTUNE_HOME", str(Path(config.rootpath) / ".microtune-test"))
+    # The test machine has no internet: keep Prefect's server from phoning home.
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["DO_NOT_TRACK"] = "1"
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One real Prefect server (Prefect's test harness) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def small_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated event log (jsonl, with bad rows and duplicates), shared by slow tests."""
+    from flows.generate import GeneratorConfig, write_event_log
+
+    out = tmp_path_factory.mktemp("log")
+    write_event_log(GeneratorConfig(sessions=600, days=2, seed=5, bad_rate=0.02), out)
+    return out

@@ -64,8 +64,10 @@ def test_valid_rows_of_a_bad_batch_are_kept() -> None:
     result = validate_rows(rows, now=LATER)
     assert result.accepted_count == 5
     assert [r.position for r in result.rejected] == [5, 6]
-    assert result.reasons() == {"duration_ms: must not be negative": 1,
-                                "row: expected a JSON object": 1}
+    assert result.reasons() == {
+        "duration_ms: must not be negative": 1,
+        "row: expected a JSON object": 1,
+    }
 
 
 def test_epoch_milliseconds_and_offsets_are_normalised_to_utc() -> None:

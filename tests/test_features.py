@@ -86,17 +86,19 @@ def test_unrelated_sessions_do_not_mix() -> None:
 
 # --- batch scan == streaming fold, on random event sequences ----------------
 
-event_st = st.fixed_dictionaries({
-    "entity": st.sampled_from(["s1", "s2", "s3"]),
-    "dt": st.floats(0, 400, allow_nan=False),
-    "event_type": st.sampled_from([t.value for t in EventType]),
-    "page_type": st.sampled_from([p.value for p in PageType]),
-    "element_id": st.sampled_from(["price", "image", None]),
-    "duration_ms": st.one_of(st.none(), st.floats(0, 1e5, allow_nan=False)),
-    "scroll_depth": st.one_of(st.none(), st.floats(0, 1)),
-    "scroll_velocity": st.one_of(st.none(), st.floats(0, 5e3, allow_nan=False)),
-    "cart_value": st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False)),
-})
+event_st = st.fixed_dictionaries(
+    {
+        "entity": st.sampled_from(["s1", "s2", "s3"]),
+        "dt": st.floats(0, 400, allow_nan=False),
+        "event_type": st.sampled_from([t.value for t in EventType]),
+        "page_type": st.sampled_from([p.value for p in PageType]),
+        "element_id": st.sampled_from(["price", "image", None]),
+        "duration_ms": st.one_of(st.none(), st.floats(0, 1e5, allow_nan=False)),
+        "scroll_depth": st.one_of(st.none(), st.floats(0, 1)),
+        "scroll_velocity": st.one_of(st.none(), st.floats(0, 5e3, allow_nan=False)),
+        "cart_value": st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False)),
+    }
+)
 
 
 def _columns(events: list[dict]) -> dict[str, np.ndarray]:
@@ -139,20 +141,23 @@ def _rows(root: Path) -> list[dict]:
     """Rows of an offline table, NaN as None so that rows compare equal."""
     files = sorted(root.glob("*.parquet"))
     rows = pa.concat_tables([pq.read_table(f) for f in files]).to_pylist() if files else []
-    rows = [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()}
-            for r in rows]
+    rows = [
+        {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()} for r in rows
+    ]
     return sorted(rows, key=lambda r: (r["event_timestamp"], r.get("session_id", "")))
 
 
 def test_feature_rows_before_t_do_not_change_when_later_events_arrive(tmp_path: Path) -> None:
-    early = [event(session="s1", at=i * 30, event_type="hover", duration_ms=100 + i)
-             for i in range(5)]
+    early = [
+        event(session="s1", at=i * 30, event_type="hover", duration_ms=100 + i) for i in range(5)
+    ]
     store = _ingest(tmp_path, early, "early")
     start, end = T0 - timedelta(hours=1), T0 + timedelta(hours=3)
     build_window(store, tmp_path / "off", start, end)
     before = _rows(tmp_path / "off" / "session_features")
-    later = [event(session="s1", at=200 + i * 30, event_type="hover", duration_ms=5000)
-             for i in range(3)]
+    later = [
+        event(session="s1", at=200 + i * 30, event_type="hover", duration_ms=5000) for i in range(3)
+    ]
     _ingest(tmp_path, later, "later")
     build_window(store, tmp_path / "off", start, end)
     after = _rows(tmp_path / "off" / "session_features")
@@ -162,8 +167,10 @@ def test_feature_rows_before_t_do_not_change_when_later_events_arrive(tmp_path: 
 
 def test_user_history_counts_only_sessions_ended_before(tmp_path: Path) -> None:
     gap = 30 * 60
-    s1 = [event(session="a", at=0, event_type="add_to_cart", cart_value=10, user_id="u"),
-          event(session="a", at=60, event_type="purchase", cart_value=10, user_id="u")]
+    s1 = [
+        event(session="a", at=0, event_type="add_to_cart", cart_value=10, user_id="u"),
+        event(session="a", at=60, event_type="purchase", cart_value=10, user_id="u"),
+    ]
     s2 = [event(session="b", at=7200, event_type="add_to_cart", cart_value=10, user_id="u")]
     s3 = [event(session="c", at=14400, event_type="click", user_id="u")]
     store = _ingest(tmp_path, s1 + s2 + s3, "u")
@@ -187,5 +194,8 @@ def test_rebuilding_a_window_gives_identical_files(tmp_path: Path) -> None:
 
 
 def test_user_folds_are_declared() -> None:
-    assert [f.name for f in USER_FOLDS] == ["past_sessions", "past_purchase_rate",
-                                            "past_abandon_rate"]
+    assert [f.name for f in USER_FOLDS] == [
+        "past_sessions",
+        "past_purchase_rate",
+        "past_abandon_rate",
+    ]

@@ -30,8 +30,11 @@ def test_bad_rows_are_quarantined_and_good_rows_kept(tmp_path: Path) -> None:
         "row: invalid JSON": 1,
         "scroll_depth: outside [0, 1]": 1,
     }
-    quarantined = [json.loads(line) for f in (tmp_path / "q").glob("*.jsonl")
-                   for line in f.read_text().splitlines()]
+    quarantined = [
+        json.loads(line)
+        for f in (tmp_path / "q").glob("*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
     assert sorted(q["position"] for q in quarantined) == [3, 4, 5]
     assert all(q["source"] == str(src) and q["reason"] for q in quarantined)
     assert {q["row"].get("scroll_depth") for q in quarantined} >= {2.0}
@@ -71,14 +74,16 @@ def test_parquet_input_is_accepted(tmp_path: Path) -> None:
 
     table = validate_rows([event(at=i, duration_ms=10.0) for i in range(3)], now=LATER).to_arrow()
     pq.write_table(table, tmp_path / "in.parquet")
-    report = ingest_files([tmp_path / "in.parquet"], RawEventStore(tmp_path / "raw"),
-                          tmp_path / "q", now=LATER)
+    report = ingest_files(
+        [tmp_path / "in.parquet"], RawEventStore(tmp_path / "raw"), tmp_path / "q", now=LATER
+    )
     assert report.accepted == 3
 
 
 def test_events_without_consent_are_minimized(tmp_path: Path) -> None:
-    rows = [event(consent=False, user_id="u9", element_id="price", duration_ms=5.0,
-                  event_type="hover")]
+    rows = [
+        event(consent=False, user_id="u9", element_id="price", duration_ms=5.0, event_type="hover")
+    ]
     store = RawEventStore(tmp_path / "raw")
     ingest_files([write_jsonl(tmp_path / "c.jsonl", rows)], store, tmp_path / "q", now=LATER)
     stored = pa.concat_tables([pq.read_table(f, schema=ARROW_SCHEMA) for f in store.part_files()])
