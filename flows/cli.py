@@ -245,3 +245,7 @@ def main() -> None:
     except MicrotuneError as exc:
         err.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

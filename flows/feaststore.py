@@ -23,12 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flows.errors import StoreError
+from flows.online_sqlite import BatchedSqliteOnlineStore
 from flows.settings import FEATURE_REPO, Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-BATCH_ROWS = 2_000
+BATCH_ROWS = 5_000
 
 # Feast warns on every on-demand view that offline retrieval does not scale;
 # ours is python-mode and row-wise, and the warning would drown real messages.
@@ -144,36 +145,43 @@ def write_online(
 
     view = store.get_feature_view(view_name)
     latest = latest_per_entity(table, key)
-    if latest.num_rows == 0:
-        return 0
     names = [f.name for f in view.features]
     keys = latest.column(key).to_pylist()
     stamps = pc.cast(latest.column("event_timestamp"), pa.timestamp("us", tz="UTC")).to_pylist()
-    values = [
-        latest.column(n).to_numpy(zero_copy_only=False).astype(np.float64).tolist() for n in names
-    ]
-    provider = store._get_provider()
+    columns = {n: latest.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names}
+    online = store._get_provider().online_store
     created = datetime.now(UTC)
-    written = 0
     for lo in range(0, len(keys), BATCH_ROWS):
         hi = min(lo + BATCH_ROWS, len(keys))
-        batch: list[tuple[Any, dict[str, Any], datetime, datetime | None]] = [
-            (
-                EntityKey(join_keys=[key], entity_values=[Value(string_val=keys[i])]),
-                {n: Value(double_val=col[i]) for n, col in zip(names, values, strict=True)},
-                stamps[i],
-                created,
-            )
-            for i in range(lo, hi)
+        entity_keys = [
+            EntityKey(join_keys=[key], entity_values=[Value(string_val=k)]) for k in keys[lo:hi]
         ]
         try:
-            provider.online_write_batch(store.config, view, batch, progress=None)
+            if isinstance(online, BatchedSqliteOnlineStore):
+                online.write_double_columns(
+                    store.config,
+                    view,
+                    entity_keys,
+                    {n: c[lo:hi] for n, c in columns.items()},
+                    stamps[lo:hi],
+                    created,
+                )
+            else:
+                rows = [
+                    {n: Value(double_val=v) for n, v in zip(names, vals, strict=True)}
+                    for vals in zip(*(columns[n][lo:hi].tolist() for n in names), strict=True)
+                ]
+                online.online_write_batch(
+                    store.config,
+                    view,
+                    list(zip(entity_keys, rows, stamps[lo:hi], [created] * (hi - lo), strict=True)),
+                    None,
+                )
         except Exception as exc:
             raise StoreError(f"online write to {view_name} failed: {exc}") from exc
-        written += hi - lo
         if progress:
             progress(hi - lo)
-    return written
+    return len(keys)
 
 
 def offline_path(store: FeatureStore, view_name: str) -> Path:
