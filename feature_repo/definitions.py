@@ -42,7 +42,8 @@ from flows.folds import state_columns
 if "MICROTUNE_HOME" not in os.environ:
     raise RuntimeError(
         "MICROTUNE_HOME is not set. Export it before running feast, e.g. "
-        "`export MICROTUNE_HOME=$PWD/.microtune` (see docs/features.md)."
+        "`export MICROTUNE_HOME=$PWD/.microtune` (and, for the production profile, "
+        "MICROTUNE_PROJECT; see docs/features.md)."
     )
 OFFLINE = Path(os.environ["MICROTUNE_HOME"]).resolve() / "offline"
 _DTYPES = {"float": Float64, "int": Int64, "str": String}

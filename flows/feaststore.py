@@ -66,8 +66,14 @@ def _repo_parent_cwd() -> Iterator[None]:
         yield
 
 
-def repo_contents(project: str) -> Any:
-    """Feast objects declared in ``feature_repo/`` (what ``feast apply`` would see)."""
+def repo_contents(settings: Settings, project: str) -> Any:
+    """Feast objects declared in ``feature_repo/`` (what ``feast apply`` would see).
+
+    ``definitions.py`` resolves its offline paths from ``MICROTUNE_HOME`` when it
+    is first imported; a process that serves several homes (tests, notebooks)
+    would otherwise register the first home's paths, so every file source is
+    re-pointed at this home's offline directory.
+    """
     from feast import Project
     from feast.repo_operations import parse_repo
 
@@ -75,7 +81,21 @@ def repo_contents(project: str) -> Any:
         repo = parse_repo(FEATURE_REPO)
     if not repo.projects:  # as `feast apply` does: the project named in the yaml
         repo.projects.append(Project(name=project))
+    _rebind_file_sources(repo, settings.paths.offline)
     return repo
+
+
+def _rebind_file_sources(repo: Any, offline: Path) -> None:
+    from feast import FileSource, PushSource
+
+    sources = list(repo.data_sources)
+    for fv in repo.feature_views:
+        sources += [fv.batch_source, fv.stream_source]
+    for src in sources:
+        if isinstance(src, PushSource):
+            src = src.batch_source
+        if isinstance(src, FileSource):
+            src.file_options.uri = str(offline / Path(src.path).name)
 
 
 def pending_changes(store: FeatureStore, repo: Any) -> list[str]:
@@ -107,12 +127,12 @@ def apply_definitions(
     """
     from feast.repo_operations import extract_objects_for_apply_delete
 
-    repo = repo_contents(settings.project)
+    repo = repo_contents(settings, store.project)
     changes = pending_changes(store, repo)
     if not changes and not force:
         return ApplyResult(False, [])
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
-        settings.project, store.registry, repo
+        store.project, store.registry, repo
     )
     # Feast's on-demand view serialization prints the UDF's bytecode; keep it out of logs.
     with contextlib.redirect_stdout(io.StringIO()):

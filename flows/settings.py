@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     project: str = Field(
         default="microtune",
         pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
-        description="Feast project; isolates homes that share Redis and PostgreSQL.",
+        description="Feast project of the production profile; isolates homes that share "
+        "Redis and PostgreSQL (the embedded profile has one project per home).",
     )
 
     # production stores
@@ -154,6 +155,11 @@ class Settings(BaseSettings):
             "feature_store.yaml" if self.profile == "embedded" else "feature_store.production.yaml"
         )
         return FEATURE_REPO / name
+
+    @property
+    def artifact_root(self) -> str:
+        """Where MLflow stores run artifacts and models (never the working directory)."""
+        return (self.paths.mlflow / "artifacts").as_uri()
 
     @property
     def tracking_uri(self) -> str:

@@ -1,0 +1,207 @@
+"""The promotion gate: a challenger becomes champion only if every check passes.
+
+Checks, all on the same recent hold-out window:
+
+* ``auc``: challenger ROC AUC >= champion ROC AUC - ``auc_tolerance``; the very
+  first model must instead beat the trivial baseline (AUC >= ``min_first_auc``
+  and a lower log loss than predicting the base rate);
+* ``calibration``: expected calibration error <= ``max_ece``;
+* ``invariance``: shuffling a field the outcome does not depend on
+  (``hour_of_day``) moves predictions by at most ``max_invariance_shift``;
+* ``direction``: more hesitation (size-guide opens, cart removes, price
+  hovers) does not lower the predicted risk on average;
+* ``minimum_cases``: a hesitant session scores above a decisive one;
+* ``latency``: a single-row prediction takes at most ``latency_budget_us``;
+* ``drift``: the latest drift and data-quality verdict does not fail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.metrics import expected_calibration_error, log_loss, roc_auc
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    auc_tolerance: float = 0.01
+    max_ece: float = 0.05
+    min_first_auc: float = 0.55
+    max_invariance_shift: float = 0.03
+    direction_tolerance: float = 0.005
+    latency_budget_us: float = 2000.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    checks: list[Check] = field(default_factory=list)
+    challenger: dict[str, float] = field(default_factory=dict)
+    champion: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "promote": self.promote,
+            "checks": [asdict(c) for c in self.checks],
+            "challenger": self.challenger,
+            "champion": self.champion,
+        }
+
+    def markdown(self, name: str, version: str) -> str:
+        verdict = "PROMOTED" if self.promote else "REFUSED"
+        rows = "\n".join(
+            f"| {c.name} | {'pass' if c.passed else '**fail**'} | {c.detail} |" for c in self.checks
+        )
+        head = "| check | result | detail |\n|---|---|---|"
+        return f"# {name} v{version}: {verdict}\n\n{head}\n{rows}\n"
+
+
+def _col(columns: list[str], name: str) -> int | None:
+    return columns.index(name) if name in columns else None
+
+
+HESITATION = {"size_guide_opens": 2.0, "cart_removes": 1.0, "price_hover_count": 3.0}
+
+
+def behavioural_checks(
+    predict: Callable[[np.ndarray], np.ndarray],
+    columns: list[str],
+    x: np.ndarray,
+    cfg: GateConfig,
+    seed: int = 0,
+) -> list[Check]:
+    """Invariance, direction and minimum-functionality checks on hold-out rows."""
+    rng = np.random.default_rng(seed)
+    sample = x[rng.choice(len(x), size=min(len(x), 2000), replace=False)]
+    base = predict(sample)
+    checks = []
+    hour = _col(columns, "hour_of_day")
+    if hour is not None:
+        shuffled = sample.copy()
+        shuffled[:, hour] = rng.permutation(shuffled[:, hour])
+        shift = float(np.mean(np.abs(predict(shuffled) - base)))
+        checks.append(
+            Check(
+                "invariance",
+                shift <= cfg.max_invariance_shift,
+                f"mean |Δrisk| {shift:.4f} when shuffling hour_of_day "
+                f"(max {cfg.max_invariance_shift})",
+            )
+        )
+    hesitant = sample.copy()
+    for name, step in HESITATION.items():
+        i = _col(columns, name)
+        if i is not None:
+            hesitant[:, i] = np.nan_to_num(hesitant[:, i]) + step
+    delta = float(np.mean(predict(hesitant) - base))
+    checks.append(
+        Check(
+            "direction",
+            delta >= -cfg.direction_tolerance,
+            f"mean Δrisk {delta:+.4f} with more hesitation signals",
+        )
+    )
+    median = np.nanmedian(sample, axis=0)
+    decisive, wavering = median.copy(), median.copy()
+    for name, step in HESITATION.items():
+        i = _col(columns, name)
+        if i is not None:
+            decisive[i], wavering[i] = 0.0, median[i] + 2 * step
+    p = predict(np.vstack([decisive, wavering]))
+    checks.append(
+        Check("minimum_cases", bool(p[1] > p[0]), f"hesitant {p[1]:.3f} vs decisive {p[0]:.3f}")
+    )
+    return checks
+
+
+def decide(
+    challenger: Any,
+    champion: Any | None,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: GateConfig,
+    *,
+    latency_us: float,
+    drift_verdict: tuple[str, str],
+) -> GateDecision:
+    """Run every check; ``champion`` is None for the first model."""
+    p = challenger.predict(x)
+    mine = {
+        "roc_auc": roc_auc(y, p),
+        "ece": expected_calibration_error(y, p),
+        "log_loss": log_loss(y, p),
+        "latency_us": latency_us,
+        "rows": float(len(y)),
+    }
+    decision = GateDecision(promote=False, challenger=mine)
+    checks = decision.checks
+    if champion is None:
+        base = log_loss(y, np.full(len(y), y.mean()))
+        ok = mine["roc_auc"] >= cfg.min_first_auc and mine["log_loss"] < base
+        checks.append(
+            Check(
+                "auc",
+                ok,
+                f"first model: AUC {mine['roc_auc']:.4f} "
+                f"(min {cfg.min_first_auc}), log loss {mine['log_loss']:.4f} vs "
+                f"base rate {base:.4f}",
+            )
+        )
+    else:
+        theirs = champion.predict(x)
+        decision.champion = {
+            "roc_auc": roc_auc(y, theirs),
+            "ece": expected_calibration_error(y, theirs),
+        }
+        floor = decision.champion["roc_auc"] - cfg.auc_tolerance
+        checks.append(
+            Check(
+                "auc",
+                mine["roc_auc"] >= floor,
+                f"AUC {mine['roc_auc']:.4f} vs champion "
+                f"{decision.champion['roc_auc']:.4f} (tolerance {cfg.auc_tolerance})",
+            )
+        )
+    checks.append(
+        Check(
+            "calibration", mine["ece"] <= cfg.max_ece, f"ECE {mine['ece']:.4f} (max {cfg.max_ece})"
+        )
+    )
+    checks += behavioural_checks(challenger.predict, challenger.card.columns, x, cfg)
+    checks.append(
+        Check(
+            "latency",
+            latency_us <= cfg.latency_budget_us,
+            f"single-row predict {latency_us:.0f} µs (budget {cfg.latency_budget_us:.0f})",
+        )
+    )
+    status, detail = drift_verdict
+    checks.append(Check("drift", status != "fail", f"latest verdict {status}: {detail}"))
+    decision.promote = all(c.passed for c in checks)
+    return decision
+
+
+def latest_drift_verdict(reports: Path) -> tuple[str, str]:
+    """Status of the newest drift verdict under ``reports/drift`` (pass when none yet)."""
+    latest = reports / "drift" / "latest.json"
+    if not latest.exists():
+        return "pass", "no drift check has run yet"
+    verdict = json.loads(latest.read_text())
+    return str(verdict.get("status", "pass")), str(verdict.get("summary", latest))
