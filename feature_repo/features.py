@@ -38,6 +38,7 @@ from flows.folds import (
     Last,
     Match,
     Max,
+    Mean,
     Rate,
     Sum,
 )
@@ -67,6 +68,12 @@ SESSION_FOLDS: tuple[Fold, ...] = (
         match=Match(types=("hover",)),
         alpha=0.3,
     ),
+    Mean(
+        "hover_ms_mean",
+        "Mean hover duration in ms so far.",
+        field="duration_ms",
+        match=Match(types=("hover",)),
+    ),
     Count("scroll_count", "Scroll events so far.", Match(types=("scroll",))),
     Ewm(
         "scroll_velocity_ewm",
@@ -74,6 +81,12 @@ SESSION_FOLDS: tuple[Fold, ...] = (
         field="scroll_velocity",
         match=Match(types=("scroll",)),
         alpha=0.3,
+    ),
+    Mean(
+        "scroll_velocity_mean",
+        "Mean scroll speed in px/s so far.",
+        field="scroll_velocity",
+        match=Match(types=("scroll",)),
     ),
     Max(
         "max_scroll_depth",

@@ -316,6 +316,44 @@ class Ewm(Fold):
 
 
 @dataclass(frozen=True)
+class Mean(Fold):
+    """Running mean of ``field`` over matching events (NaN before the first).
+
+    Values are summed in whole units (rounded), so the sum is exact in any order.
+    """
+
+    field: str = ""
+    match: Match = ANY
+    parts: tuple[str, ...] = dc_field(default=("total", "n"), init=False)
+
+    def inputs(self) -> set[str]:
+        return {self.field}
+
+    def initial(self, n: int) -> State:
+        return (np.full(n, np.nan), np.zeros(n), np.zeros(n))
+
+    def _hits(self, ev: Events) -> tuple[np.ndarray, np.ndarray]:
+        x = ev[self.field]
+        hit = self.match.mask(ev) & ~np.isnan(x)
+        return hit, np.where(hit, np.round(np.nan_to_num(x)), 0.0)
+
+    @staticmethod
+    def _mean(total: np.ndarray, n: np.ndarray) -> np.ndarray:
+        return np.where(n > 0, total / np.where(n > 0, n, 1.0), np.nan)
+
+    def step(self, state: State, ev: Events) -> State:
+        hit, x = self._hits(ev)
+        total, n = state[1] + x, state[2] + hit
+        return (self._mean(total, n), total, n)
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        hit, x = self._hits(ev)
+        total = seg.cumsum(x.astype(np.int64)).astype(np.float64)
+        n = seg.cumsum(hit.astype(np.int64)).astype(np.float64)
+        return (self._mean(total, n), total, n)
+
+
+@dataclass(frozen=True)
 class Max(Fold):
     """Largest ``field`` among matching events (0 before the first)."""
 

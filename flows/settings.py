@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     )
     feature_ttl_hours: float = Field(default=24.0, gt=0)
 
+    # promotion gate (see models/gate.py)
+    gate_auc_tolerance: float = Field(default=0.01, ge=0, description="Allowed AUC loss.")
+    gate_max_ece: float = Field(default=0.05, gt=0, description="Calibration error bound.")
+    gate_latency_budget_us: float = Field(default=2000.0, gt=0)
+
     @field_validator("home")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

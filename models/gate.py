@@ -8,8 +8,8 @@ Checks, all on the same recent hold-out window:
 * ``calibration``: expected calibration error <= ``max_ece``;
 * ``invariance``: shuffling a field the outcome does not depend on
   (``hour_of_day``) moves predictions by at most ``max_invariance_shift``;
-* ``direction``: more hesitation (size-guide opens, cart removes, price
-  hovers) does not lower the predicted risk on average;
+* ``direction``: more hesitation (longer hovers, slower scrolls, more
+  size-guide opens and price hovers) does not lower the predicted risk on average;
 * ``minimum_cases``: a hesitant session scores above a decisive one;
 * ``latency``: a single-row prediction takes at most ``latency_budget_us``;
 * ``drift``: the latest drift and data-quality verdict does not fail.
@@ -77,7 +77,27 @@ def _col(columns: list[str], name: str) -> int | None:
     return columns.index(name) if name in columns else None
 
 
-HESITATION = {"size_guide_opens": 2.0, "cart_removes": 1.0, "price_hover_count": 3.0}
+#: How a more hesitant visitor looks: (feature, operation, amount).
+HESITATION: tuple[tuple[str, str, float], ...] = (
+    ("hover_ms_mean", "mul", 1.5),
+    ("hover_ms_ewm", "mul", 1.5),
+    ("scroll_velocity_mean", "mul", 0.7),
+    ("scroll_velocity_ewm", "mul", 0.7),
+    ("size_guide_opens", "add", 1.0),
+    ("price_hover_count", "add", 2.0),
+)
+
+
+def hesitate(x: np.ndarray, columns: list[str], strength: float = 1.0) -> np.ndarray:
+    """``x`` with every hesitation signal moved ``strength`` steps towards hesitation."""
+    out = x.copy()
+    for name, op, amount in HESITATION:
+        i = _col(columns, name)
+        if i is None:
+            continue
+        col = np.nan_to_num(out[:, i])
+        out[:, i] = col * amount**strength if op == "mul" else col + amount * strength
+    return out
 
 
 def behavioural_checks(
@@ -105,25 +125,17 @@ def behavioural_checks(
                 f"(max {cfg.max_invariance_shift})",
             )
         )
-    hesitant = sample.copy()
-    for name, step in HESITATION.items():
-        i = _col(columns, name)
-        if i is not None:
-            hesitant[:, i] = np.nan_to_num(hesitant[:, i]) + step
-    delta = float(np.mean(predict(hesitant) - base))
+    delta = float(np.mean(predict(hesitate(sample, columns)) - base))
     checks.append(
         Check(
             "direction",
             delta >= -cfg.direction_tolerance,
-            f"mean Δrisk {delta:+.4f} with more hesitation signals",
+            f"mean Δrisk {delta:+.4f} with longer hovers, slower scrolls, "
+            "more size-guide opens and price hovers",
         )
     )
-    median = np.nanmedian(sample, axis=0)
-    decisive, wavering = median.copy(), median.copy()
-    for name, step in HESITATION.items():
-        i = _col(columns, name)
-        if i is not None:
-            decisive[i], wavering[i] = 0.0, median[i] + 2 * step
+    median = np.nan_to_num(np.nanmedian(sample, axis=0)).reshape(1, -1)
+    decisive, wavering = hesitate(median, columns, -2.0), hesitate(median, columns, 2.0)
     p = predict(np.vstack([decisive, wavering]))
     checks.append(
         Check("minimum_cases", bool(p[1] > p[0]), f"hesitant {p[1]:.3f} vs decisive {p[0]:.3f}")

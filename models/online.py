@@ -48,10 +48,10 @@ class RiverRiskModel:
         if self.pipeline is None:
             self.pipeline = compose.Pipeline(
                 preprocessing.StandardScaler(),
-                linear_model.LogisticRegression(optimizer=optim.SGD(0.02), l2=1e-4),
+                linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.05), l2=1e-4),
             )
         if self.adwin is None:
-            self.adwin = drift.ADWIN(delta=0.002)
+            self.adwin = drift.ADWIN(delta=0.0002)
 
     def predict_one(self, x: dict[str, float]) -> float:
         return float(self.pipeline.predict_proba_one(x).get(True, 0.5))

@@ -14,6 +14,7 @@ mix. The champion history is kept as a registered-model tag for rollback.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ from models.card import ModelCard
 
 LGBM = "abandonment-lgbm"
 RIVER = "abandonment-river"
+# The pyfunc wrapper takes a frame or an array; MLflow warns that it cannot
+# derive a schema from such a hint. The model card documents the columns.
+warnings.filterwarnings("ignore", message=".*[Tt]ype hint.*", category=UserWarning)
+warnings.filterwarnings("ignore", message=".*python_model.*CloudPickle.*")
+
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 EXPERIMENT = "abandonment"
 PROMOTION_EXPERIMENT = "promotion"

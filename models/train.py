@@ -224,7 +224,11 @@ def promote_models(
     settings: Settings, store: FeatureStore, cfg: GateConfig | None = None
 ) -> PromotionReport:
     """Gate each model family's challenger against its champion; promote the ones that pass."""
-    cfg = cfg or GateConfig()
+    cfg = cfg or GateConfig(
+        auc_tolerance=settings.gate_auc_tolerance,
+        max_ece=settings.gate_max_ece,
+        latency_budget_us=settings.gate_latency_budget_us,
+    )
     client = registry.configure(settings.tracking_uri, settings.artifact_root)
     x, y, _, window = holdout(settings, store)
     verdict = latest_drift_verdict(settings.paths.reports)

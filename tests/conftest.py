@@ -80,3 +80,13 @@ def small_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("log")
     write_event_log(GeneratorConfig(sessions=600, days=2, seed=5, bad_rate=0.02), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def model_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four days of generated events: enough for a train / validate / hold-out split."""
+    from flows.generate import GeneratorConfig, write_event_log
+
+    out = tmp_path_factory.mktemp("model-log")
+    write_event_log(GeneratorConfig(sessions=2500, days=4, seed=21), out)
+    return out

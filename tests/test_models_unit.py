@@ -1,0 +1,179 @@
+"""Models without Feast: the gate's reasons, calibration, river checkpoints, registry aliases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import registry
+from models.card import ModelCard
+from models.gate import GateConfig, decide
+from models.lgbm import train_lgbm
+from models.metrics import expected_calibration_error, roc_auc
+from models.online import RiverRiskModel, replay
+
+COLUMNS = ["size_guide_opens", "cart_removes", "price_hover_count", "hover_ms_mean", "hour_of_day"]
+
+
+def synthetic(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows whose abandonment probability rises with hesitation; hour is irrelevant."""
+    rng = np.random.default_rng(seed)
+    x = np.column_stack(
+        [
+            rng.poisson(1.0, n),
+            rng.poisson(0.5, n),
+            rng.poisson(2.0, n),
+            rng.lognormal(6, 0.5, n),
+            rng.integers(0, 24, n),
+        ]
+    ).astype(float)
+    z = -0.5 + 0.6 * x[:, 0] + 0.5 * x[:, 1] + 0.2 * x[:, 2] + 0.001 * (x[:, 3] - 400)
+    p = 1 / (1 + np.exp(-z))
+    return x, (rng.random(n) < p).astype(int), p
+
+
+class Fixed:
+    """A stand-in model with a known prediction function (to drive each gate check)."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.card = ModelCard("test", "svc", COLUMNS, {})
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(self.fn(x), 1e-4, 1 - 1e-4)
+
+
+def truth(x: np.ndarray) -> np.ndarray:
+    z = -0.5 + 0.6 * x[:, 0] + 0.5 * x[:, 1] + 0.2 * x[:, 2] + 0.001 * (x[:, 3] - 400)
+    return 1 / (1 + np.exp(-z))
+
+
+CFG = GateConfig()
+PASS = ("pass", "no drift check has run yet")
+
+
+def failed(decision) -> set[str]:
+    return {c.name for c in decision.checks if not c.passed}
+
+
+def test_gate_promotes_a_good_first_model() -> None:
+    x, y, _ = synthetic()
+    d = decide(Fixed(truth), None, x, y, CFG, latency_us=50, drift_verdict=PASS)
+    assert d.promote and failed(d) == set()
+
+
+@pytest.mark.parametrize(
+    ("challenger", "latency", "verdict", "reason"),
+    [
+        (lambda x: 0.5 + 0.0 * x[:, 0], 50, PASS, "auc"),  # no better than the baseline
+        (lambda x: truth(x) ** 3, 50, PASS, "calibration"),  # right order, wrong scale
+        (lambda x: truth(x) * (0.6 + 0.4 * (x[:, 4] < 12)), 50, PASS, "invariance"),
+        (lambda x: 1 - truth(x), 50, PASS, "direction"),
+        (truth, 50_000, PASS, "latency"),
+        (truth, 50, ("fail", "data quality: 30% missing"), "drift"),
+    ],
+)
+def test_gate_refuses_for_the_right_reason(challenger, latency, verdict, reason) -> None:
+    x, y, _ = synthetic()
+    d = decide(Fixed(challenger), None, x, y, CFG, latency_us=latency, drift_verdict=verdict)
+    assert not d.promote
+    assert reason in failed(d)
+    assert any(r.startswith(reason) for r in d.reasons)
+
+
+def test_gate_compares_challenger_with_champion_on_the_same_rows() -> None:
+    x, y, _ = synthetic()
+    noisy = np.random.default_rng(1).random(len(x))
+    worse = Fixed(lambda rows: 0.5 * truth(rows) + 0.5 * noisy[: len(rows)])
+    d = decide(worse, Fixed(truth), x, y, CFG, latency_us=50, drift_verdict=PASS)
+    assert "auc" in failed(d)
+    assert d.champion["roc_auc"] > d.challenger["roc_auc"] + CFG.auc_tolerance
+
+
+def test_lightgbm_is_calibrated_and_near_the_truth() -> None:
+    x, y, p = synthetic(12_000)
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    r = train_lgbm(x[:8000], y[:8000], x[8000:10000], y[8000:10000], card, seed=0)
+    pred = r.model.predict(x[10000:])
+    assert roc_auc(y[10000:], pred) >= roc_auc(y[10000:], p[10000:]) - 0.03
+    assert expected_calibration_error(y[10000:], pred) < 0.05
+    contrib = r.model.contributions(x[10000:10001])[0]
+    assert set(contrib) == set(COLUMNS)
+    assert abs(contrib["hour_of_day"]) < abs(contrib["size_guide_opens"]) + 1.0
+
+
+def test_river_checkpoint_restores_exactly(tmp_path: Path) -> None:
+    x, y, _ = synthetic(3000)
+    t = np.arange(len(x), dtype=float)
+    a = RiverRiskModel(ModelCard("river", "svc", COLUMNS, {}))
+    replay(a, x[:2000], y[:2000], t[:2000], t[:2000] + 5)
+    path = a.checkpoint(tmp_path / "river.pkl")
+    b = RiverRiskModel.restore(path)
+    assert np.array_equal(a.predict(x[2000:2100]), b.predict(x[2000:2100]))
+    ra = replay(a, x[2000:], y[2000:], t[2000:], t[2000:] + 5)
+    rb = replay(b, x[2000:], y[2000:], t[2000:], t[2000:] + 5)
+    assert np.array_equal(ra.predictions, rb.predictions)
+    assert a.learned == b.learned == len(x)
+
+
+def test_river_learns_only_after_labels_arrive() -> None:
+    x, y, _ = synthetic(500)
+    t = np.arange(len(x), dtype=float)
+    m = RiverRiskModel(ModelCard("river", "svc", COLUMNS, {}))
+    r = replay(m, x, y, t, np.full(len(x), 1e9))  # every label arrives after the last decision
+    assert np.allclose(r.predictions, r.predictions[0])  # nothing learnt while predicting
+    assert m.learned == len(x)
+
+
+@pytest.mark.integration
+def test_registry_aliases_rollback_and_fresh_process_load(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = registry.configure(uri, (tmp_path / "artifacts").as_uri())
+    x, y, _ = synthetic(6000)
+    versions = []
+    for seed in (0, 1, 2):
+        card = ModelCard("lightgbm", "abandonment_v1", COLUMNS, {"train": ["a", "b"]})
+        r = train_lgbm(
+            x[:4000],
+            y[:4000],
+            x[4000:5000],
+            y[4000:5000],
+            card,
+            seed=seed,
+            params={"feature_fraction": 0.7},
+        )
+        reg = registry.register(
+            client,
+            registry.LGBM,
+            r.model,
+            metrics={"auc": 0.8},
+            artifacts=[],
+            run_name=f"seed-{seed}",
+        )
+        assert registry.version_of(client, registry.LGBM, registry.CHALLENGER) == reg.version
+        registry.set_champion(client, registry.LGBM, reg.version)
+        versions.append(reg.version)
+    assert registry.version_of(client, registry.LGBM, registry.CHAMPION) == versions[2]
+    assert registry.version_of(client, registry.LGBM, registry.PREVIOUS) == versions[1]
+    assert registry.rollback(client, registry.LGBM) == (versions[2], versions[1])
+    assert registry.version_of(client, registry.LGBM, registry.CHAMPION) == versions[1]
+    assert registry.version_of(client, registry.LGBM, registry.PREVIOUS) == versions[0]
+
+    model = registry.load(registry.LGBM, "champion")
+    assert model.card.columns == COLUMNS and model.card.feature_service == "abandonment_v1"
+    rows = x[5000:5020]
+    np.save(tmp_path / "rows.npy", rows)
+    script = (
+        "import numpy as np, sys; from models import registry; registry.configure(sys.argv[1]);"
+        "m = registry.load(registry.LGBM, 'champion');"
+        "np.save(sys.argv[2], m.predict(np.load(sys.argv[3])))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, uri, str(tmp_path / "out.npy"), str(tmp_path / "rows.npy")],
+        check=True,
+    )
+    assert np.array_equal(np.load(tmp_path / "out.npy"), model.predict(rows))
