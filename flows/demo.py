@@ -1,15 +1,18 @@
 """``microtune demo``: the main job end to end on the embedded profile.
 
-Generates a realistic week of events (with some invalid rows and drift late
-in the week), then runs the ``build_features`` flow over it (ingest, validate,
-build, feast apply, materialize) and reads a few sessions back from the online
-store through Feast, the way the scorer will.
+Generates a realistic week of events (with some invalid rows and duplicates),
+runs the ``build_features`` flow over it (ingest, validate, build, feast
+apply, materialize), reads a session back from the online store through the
+model's feature service, then runs the ``train`` and ``promote`` flows:
+LightGBM and river are trained on a time split, compared with the generator's
+oracle, registered in MLflow and promoted through the gate.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -42,13 +45,20 @@ def run_demo(
         f"{log.duplicates:,} duplicates -> {out}"
     )
 
-    console.rule("[bold]2/3 build_features flow (ingest, validate, build, apply, materialize)")
+    console.rule("[bold]2/5 build_features flow (ingest, validate, build, apply, materialize)")
     from flows.feature_flow import build_features
 
     summary = build_features(inbox=[str(out / "events")])
 
-    console.rule("[bold]3/3 read back from the online store")
+    console.rule("[bold]3/5 read back from the online store")
     sample = _online_sample(settings, summary)
+
+    from flows.model_flows import promote, train
+
+    console.rule("[bold]4/5 train flow (LightGBM and river, MLflow)")
+    trained = train(seed=seed)
+    console.rule("[bold]5/5 promote flow (gate)")
+    promoted = promote()
     figures = {
         "events": log.events,
         "accepted": summary.ingest["accepted"],
@@ -57,6 +67,8 @@ def run_demo(
         "session_rows": summary.build["session_rows"],
         "online_rows": summary.online_rows,
         "sample": sample,
+        "train": trained,
+        "promote": promoted,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     _print_summary(settings, figures, console)
@@ -102,7 +114,21 @@ def _print_summary(settings: Settings, f: dict[str, Any], console: Console) -> N
     for k in ("event_count", "hover_ms_ewm", "cart_adds", "session_age_s", "is_mobile"):
         v = s.get(k)
         t.add_row(f"  {k}", "—" if v is None else f"{v:,.2f}")
+    tr = f["train"]
+    t.add_row("LightGBM hold-out ROC AUC", f"{tr['lgbm']['test_roc_auc']:.4f}")
+    if tr["oracle_auc"] is not None:
+        t.add_row("oracle AUC, same rows", f"{tr['oracle_auc']:.4f}")
+    t.add_row("LightGBM hold-out ECE", f"{tr['lgbm']['test_ece']:.4f}")
+    t.add_row("river progressive AUC", f"{tr['river']['test_progressive_roc_auc']:.4f}")
+    for name, d in f["promote"]["decisions"].items():
+        failed = [c["name"] for c in d["checks"] if not c["passed"]]
+        verdict = "promoted" if d["promote"] else f"refused ({', '.join(failed)})"
+        t.add_row(f"gate: {name}", verdict)
+    for name, version in tr["versions"].items():
+        t.add_row(f"challenger version: {name}", version)
     t.add_row("took", f"{f['seconds']} s")
+    t.add_row("MLflow", settings.tracking_uri)
+    t.add_row("training plots", str(Path(tr["plots"][0]).parent) if tr["plots"] else "—")
     t.add_row("raw events", str(settings.paths.raw_events))
     t.add_row("quarantine", str(settings.paths.quarantine))
     t.add_row("offline features", str(settings.paths.offline))

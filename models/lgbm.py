@@ -44,6 +44,17 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
+#: Above this many training rows, trees grow larger and learn faster: small,
+#: slow trees suit a week of one site (tens of thousands of decision points)
+#: but would need thousands of rounds on millions.
+LARGE_DATA_ROWS = 200_000
+LARGE_DATA_PARAMS: dict[str, Any] = {
+    "learning_rate": 0.1,
+    "num_leaves": 31,
+    "min_data_in_leaf": 500,
+}
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -128,7 +139,8 @@ def train_lgbm(
     """Train with early stopping on the validation window, then calibrate."""
     pos = max(float(y_train.sum()), 1.0)
     neg = max(float(len(y_train) - y_train.sum()), 1.0)
-    p = {**DEFAULT_PARAMS, "seed": seed, "scale_pos_weight": neg / pos, **(params or {})}
+    scale = LARGE_DATA_PARAMS if len(y_train) > LARGE_DATA_ROWS else {}
+    p = {**DEFAULT_PARAMS, **scale, "seed": seed, "scale_pos_weight": neg / pos, **(params or {})}
     train = lgb.Dataset(x_train, y_train, feature_name=card.columns, free_raw_data=False)
     valid = lgb.Dataset(x_valid, y_valid, reference=train)
     booster = lgb.train(
