@@ -49,9 +49,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
 #: but would need thousands of rounds on millions.
 LARGE_DATA_ROWS = 200_000
 LARGE_DATA_PARAMS: dict[str, Any] = {
-    "learning_rate": 0.1,
+    "learning_rate": 0.15,
     "num_leaves": 31,
     "min_data_in_leaf": 500,
+    "bagging_fraction": 0.5,
+    "max_bin": 63,
 }
 
 
