@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the locked dependencies
 
-demo: $(STAMP)  ## generate, ingest, build features, train, promote, check drift, serve and score
+demo: $(STAMP)  ## generate, ingest, build features, train and promote, print a summary
 	$(BIN)/microtune demo
 
 lint: $(STAMP)  ## ruff and mypy

@@ -3,7 +3,7 @@
     python bench/bench_online_load.py [--entities 50000] [--repeat 3]
 
 Both paths load the same offline rows (the latest row of each session of the
-session_behaviour view, 22 float columns) into the same SQLite online store:
+session_behaviour view: every stored fold column) into the same SQLite online store:
 
 * ours: flows.feaststore.write_online, numpy columns straight to protobuf
   values, handed to the online store's online_write_batch in batches;

@@ -227,6 +227,7 @@ def build_window(
     *,
     gap: timedelta = timedelta(minutes=30),
     lookback: timedelta = timedelta(hours=6),
+    now: datetime | None = None,
 ) -> BuildResult:
     """Build the three offline tables for ``[start, end)``, rounded out to whole days."""
     start, end = floor_day(start), ceil_day(end)
@@ -251,7 +252,10 @@ def build_window(
     result.sessions = len(pc.unique(sessions.column("session_id"))) if sessions.num_rows else 0
     result.files += write_days(sessions, offline / "session_features", start, end)
 
-    outcomes = in_window(session_outcomes(events, gap), start, end)
+    # A session has ended only once its gap has passed by the clock; before
+    # that, a build near "now" must not give a running session an outcome.
+    ended_by = min(end, now or datetime.now(UTC))
+    outcomes = in_window(session_outcomes(events, gap), start, ended_by)
     result.ended_sessions = outcomes.num_rows
     result.files += write_days(outcomes, offline / "session_outcomes", start, end)
 

@@ -159,8 +159,8 @@ def build_features(
 ) -> FeatureBuildSummary:
     """Ingest ``inbox`` files, then build and materialize features for a window.
 
-    The window is ``[start, end)`` rounded out to whole hours, or the last
-    ``hours`` hours, or every stored event when neither is given.
+    The window is ``[start, end)`` rounded out to whole UTC days, or the days
+    covering the last ``hours`` hours, or every stored event when neither is given.
     """
     settings = get_settings()
     logger = get_run_logger()
@@ -181,13 +181,13 @@ def build_features(
 
 
 def _artifact(s: FeatureBuildSummary) -> str:
-    rejected = "\n".join(
-        f"| rejected: {k} | {v} |" for k, v in s.ingest.get("rejected", {}).items()
+    rejected = "".join(
+        f"| rejected: {k} | {v} |\n" for k, v in s.ingest.get("rejected", {}).items()
     )
     return (
         f"# Feature build {s.start} .. {s.end}\n\n| what | count |\n|---|---|\n"
         f"| rows read | {s.ingest.get('rows', 0)} |\n| accepted | {s.ingest.get('accepted', 0)} |\n"
-        f"| duplicates | {s.ingest.get('duplicates', 0)} |\n{rejected}\n"
+        f"| duplicates | {s.ingest.get('duplicates', 0)} |\n{rejected}"
         f"| events in window | {s.build.get('events', 0)} |\n"
         f"| session feature rows | {s.build.get('session_rows', 0)} |\n"
         f"| ended sessions | {s.build.get('ended_sessions', 0)} |\n"

@@ -64,7 +64,7 @@ def promote() -> dict[str, Any]:
     """Gate each challenger against its champion; move the champion alias if it passes."""
     report = gate_task()
     for name, decision in report.decisions.items():
-        version = report.promoted.get(name) or "?"
+        version = report.challengers[name]
         create_markdown_artifact(
             key=f"gate-{name}",
             markdown=decision.markdown(name, version),

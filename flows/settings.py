@@ -7,7 +7,7 @@ profiles differ only in configuration:
 * ``embedded`` (default): SQLite online store, Parquet offline store, MLflow on
   SQLite, Prefect's local server, all under the home.
 * ``production``: Redis online store, PostgreSQL for the Feast registry and
-  MLflow, and a Dask cluster for the heavy batch work.
+  MLflow; the Parquet offline store is read with Dask (Feast's file store).
 
 Settings are read once through :func:`get_settings`; tests call
 ``get_settings.cache_clear()`` after changing the environment.
@@ -117,9 +117,6 @@ class Settings(BaseSettings):
     # production stores
     redis_url: str = "127.0.0.1:6379"
     postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    dask_address: str | None = Field(
-        default=None, description="Dask scheduler address; None starts a local cluster."
-    )
     prefect_api_url: str | None = Field(
         default=None, description="Prefect server; None uses a local server under the home."
     )
@@ -134,7 +131,6 @@ class Settings(BaseSettings):
     session_lookback_hours: float = Field(
         default=6.0, gt=0, description="Longest session a window build must see whole."
     )
-    feature_ttl_hours: float = Field(default=24.0, gt=0)
 
     # promotion gate (see models/gate.py)
     gate_auc_tolerance: float = Field(default=0.01, ge=0, description="Allowed AUC loss.")
@@ -186,7 +182,9 @@ class Settings(BaseSettings):
         os.environ["MICROTUNE_PROJECT"] = self.project
         os.environ["MICROTUNE_REDIS_URL"] = self.redis_url
         os.environ["MICROTUNE_POSTGRES_URL"] = self.postgres_url
-        os.environ.setdefault("PREFECT_HOME", str(self.paths.prefect))
+        # Prefect's own state belongs to this home too, unless a server is configured.
+        if not self.prefect_api_url:
+            os.environ["PREFECT_HOME"] = str(self.paths.prefect)
         # A loaded laptop can take longer than Prefect's default 20 s to start
         # its temporary local server; telemetry off keeps the run local.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

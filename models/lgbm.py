@@ -135,7 +135,7 @@ def train_lgbm(
     *,
     seed: int = 0,
     params: dict[str, Any] | None = None,
-    ece_tolerance: float = 0.02,
+    ece_tolerance: float = 0.05,
     max_rounds: int = 2000,
 ) -> TrainResult:
     """Train with early stopping on the validation window, then calibrate."""

@@ -176,6 +176,9 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
         raise NotFoundError(f"{name} has no previous champion to roll back to")
     current, restored = history[-1], history[-2]
     client.set_registered_model_alias(name, CHAMPION, restored)
+    # The rolled-back version must not be gated and promoted again by the next
+    # `promote`: the restored champion becomes the challenger until a new training.
+    client.set_registered_model_alias(name, CHALLENGER, restored)
     history = history[:-1]
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     if len(history) >= 2:

@@ -206,6 +206,7 @@ def _train_river(
 class PromotionReport:
     decisions: dict[str, GateDecision]
     promoted: dict[str, str]
+    challengers: dict[str, str] = field(default_factory=dict)
 
 
 def holdout(
@@ -252,6 +253,7 @@ def promote_models(
         )
         _record(client, name, challenger_v, champion_v, decision, window)
         report.decisions[name] = decision
+        report.challengers[name] = challenger_v
         if decision.promote:
             registry.set_champion(client, name, challenger_v)
             report.promoted[name] = challenger_v

@@ -183,6 +183,17 @@ def test_user_history_counts_only_sessions_ended_before(tmp_path: Path) -> None:
     assert [r["past_abandon_rate"] for r in users] == [0.0, 0.5, 0.5]
 
 
+def test_a_running_session_gets_no_outcome_before_its_gap_has_passed(tmp_path: Path) -> None:
+    store = _ingest(
+        tmp_path, [event(session="live", at=0, event_type="add_to_cart", cart_value=10)], "live"
+    )
+    window = (T0, T0 + timedelta(hours=6))
+    build_window(store, tmp_path / "a", *window, now=T0 + timedelta(minutes=10))
+    assert _rows(tmp_path / "a" / "session_outcomes") == []
+    build_window(store, tmp_path / "b", *window, now=T0 + timedelta(minutes=31))
+    assert [r["abandoned"] for r in _rows(tmp_path / "b" / "session_outcomes")] == [1.0]
+
+
 def test_rebuilding_a_window_gives_identical_files(tmp_path: Path) -> None:
     store = _ingest(tmp_path, HAND_LOG, "hand")
     start, end = T0 - timedelta(hours=1), T0 + timedelta(hours=3)
