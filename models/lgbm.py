@@ -47,7 +47,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 #: Above this many training rows, trees grow larger and learn faster: small,
 #: slow trees suit a week of one site (tens of thousands of decision points)
 #: but would need thousands of rounds on millions.
-LARGE_DATA_ROWS = 200_000
+LARGE_DATA_ROWS = 50_000
 LARGE_DATA_PARAMS: dict[str, Any] = {
     "learning_rate": 0.15,
     "num_leaves": 31,
