@@ -30,15 +30,12 @@ def run_demo(
     t0 = time.perf_counter()
     first_day = (datetime.now(UTC) - timedelta(days=days)).date()
     out = settings.home / "generated" / f"seed-{seed}-{first_day.isoformat()}"
+    # No drift yet: a drifted hold-out makes the gate refuse the first model
+    # (checked: AUC 0.61 against an oracle of 0.74, direction check fails).
     cfg = GeneratorConfig(
-        sessions=sessions,
-        days=days,
-        seed=seed,
-        start=first_day,
-        drift_day=max(days - 2, 1),
-        bad_rate=bad_rate,
+        sessions=sessions, days=days, seed=seed, start=first_day, bad_rate=bad_rate
     )
-    console.rule("[bold]1/3 generate")
+    console.rule("[bold]1/5 generate")
     log = write_event_log(cfg, out)
     console.print(
         f"{log.events:,} events, {log.sessions:,} sessions, {log.bad_rows:,} invalid rows, "
