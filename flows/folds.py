@@ -372,8 +372,8 @@ class Max(Fold):
 
 
 @dataclass(frozen=True)
-class First(Fold):
-    """``field`` of the first event that has it (e.g. session start time)."""
+class _FieldValue(Fold):
+    """A fold that keeps one value of ``field`` (NaN until an event has it)."""
 
     field: str = "ts"
 
@@ -382,6 +382,11 @@ class First(Fold):
 
     def initial(self, n: int) -> State:
         return (np.full(n, np.nan),)
+
+
+@dataclass(frozen=True)
+class First(_FieldValue):
+    """``field`` of the first event that has it (e.g. session start time)."""
 
     def step(self, state: State, ev: Events) -> State:
         return (np.where(np.isnan(state[0]), ev[self.field], state[0]),)
@@ -397,16 +402,8 @@ class First(Fold):
 
 
 @dataclass(frozen=True)
-class Last(Fold):
+class Last(_FieldValue):
     """``field`` of the latest event that has it (e.g. time of the last interaction)."""
-
-    field: str = "ts"
-
-    def inputs(self) -> set[str]:
-        return {self.field}
-
-    def initial(self, n: int) -> State:
-        return (np.full(n, np.nan),)
 
     def step(self, state: State, ev: Events) -> State:
         x = ev[self.field]

@@ -6,9 +6,12 @@ class). Class weights shift every raw log-odds by exactly
 ``log(scale_pos_weight)``; the model undoes that shift, which restores
 calibration without fitting anything. The result is then checked on the
 validation window and recalibrated with Platt scaling only when its expected
-calibration error exceeds ``ece_tolerance`` (0.05): fitting Platt on a single
-day whenever ECE is slightly off overfits that day's base rate and made the
-hold-out ECE worse (0.045 against 0.025 in ``bench/bench_models.py`` data).
+calibration error exceeds ``ece_tolerance`` (0.1, i.e. grossly off): a single
+day's base rate swings by several points, and a Platt fit on it carries that
+day's rate into every prediction. Measured: hold-out ECE 0.045 with Platt
+against 0.025 without (``bench/bench_models.py`` data), and 0.078 against 0.032
+on the demo's week, whose validation day had a 0.59 abandonment rate against
+0.64 in training and 0.67 in the hold-out.
 Platt scaling is monotonic, so it never changes the ranking (AUC). Metrics
 are reported on the held-out window.
 """
@@ -135,7 +138,7 @@ def train_lgbm(
     *,
     seed: int = 0,
     params: dict[str, Any] | None = None,
-    ece_tolerance: float = 0.05,
+    ece_tolerance: float = 0.1,
     max_rounds: int = 2000,
 ) -> TrainResult:
     """Train with early stopping on the validation window, then calibrate."""
@@ -193,10 +196,7 @@ def plot_calibration(y: np.ndarray, p: np.ndarray, path: Path, title: str) -> Pa
     hist.hist(p, bins=20, range=(0, 1), color="tab:blue", alpha=0.7)
     hist.set_xlabel("predicted abandonment risk")
     hist.set_ylabel("decisions")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_importance(model: LgbmRiskModel, path: Path, top: int = 20) -> Path:
@@ -213,6 +213,12 @@ def plot_importance(model: LgbmRiskModel, path: Path, top: int = 20) -> Path:
     ax.barh(names, gain[order] / max(gain.sum(), 1e-12), color="tab:orange")
     ax.set_xlabel("share of total gain")
     ax.set_title("LightGBM feature importance")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
