@@ -21,7 +21,6 @@ crossing its start are folded whole.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ import pyarrow.parquet as pq
 
 from feature_repo.features import SESSION_FOLDS, USER_FOLDS
 from flows.contract import EventType
+from flows.files import atomic_write_parquet
 from flows.folds import Fold, prepare_events, scan
 from flows.ingest import RawEventStore
 
@@ -198,9 +198,7 @@ def write_days(table: pa.Table, root: Path, start: datetime, end: datetime) -> l
         lo, hi = np.searchsorted(days, [index, index + 1])
         target = root / f"{day_name(day)}.parquet"
         if hi > lo:
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            pq.write_table(table.slice(lo, hi - lo), tmp, compression="zstd", use_dictionary=False)
-            os.replace(tmp, target)
+            atomic_write_parquet(target, table.slice(lo, hi - lo), use_dictionary=False)
             written.append(str(target))
         elif target.exists():
             target.unlink()
@@ -208,15 +206,26 @@ def write_days(table: pa.Table, root: Path, start: datetime, end: datetime) -> l
     return written
 
 
-def read_offline(root: Path, end: datetime | None = None) -> pa.Table | None:
-    """All rows of a day-partitioned table with ``event_timestamp < end`` (None when empty)."""
+def read_offline(
+    root: Path, end: datetime | None = None, *, start: datetime | None = None
+) -> pa.Table | None:
+    """Rows of a day-partitioned table with ``start <= event_timestamp < end``.
+
+    Day files wholly before ``start`` are not read. Returns None when empty.
+    """
     files = sorted(root.glob("*.parquet")) if root.exists() else []
+    if start is not None:
+        files = [f for f in files if f.stem >= day_name(start)]
     if end is not None:
         files = [f for f in files if f.stem <= day_name(end)]
     if not files:
         return None
     table = pa.concat_tables([pq.read_table(f) for f in files])
-    return in_window(table, datetime(1970, 1, 1, tzinfo=UTC), end) if end else table
+    if start is None and end is None:
+        return table
+    return in_window(
+        table, start or datetime(1970, 1, 1, tzinfo=UTC), end or datetime(9999, 1, 1, tzinfo=UTC)
+    )
 
 
 def build_window(

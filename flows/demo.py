@@ -48,7 +48,7 @@ def run_demo(
     summary = build_features(inbox=[str(out / "events")])
 
     console.rule("[bold]3/5 read back from the online store")
-    sample = _online_sample(settings, summary)
+    sample = _online_sample(settings)
 
     from flows.model_flows import promote, train
 
@@ -72,7 +72,7 @@ def run_demo(
     return figures
 
 
-def _online_sample(settings: Settings, summary: Any) -> dict[str, Any]:
+def _online_sample(settings: Settings) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from flows.feaststore import open_store

@@ -25,7 +25,6 @@ from flows.build import (
     build_window,
     ceil_day,
     floor_day,
-    in_window,
     read_offline,
 )
 from flows.errors import InputError
@@ -105,12 +104,8 @@ def materialize_task(settings: Settings, start: datetime) -> dict[str, int]:
         ("session_behaviour", "session_id", settings.paths.session_features),
         ("user_history", "user_id", settings.paths.user_features),
     ):
-        table = read_offline(table_dir)
-        if table is None:
-            written[view] = 0
-            continue
-        recent = in_window(table, start, datetime(9999, 1, 1, tzinfo=UTC))
-        written[view] = write_online(store, view, recent, key)
+        recent = read_offline(table_dir, start=start)
+        written[view] = 0 if recent is None else write_online(store, view, recent, key)
     return written
 
 

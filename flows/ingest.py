@@ -34,7 +34,6 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -55,6 +54,7 @@ from flows.contract import (
     validate_rows,
 )
 from flows.errors import InputError
+from flows.files import atomic_write_bytes, atomic_write_parquet
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -88,20 +88,6 @@ class IngestReport:
         self.rejected = dict(sorted(self.rejected.items()))
         self.partitions = sorted(set(self.partitions) | set(other.partitions))
         self.quarantine_files += other.quarantine_files
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
 
 
 class RawEventStore:
@@ -152,7 +138,7 @@ class RawEventStore:
                 continue
             part = part.sort_by([("ts", "ascending"), ("event_id", "ascending")])
             digest = _digest(part.column("event_id").to_pylist())
-            _atomic_write_parquet(self.partition(d) / f"part-{digest}.parquet", part)
+            atomic_write_parquet(self.partition(d) / f"part-{digest}.parquet", part)
             written.append(d.isoformat())
         return duplicates, written
 
@@ -253,7 +239,7 @@ def _write_quarantine(rejected: list[Rejection], source: Path, quarantine: Path)
     ]
     body = b"".join(lines)
     target = quarantine / f"{source.stem}-{hashlib.sha256(body).hexdigest()[:16]}.jsonl"
-    _atomic_write_bytes(target, body)
+    atomic_write_bytes(target, body)
     return str(target)
 
 

@@ -19,14 +19,14 @@ are reported on the held-out window.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
-from models.card import ModelCard
+from models.card import ModelCard, RiskModel
 from models.metrics import calibration_curve, expected_calibration_error, score
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -74,7 +74,6 @@ class LgbmRiskModel:
     platt: tuple[float, float] = (1.0, 0.0)
     #: log(scale_pos_weight): class weighting shifts every raw logit by exactly this.
     prior_shift: float = 0.0
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Probabilities of the weighted booster with the class-weight shift undone."""
@@ -109,7 +108,6 @@ class LgbmRiskModel:
         a, b = state["platt"]
         self.platt = (float(a), float(b))
         self.prior_shift = float(state["prior_shift"])
-        self._cache = {}
 
 
 def fit_platt(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
@@ -225,7 +223,7 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def single_row_latency_us(model: LgbmRiskModel, x: np.ndarray, calls: int = 300) -> float:
+def single_row_latency_us(model: RiskModel, x: np.ndarray, calls: int = 300) -> float:
     """Median microseconds of one single-row calibrated prediction."""
     import time
 

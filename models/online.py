@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from river import compose, drift, linear_model, optim, preprocessing
 
+from flows.files import atomic_write_bytes
 from models.card import ModelCard
 
 
@@ -42,7 +42,6 @@ class RiverRiskModel:
     adwin: Any = None
     learned: int = 0
     drifts: int = 0
-    errors: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.pipeline is None:
@@ -72,11 +71,7 @@ class RiverRiskModel:
 
     def checkpoint(self, path: Path) -> Path:
         """Write the whole state atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_bytes(path, pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
 
     @staticmethod
     def restore(path: Path) -> RiverRiskModel:

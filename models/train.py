@@ -28,7 +28,6 @@ from models.card import ModelCard
 from models.dataset import LABEL, Split, decision_points, historical_features, time_split
 from models.gate import GateConfig, GateDecision, decide, latest_drift_verdict
 from models.lgbm import (
-    LgbmRiskModel,
     plot_calibration,
     plot_importance,
     single_row_latency_us,
@@ -243,11 +242,7 @@ def promote_models(
             continue
         challenger = registry.load(name, challenger_v)
         champion = registry.load(name, champion_v) if champion_v else None
-        latency = (
-            single_row_latency_us(challenger, x)
-            if isinstance(challenger, LgbmRiskModel)
-            else _latency(challenger, x)
-        )
+        latency = single_row_latency_us(challenger, x)
         decision = decide(
             challenger, champion, x, y, cfg, latency_us=latency, drift_verdict=verdict
         )
@@ -258,17 +253,6 @@ def promote_models(
             registry.set_champion(client, name, challenger_v)
             report.promoted[name] = challenger_v
     return report
-
-
-def _latency(model: Any, x: np.ndarray) -> float:
-    import time
-
-    times = []
-    for _ in range(200):
-        t = time.perf_counter()
-        model.predict(x[:1])
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e6)
 
 
 def _record(
