@@ -1,0 +1,249 @@
+"""Online features for the scorer: read, freshen and update through Feast's online store.
+
+The scorer reads the ``session_behaviour`` and ``user_history`` views with the
+online store's own ``online_read`` (the call ``get_online_features`` ends in)
+and computes the request-time context with the on-demand view's function
+(:func:`feature_repo.features.context_features`). That keeps Feast's storage
+and the declared features, and leaves out the per-request feature-service
+resolution and pandas work, which cost more than the whole decision.
+
+Feast does not enforce a view's TTL online, so :meth:`OnlineFeatures.read`
+does: a row older than its view's TTL is treated as missing.
+
+Live events are folded into the stored session state with the same fold
+declarations as the batch builder (:func:`flows.folds.fold_one`) and written
+back with ``online_write_batch``. A store that fails is reported as
+:class:`~flows.errors.StoreError`; the caller degrades.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from feature_repo.features import (
+    ABANDONMENT_CONTEXT_FEATURES,
+    ABANDONMENT_SESSION_FEATURES,
+    ABANDONMENT_USER_FEATURES,
+    SESSION_FOLDS,
+    context_features,
+)
+from flows.build import EVENT_INPUTS
+from flows.errors import StoreError
+from flows.folds import fold_one, prepare_events, state_columns
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+SESSION_VIEW, USER_VIEW = "session_behaviour", "user_history"
+SESSION_STATE = state_columns(SESSION_FOLDS)
+_INITIAL = {
+    c: float(v[0]) for f in SESSION_FOLDS for c, v in zip(f.columns, f.initial(1), strict=True)
+}
+MODEL_FEATURES = (
+    *ABANDONMENT_SESSION_FEATURES,
+    *ABANDONMENT_USER_FEATURES,
+    *ABANDONMENT_CONTEXT_FEATURES,
+)
+
+
+@dataclass
+class Row:
+    """One entity's stored values and their event time (epoch seconds)."""
+
+    values: dict[str, float]
+    ts: float
+
+
+@dataclass
+class FeatureRead:
+    """What the scorer knows about a session at decision time."""
+
+    features: dict[str, float | None]
+    session_found: bool
+    user_found: bool
+    stale: list[str]
+    age_s: float | None
+
+
+def _value(v: Any) -> float:
+    kind = v.WhichOneof("val")
+    return math.nan if kind is None else float(getattr(v, kind))
+
+
+def _present(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else v
+
+
+def _ttl_s(view: Any) -> float:
+    ttl = view.ttl.total_seconds() if view.ttl is not None else 0.0
+    return ttl or math.inf  # Feast: a zero TTL means "never expires"
+
+
+class OnlineFeatures:
+    """Reads and writes of the scorer's feature views on the profile's online store."""
+
+    def __init__(self, store: FeatureStore, *, down_for_s: float = 1.0) -> None:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        self._EntityKey, self._Value = EntityKey, Value
+        self.store = store
+        self.config = store.config
+        self.online = store._get_provider().online_store
+        self.session_view = store.get_feature_view(SESSION_VIEW)
+        self.user_view = store.get_feature_view(USER_VIEW)
+        self.session_ttl = _ttl_s(self.session_view)
+        self.user_ttl = _ttl_s(self.user_view)
+        self._session_features = list(SESSION_STATE)
+        self._user_features = [f.name for f in self.user_view.features]
+        # After a failure the store is not tried again for ``down_for_s``, so a dead
+        # store costs one timeout per second, not one per request.
+        self.down_for_s = down_for_s
+        self._down_until = 0.0
+        self.last_error: str | None = None
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _key(self, join_key: str, value: str) -> Any:
+        return self._EntityKey(join_keys=[join_key], entity_values=[self._Value(string_val=value)])
+
+    def _guard(self) -> None:
+        if time.monotonic() < self._down_until:
+            raise StoreError(f"online store unavailable: {self.last_error}")
+
+    def _failed(self, exc: Exception) -> StoreError:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._down_until = time.monotonic() + self.down_for_s
+        return StoreError(f"online store unavailable: {self.last_error}")
+
+    def _read(self, view: Any, join_key: str, value: str, names: list[str]) -> Row | None:
+        self._guard()
+        try:
+            ((ts, values),) = self.online.online_read(
+                self.config, view, [self._key(join_key, value)], names
+            )
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        if not values or ts is None:
+            return None
+        return Row({k: _value(v) for k, v in values.items()}, ts.timestamp())
+
+    # -- reads ----------------------------------------------------------------
+
+    def session_state(self, session_id: str, now: float) -> Row | None:
+        """The session's stored fold state, or None when unknown or older than the TTL."""
+        row = self._read(self.session_view, "session_id", session_id, self._session_features)
+        return row if row is not None and now - row.ts <= self.session_ttl else None
+
+    def read(
+        self, session_id: str, user_id: str | None, context: Mapping[str, Any], now: float
+    ) -> FeatureRead:
+        """The model features of one decision, as the feature service defines them."""
+        stale: list[str] = []
+        session = self._read(self.session_view, "session_id", session_id, self._session_features)
+        if session is not None and now - session.ts > self.session_ttl:
+            stale.append(SESSION_VIEW)
+            session = None
+        user = None
+        if user_id:
+            user = self._read(self.user_view, "user_id", user_id, self._user_features)
+            if user is not None and now - user.ts > self.user_ttl:
+                stale.append(USER_VIEW)
+                user = None
+        features: dict[str, float | None] = {}
+        s = session.values if session else {}
+        u = user.values if user else {}
+        for name in ABANDONMENT_SESSION_FEATURES:
+            features[name] = _present(s.get(name))
+        for name in ABANDONMENT_USER_FEATURES:
+            features[name] = _present(u.get(name))
+        ctx = context_features(
+            {
+                "session_start_ts": [s.get("session_start_ts")],
+                "last_event_ts": [s.get("last_event_ts")],
+                "click_count": [s.get("click_count")],
+                "request_ts": [now],
+                "device": [context.get("device")],
+                "page_type": [context.get("page_type")],
+            }
+        )
+        for name in ABANDONMENT_CONTEXT_FEATURES:
+            v = ctx[name][0]
+            features[name] = None if v is None else _present(float(v))
+        return FeatureRead(
+            features,
+            session is not None,
+            user is not None,
+            stale,
+            (now - session.ts) if session is not None else None,
+        )
+
+    # -- writes ---------------------------------------------------------------
+
+    def write_session(self, session_id: str, state: Mapping[str, float], ts: float) -> None:
+        """Store a session's fold state as of event time ``ts``."""
+        self._guard()
+        values = {c: self._Value(double_val=float(state[c])) for c in self._session_features}
+        row = (
+            self._key("session_id", session_id),
+            values,
+            datetime.fromtimestamp(ts, UTC),
+            datetime.now(UTC),
+        )
+        try:
+            self.online.online_write_batch(self.config, self.session_view, [row], None)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+
+@dataclass
+class FoldOutcome:
+    """Result of folding a batch of live events into the online state."""
+
+    sessions: int = 0
+    folded: int = 0
+    late: int = 0
+    unconsented: int = 0
+
+
+def fold_session(
+    state: Row | None, events: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, float] | None, float, int]:
+    """Fold one session's events (in time order) into its stored state.
+
+    Events older than the stored state's last event cannot be folded exactly
+    online (the folds are order dependent); they are counted as late and left
+    to the next batch build, which sees every event in order. Returns the new
+    state (None when nothing changed), its time, and the number of late events.
+    """
+    if not events:
+        return None, state.ts if state else 0.0, 0
+    columns: dict[str, Any] = {
+        "entity": ["s"] * len(events),
+        "ts": np.array([e["ts"] for e in events], dtype=np.float64),
+    }
+    for c in EVENT_INPUTS:
+        columns[c] = [e.get(c) for e in events]
+    ev = prepare_events(columns)
+    # Columns a newer declaration added start from their initial state.
+    current = {**_INITIAL, **state.values} if state else None
+    since = state.values.get("last_event_ts", -math.inf) if state else -math.inf
+    late = 0
+    changed = False
+    for i in range(len(ev["ts"])):
+        if ev["ts"][i] < since:
+            late += 1
+            continue
+        one = {k: v[i] for k, v in ev.items() if k != "entity_names"}
+        current = fold_one(SESSION_FOLDS, current, one)
+        changed = True
+    if not changed or current is None:
+        return None, state.ts if state else 0.0, late
+    return current, float(current["last_event_ts"]), late

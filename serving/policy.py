@@ -1,0 +1,407 @@
+"""The decision policy: rules from YAML to micro-adjustments, with guard rails.
+
+A policy is a YAML file (``serving/policy.yaml`` ships as the default; point
+``MICROTUNE_SERVE_POLICY`` at your own). It is validated whole when loaded;
+a reload that fails keeps the previous policy.
+
+* **Rules** are tried in order. A rule has a condition, an action with
+  parameters and an ``enabled`` flag (the per-rule feature flag). Every rule
+  whose condition holds contributes its action, up to
+  ``max_actions_per_decision`` actions.
+* **Conditions** combine with ``all`` (AND), ``any`` (OR) and ``not``. A leaf
+  compares one subject with operators ``eq ne gt gte lt lte in``. Subjects:
+  ``risk``; ``risk_percentile`` (the risk's rank among recent scores, 0-100);
+  ``risk_zscore`` (against the rolling baseline of recent scores);
+  ``feature:<name>`` and ``context:<name>``. A missing value never matches.
+* **Guard rails**: at most ``max_adjustments_per_session`` adjustments per
+  session, and ``cooldown_seconds`` between two of them.
+* **Experiment**: each session is hashed to a variant, deterministically.
+  The ``control`` variant gets no adjustment; treatment variants may override
+  action parameters.
+
+Examples
+--------
+>>> policy = Policy.from_yaml('''
+... rules:
+...   - name: hesitant-cart
+...     when: {all: [{risk: {gte: 0.6}}, {"feature:cart_value": {gt: 0}}]}
+...     action: show_discount_popup
+...     params: {percent: 10}
+... experiment: {variants: {treatment: {weight: 1.0}}}
+... ''')
+>>> d = policy.decide("s1", 0.8, {"cart_value": 30.0}, {}, Guard(), now=0.0)
+>>> [(a.action, a.params, a.rule) for a in d.actions], d.variant
+([('show_discount_popup', {'percent': 10}, 'hesitant-cart')], 'treatment')
+>>> policy.decide("s1", 0.2, {"cart_value": 30.0}, {}, Guard(), now=0.0).actions[0].action
+'none'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from bisect import bisect_left, insort
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flows.errors import InputError
+
+DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
+
+
+class Action(StrEnum):
+    SHOW_DISCOUNT_POPUP = "show_discount_popup"
+    HIGHLIGHT_SIZE_GUIDE = "highlight_size_guide"
+    EMPHASIZE_CTA = "emphasize_cta"
+    SHOW_SOCIAL_PROOF = "show_social_proof"
+    NONE = "none"
+
+
+OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
+_SUBJECTS = ("risk", "risk_percentile", "risk_zscore")
+
+
+# ---------------------------------------------------------------------------
+# Conditions
+
+
+class Leaf(BaseModel):
+    """``{subject: {op: value}}``, parsed into its three parts."""
+
+    model_config = ConfigDict(frozen=True)
+    subject: str
+    op: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in"]
+    value: Any
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        v = values.get(self.subject)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return False
+        try:
+            if self.op == "eq":
+                return bool(v == self.value)
+            if self.op == "ne":
+                return bool(v != self.value)
+            if self.op == "in":
+                return v in self.value
+            return bool(
+                {"gt": v > self.value, "gte": v >= self.value, "lt": v < self.value}.get(
+                    self.op, v <= self.value
+                )
+            )
+        except TypeError:  # comparing a string feature with a number: no match
+            return False
+
+
+class Node(BaseModel):
+    """A condition tree: exactly one of ``all``, ``any``, ``not`` or a leaf."""
+
+    model_config = ConfigDict(frozen=True)
+    all: list[Node] | None = None
+    any: list[Node] | None = None
+    not_: Node | None = Field(default=None, alias="not")
+    leaf: Leaf | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError(
+                "a condition is one of {all: [...]}, {any: [...]}, {not: ...} or "
+                "{subject: {op: value}}"
+            )
+        ((key, body),) = data.items()
+        if key in ("all", "any", "not"):
+            return data
+        if key not in _SUBJECTS and not key.startswith(("feature:", "context:")):
+            raise ValueError(
+                f"unknown subject {key!r}: use risk, risk_percentile, risk_zscore, "
+                "feature:<name> or context:<name>"
+            )
+        if not isinstance(body, dict) or len(body) != 1:
+            raise ValueError(f"{key}: expected one comparison like {{gte: 0.5}}")
+        ((op, value),) = body.items()
+        if op not in OPS:
+            raise ValueError(f"{key}: unknown operator {op!r} (use one of {', '.join(OPS)})")
+        return {"leaf": {"subject": key, "op": op, "value": value}}
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        if self.leaf is not None:
+            return self.leaf.holds(values)
+        if self.all is not None:
+            return all(n.holds(values) for n in self.all)
+        if self.any is not None:
+            return any(n.holds(values) for n in self.any)
+        assert self.not_ is not None
+        return not self.not_.holds(values)
+
+    def subjects(self) -> set[str]:
+        if self.leaf is not None:
+            return {self.leaf.subject}
+        kids = self.all or self.any or ([self.not_] if self.not_ else [])
+        return set().union(*(k.subjects() for k in kids)) if kids else set()
+
+
+# ---------------------------------------------------------------------------
+# The policy document
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    enabled: bool = True
+    when: Node
+    action: Action
+    params: dict[str, Any] = Field(default_factory=dict)
+    variants: list[str] | None = Field(
+        default=None, description="Treatment variants the rule applies to (default: all)."
+    )
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(gt=0)
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-action parameter overrides."
+    )
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "abandonment-v1"
+    variants: dict[str, Variant] = Field(
+        default_factory=lambda: {"control": Variant(weight=0.1), "treatment": Variant(weight=0.9)}
+    )
+
+    @field_validator("variants")
+    @classmethod
+    def _some(cls, v: dict[str, Variant]) -> dict[str, Variant]:
+        if not v:
+            raise ValueError("at least one variant is needed")
+        return v
+
+
+class GuardRails(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_adjustments_per_session: int = Field(default=3, ge=0)
+    cooldown_seconds: float = Field(default=60.0, ge=0)
+    max_actions_per_decision: int = Field(default=1, ge=1)
+
+
+class Dynamic(BaseModel):
+    """The rolling baseline behind ``risk_percentile`` and ``risk_zscore``."""
+
+    model_config = ConfigDict(extra="forbid")
+    window: int = Field(default=2000, ge=10)
+    min_samples: int = Field(default=100, ge=1)
+
+
+class PolicyDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: Annotated[int, Field(ge=1)] = 1
+    rules: list[Rule] = Field(default_factory=list)
+    guard_rails: GuardRails = Field(default_factory=GuardRails)
+    experiment: Experiment = Field(default_factory=Experiment)
+    dynamic: Dynamic = Field(default_factory=Dynamic)
+
+
+# ---------------------------------------------------------------------------
+# Runtime state: rolling risk baseline and per-session guard state
+
+
+class RiskBaseline:
+    """Recent risk scores: percentile rank and z-score of a new score.
+
+    >>> b = RiskBaseline(window=4, min_samples=2)
+    >>> for r in (0.1, 0.2, 0.3, 0.4): b.add(r)
+    >>> b.percentile(0.35), round(b.zscore(0.4), 3)
+    (75.0, 1.342)
+    """
+
+    def __init__(self, window: int, min_samples: int) -> None:
+        self.window, self.min_samples = window, min_samples
+        self._fifo: deque[float] = deque()
+        self._sorted: list[float] = []
+        self._sum = self._sq = 0.0
+
+    def add(self, risk: float) -> None:
+        if math.isnan(risk):
+            return
+        self._fifo.append(risk)
+        insort(self._sorted, risk)
+        self._sum += risk
+        self._sq += risk * risk
+        if len(self._fifo) > self.window:
+            old = self._fifo.popleft()
+            del self._sorted[bisect_left(self._sorted, old)]
+            self._sum -= old
+            self._sq -= old * old
+
+    def __len__(self) -> int:
+        return len(self._fifo)
+
+    def percentile(self, risk: float) -> float | None:
+        """Share (0-100) of recent scores strictly below ``risk``; None until warmed up."""
+        if len(self) < self.min_samples:
+            return None
+        return 100.0 * bisect_left(self._sorted, risk) / len(self._sorted)
+
+    def zscore(self, risk: float) -> float | None:
+        n = len(self)
+        if n < self.min_samples:
+            return None
+        mean = self._sum / n
+        var = max(self._sq / n - mean * mean, 0.0)
+        return (risk - mean) / math.sqrt(var) if var > 1e-12 else 0.0
+
+
+@dataclass
+class Guard:
+    """Adjustments shown to one session so far."""
+
+    shown: int = 0
+    last_at: float | None = None
+
+
+class Guards:
+    """Guard state of recent sessions (least recently used evicted)."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._by_session: OrderedDict[str, Guard] = OrderedDict()
+
+    def get(self, session_id: str) -> Guard:
+        g = self._by_session.get(session_id)
+        if g is None:
+            g = self._by_session[session_id] = Guard()
+            if len(self._by_session) > self.capacity:
+                self._by_session.popitem(last=False)
+        else:
+            self._by_session.move_to_end(session_id)
+        return g
+
+
+# ---------------------------------------------------------------------------
+# Deciding
+
+
+@dataclass(frozen=True)
+class Chosen:
+    action: str
+    params: dict[str, Any]
+    reason: str
+    rule: str | None = None
+
+
+@dataclass
+class Decision:
+    variant: str
+    actions: list[Chosen] = field(default_factory=list)
+
+    @property
+    def adjusted(self) -> bool:
+        return any(a.action != Action.NONE for a in self.actions)
+
+
+def assign_variant(experiment: Experiment, session_id: str) -> str:
+    """Deterministic variant of a session: a hash of experiment and session to [0, 1).
+
+    >>> e = Experiment(variants={"control": Variant(weight=1), "b": Variant(weight=1)})
+    >>> assign_variant(e, "s1") == assign_variant(e, "s1")
+    True
+    """
+    digest = hashlib.sha256(f"{experiment.name}:{session_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    total = sum(v.weight for v in experiment.variants.values())
+    acc = 0.0
+    for name, v in experiment.variants.items():
+        acc += v.weight / total
+        if u < acc:
+            return name
+    return next(reversed(experiment.variants))
+
+
+def _none(variant: str, reason: str) -> Decision:
+    return Decision(variant, [Chosen(Action.NONE.value, {}, reason)])
+
+
+class Policy:
+    """A validated policy document plus its rolling risk baseline."""
+
+    def __init__(self, doc: PolicyDoc, source: str = "<inline>") -> None:
+        self.doc, self.source = doc, source
+        self.baseline = RiskBaseline(doc.dynamic.window, doc.dynamic.min_samples)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<inline>") -> Policy:
+        """Parse and validate; errors name the place in the document."""
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"policy {source}: not valid YAML: {exc}") from exc
+        try:
+            return cls(PolicyDoc.model_validate(data), source)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise InputError(f"policy {source} is invalid: {problems}") from exc
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        try:
+            return cls.from_yaml(path.read_text(), str(path))
+        except OSError as exc:
+            raise InputError(f"cannot read policy {path}: {exc.strerror}") from exc
+
+    def decide(
+        self,
+        session_id: str,
+        risk: float,
+        features: dict[str, Any],
+        context: dict[str, Any],
+        guard: Guard,
+        *,
+        now: float,
+    ) -> Decision:
+        """The adjustments for one score; updates ``guard`` when one is made."""
+        doc = self.doc
+        variant = assign_variant(doc.experiment, session_id)
+        pct, z = self.baseline.percentile(risk), self.baseline.zscore(risk)
+        self.baseline.add(risk)
+        if variant == "control":
+            return _none(variant, "control group: no adjustment")
+        rails = doc.guard_rails
+        if guard.shown >= rails.max_adjustments_per_session:
+            return _none(variant, f"session cap reached ({guard.shown} adjustments)")
+        if guard.last_at is not None and now - guard.last_at < rails.cooldown_seconds:
+            left = rails.cooldown_seconds - (now - guard.last_at)
+            return _none(variant, f"cooldown: {left:.0f} s until the next adjustment")
+        values: dict[str, Any] = {"risk": risk, "risk_percentile": pct, "risk_zscore": z}
+        values.update({f"feature:{k}": v for k, v in features.items()})
+        values.update({f"context:{k}": v for k, v in context.items()})
+        overrides = doc.experiment.variants[variant].params
+        chosen: list[Chosen] = []
+        for rule in doc.rules:
+            if not rule.enabled or (rule.variants is not None and variant not in rule.variants):
+                continue
+            if rule.action == Action.NONE or not rule.when.holds(values):
+                continue
+            if any(c.action == rule.action.value for c in chosen):
+                continue
+            params = {**rule.params, **overrides.get(rule.action.value, {})}
+            chosen.append(Chosen(rule.action.value, params, f"rule {rule.name}", rule.name))
+            if len(chosen) >= rails.max_actions_per_decision:
+                break
+        if not chosen:
+            return _none(variant, "no rule matched")
+        guard.shown += 1
+        guard.last_at = now
+        return Decision(variant, chosen)
