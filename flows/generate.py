@@ -77,6 +77,7 @@ from flows.contract import ARROW_SCHEMA, FIELD_NAMES, Device, EventType, PageTyp
 __all__ = [
     "BAD_KINDS",
     "BASELINE",
+    "CONCEPT_DRIFTED",
     "DEVICE_EFFECT",
     "DRIFTED",
     "ORACLE_SCHEMA",
@@ -159,6 +160,15 @@ BASELINE = Regime(device_mix=(0.38, 0.55, 0.07), velocity_scale=1.0, b0=1.35, a1
 #: The world from ``drift_day`` on: mostly mobile, faster scrolling, and hesitation no
 #: longer predicts abandonment the same way (its effect flips sign).
 DRIFTED = Regime(device_mix=(0.15, 0.80, 0.05), velocity_scale=1.6, b0=1.2, a1=0.9, a2=-0.675)
+#: Concept drift only: behaviour (devices, scrolling) as in :data:`BASELINE`, the
+#: abandonment link as in :data:`DRIFTED`.
+CONCEPT_DRIFTED = Regime(
+    device_mix=BASELINE.device_mix,
+    velocity_scale=BASELINE.velocity_scale,
+    b0=DRIFTED.b0,
+    a1=DRIFTED.a1,
+    a2=DRIFTED.a2,
+)
 
 # Latent structure.
 _RHO_USER = 0.7  # correlation of session intent with the user's trait
@@ -275,6 +285,9 @@ class GeneratorConfig:
     drift_day:
         0-based day index from which sessions follow :data:`DRIFTED` instead of
         :data:`BASELINE`; ``None`` for no drift.
+    drift_kind:
+        ``"full"`` (behaviour and link drift, :data:`DRIFTED`) or ``"concept"``
+        (only the link drifts, :data:`CONCEPT_DRIFTED`).
     bad_rate:
         Invalid rows to mix into written files, as a fraction of the events; half as
         many exact duplicates of valid rows are added too. Ignored by
@@ -288,6 +301,7 @@ class GeneratorConfig:
     seed: int = 0
     start: date = date(2026, 6, 1)
     drift_day: int | None = None
+    drift_kind: Literal["full", "concept"] = "full"
     bad_rate: float = 0.0
     fmt: Literal["jsonl", "parquet"] = "jsonl"
 
@@ -298,10 +312,17 @@ class GeneratorConfig:
             raise ValueError("days must be at least 1")
         if self.drift_day is not None and self.drift_day < 0:
             raise ValueError("drift_day must not be negative")
+        if self.drift_kind not in ("full", "concept"):
+            raise ValueError(f"unknown drift kind {self.drift_kind!r}")
         if not 0.0 <= self.bad_rate <= 1.0:
             raise ValueError("bad_rate must be in [0, 1]")
         if self.fmt not in ("jsonl", "parquet"):
             raise ValueError(f"unknown format {self.fmt!r}")
+
+    @property
+    def drifted_regime(self) -> Regime:
+        """The regime sessions follow from ``drift_day`` on."""
+        return CONCEPT_DRIFTED if self.drift_kind == "concept" else DRIFTED
 
     @property
     def start_ms(self) -> int:
@@ -630,6 +651,7 @@ class _Outcome:
     purchased: np.ndarray
     abandoned: np.ndarray
     checkout_abandon: np.ndarray
+    after: Regime = DRIFTED
 
 
 def _outcome(
@@ -637,15 +659,16 @@ def _outcome(
 ) -> _Outcome:
     day = start // DAY_MS
     drifted = np.zeros(len(day), dtype=bool) if cfg.drift_day is None else day >= cfg.drift_day
-    mixes = np.array([BASELINE.device_mix, DRIFTED.device_mix])
+    after = cfg.drifted_regime
+    mixes = np.array([BASELINE.device_mix, after.device_mix])
     device = _rows_choice(rng, mixes, drifted.astype(np.int64))
-    logit = np.where(drifted, DRIFTED.logit(s.z, s.h, device), BASELINE.logit(s.z, s.h, device))
+    logit = np.where(drifted, after.logit(s.z, s.h, device), BASELINE.logit(s.z, s.h, device))
     p = np.where(s.cart, _sigmoid(logit), np.nan)
     u = rng.random(len(day))
     abandoned = s.cart & (u < p)
     purchased = s.cart & ~abandoned
     checkout_abandon = abandoned & (rng.random(len(day)) < _CHECKOUT_ABANDON)
-    return _Outcome(day, drifted, device, p, purchased, abandoned, checkout_abandon)
+    return _Outcome(day, drifted, device, p, purchased, abandoned, checkout_abandon, after)
 
 
 def _apply_outcome(s: _Sessions, ev: _Events, out: _Outcome) -> _Events:
@@ -698,7 +721,7 @@ def _scrolls(
     idx = np.flatnonzero(ev.etype == SCROLL)
     sc = ev.sess[idx]
     depth[idx] = np.round(rng.beta(2.0 * np.exp(0.15 * s.h[sc] + 0.3 * s.z[sc]), 2.2), 3)
-    scale = np.log(np.where(out.drifted, DRIFTED.velocity_scale, BASELINE.velocity_scale))
+    scale = np.log(np.where(out.drifted, out.after.velocity_scale, BASELINE.velocity_scale))
     mu = _VEL_MU + _VEL_H * s.h[sc] + _VEL_DEVICE[out.device[sc]] + scale[sc]
     velocity[idx] = np.round(rng.lognormal(mu, _VEL_SIGMA), 1)
     return depth, velocity

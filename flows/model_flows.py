@@ -85,3 +85,23 @@ def rollback(model: str = registry.LGBM) -> dict[str, str]:
         key="rollback", markdown=f"# {model}: champion v{replaced} -> v{restored} (rollback)"
     )
     return {"replaced": replaced, "restored": restored}
+
+
+@flow(name="retrain", flow_run_name="retrain-seed-{seed}")
+def retrain(seed: int = 0, reason: str = "scheduled") -> dict[str, Any]:
+    """Train new challengers, then gate them: ``train`` and ``promote`` as subflows.
+
+    ``check_drift`` calls it when a verdict fails on drift or performance, and
+    the daily schedule calls it with ``reason="scheduled"``. A plain flow
+    rather than a Prefect automation: it runs the same way on the temporary
+    local server, on a deployment and under the test harness.
+    """
+    get_run_logger().info("retraining (%s)", reason)
+    trained = train(seed=seed)
+    gated = promote()
+    create_markdown_artifact(
+        key="retrain",
+        markdown=f"# Retrain\n\nReason: {reason}\n\nChallengers {trained['versions']}; "
+        f"promoted {gated['promoted'] or 'none'}\n",
+    )
+    return {"reason": reason, "versions": trained["versions"], **gated}

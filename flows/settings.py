@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     gate_max_ece: float = Field(default=0.05, gt=0, description="Calibration error bound.")
     gate_latency_budget_us: float = Field(default=2000.0, gt=0)
 
+    # drift monitoring (see flows/drift.py, docs/drift.md)
+    alert_webhook_url: str | None = Field(
+        default=None, description="Where a failing drift verdict is POSTed as JSON."
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

@@ -12,7 +12,8 @@ Checks, all on the same recent hold-out window:
   size-guide opens and price hovers) does not lower the predicted risk on average;
 * ``minimum_cases``: a hesitant session scores above a decisive one;
 * ``latency``: a single-row prediction takes at most ``latency_budget_us``;
-* ``drift``: the latest drift and data-quality verdict does not fail.
+* ``drift``: the latest drift verdict's data-quality check does not fail on
+  data the challenger was trained on (see :func:`latest_drift_verdict`).
 """
 
 from __future__ import annotations
@@ -205,15 +206,57 @@ def decide(
         )
     )
     status, detail = drift_verdict
-    checks.append(Check("drift", status != "fail", f"latest verdict {status}: {detail}"))
+    checks.append(Check("drift", status != "fail", detail))
     decision.promote = all(c.passed for c in checks)
     return decision
 
 
-def latest_drift_verdict(reports: Path) -> tuple[str, str]:
-    """Status of the newest drift verdict under ``reports/drift`` (pass when none yet)."""
+def _overlaps(a: list[str], b: list[str]) -> bool:
+    return bool(a and b and all(a) and all(b) and a[0] <= b[1] and b[0] <= a[1])
+
+
+def _span(window: dict[str, Any]) -> list[str]:
+    """First and last time of a model card's training window (train to test)."""
+    times = sorted(t for part in window.values() if isinstance(part, list) for t in part if t)
+    return [times[0], times[-1]] if times else []
+
+
+def latest_drift_verdict(
+    reports: Path, training_window: dict[str, Any] | None = None
+) -> tuple[str, str]:
+    """What the newest drift verdict says about a challenger's training data.
+
+    Only the ``data_quality`` check counts: a challenger retrained because
+    the data drifted must stay promotable, but one trained on broken data
+    must not. The verdict applies when its current window overlaps the
+    challenger's ``training_window`` (always, when no window is given).
+    Returns ``("pass", reason)`` when no check has run yet.
+
+    >>> import json, tempfile
+    >>> root = Path(tempfile.mkdtemp()); (root / "drift").mkdir()
+    >>> latest_drift_verdict(root)[0]
+    'pass'
+    >>> quality = {"name": "data_quality", "status": "fail", "detail": "x: 40% missing"}
+    >>> verdict = {"windows": {"current": ["2026-06-03", "2026-06-04"]}, "checks": [quality]}
+    >>> _ = (root / "drift" / "latest.json").write_text(json.dumps(verdict))
+    >>> latest_drift_verdict(root, {"train": ["2026-06-01", "2026-06-03T12:00"]})
+    ('fail', 'data quality failed on 2026-06-03..2026-06-04: x: 40% missing')
+    >>> latest_drift_verdict(root, {"train": ["2026-05-01", "2026-05-20"]})[0]
+    'pass'
+    """
     latest = reports / "drift" / "latest.json"
     if not latest.exists():
         return "pass", "no drift check has run yet"
     verdict = json.loads(latest.read_text())
-    return str(verdict.get("status", "pass")), str(verdict.get("summary", latest))
+    current = list((verdict.get("windows") or {}).get("current") or [])
+    quality = next((c for c in verdict.get("checks", []) if c.get("name") == "data_quality"), None)
+    if quality is None:
+        return "pass", f"the latest verdict ({verdict.get('status')}) has no data-quality check"
+    status, detail = str(quality.get("status")), str(quality.get("detail", ""))
+    span = _span(training_window) if training_window else []
+    if training_window is not None and current and not _overlaps(span, current):
+        return "pass", f"the latest verdict covers {current[0]}..{current[1]}, not this data"
+    where = f" on {current[0][:19]}..{current[1][:19]}" if current else ""
+    if status == "fail":
+        return "fail", f"data quality failed{where}: {detail}"
+    return status, f"data quality {status}{where}"

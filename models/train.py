@@ -231,7 +231,6 @@ def promote_models(
     )
     client = registry.configure(settings.tracking_uri, settings.artifact_root)
     x, y, _, window = holdout(settings, store)
-    verdict = latest_drift_verdict(settings.paths.reports)
     report = PromotionReport({}, {})
     for name in (registry.LGBM, registry.RIVER):
         challenger_v = registry.version_of(client, name, registry.CHALLENGER)
@@ -243,6 +242,7 @@ def promote_models(
         challenger = registry.load(name, challenger_v)
         champion = registry.load(name, champion_v) if champion_v else None
         latency = single_row_latency_us(challenger, x)
+        verdict = latest_drift_verdict(settings.paths.reports, challenger.card.training_window)
         decision = decide(
             challenger, champion, x, y, cfg, latency_us=latency, drift_verdict=verdict
         )

@@ -1,0 +1,519 @@
+"""Drift and data-quality checks: the one module that talks to Evidently.
+
+:func:`check` compares a *current* window of feature rows with a *reference*
+window (the champion's training window) and returns the project's own
+:class:`DriftVerdict`. Evidently computes every figure; this module decides
+what the figures mean, and :func:`parse_metrics` is the only place that reads
+Evidently's output format.
+
+Checks (each ``pass``, ``warn``, ``fail`` or ``no_data``):
+
+* ``data_drift``: per feature, the normed Wasserstein distance (numerical) or
+  the Jensen-Shannon distance (categorical) between the windows; a feature
+  drifts at a score >= ``threshold``. The check fails when at least
+  ``drift_share`` of the features drift, and at least ``min_drifted`` of them
+  (or all, when there are fewer), and warns on any drifted feature.
+* ``prediction_drift``: the same distance on the risk the model gives each row.
+* ``data_quality``: the share of missing values rises by more than
+  ``max_missing_increase`` over the reference, more than ``max_out_of_range``
+  of the values fall outside the reference's range, or more than
+  ``max_new_category`` of a categorical feature's values were never seen in
+  the reference.
+* ``performance``: on the labelled part of the current window, ROC AUC lost
+  more than ``max_auc_drop`` against the model's hold-out AUC, or the
+  expected calibration error exceeds ``max_ece``.
+* ``online``: the scorer's ADWIN raised a drift signal in the window.
+
+Distances, not p-values: a p-value test flags ever smaller differences as the
+sample grows, so its verdict would depend on the sampling rule. A distance
+estimates a fixed property of the two distributions, so a 20,000-row sample
+and the full window agree (see ``docs/drift.md`` for the figures).
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> ref = pd.DataFrame({"x": rng.normal(size=500), "risk": rng.random(500)})
+>>> cur = pd.DataFrame({"x": rng.normal(2.0, size=500), "risk": rng.random(500)})
+>>> verdict = check(ref, cur, features=["x"])
+>>> verdict.status, verdict.check("data_drift").status, [d.name for d in verdict.drifted]
+('fail', 'fail', ['x'])
+>>> check(ref, cur.head(3), features=["x"]).status
+'no_data'
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from flows.errors import MicrotuneError
+from models.metrics import expected_calibration_error
+
+Status = Literal["pass", "warn", "fail", "no_data"]
+RISK, LABEL = "risk", "label"
+NUM_METHOD, CAT_METHOD = "wasserstein", "jensenshannon"
+#: Checks whose failure means the model should be retrained (not data quality:
+#: retraining on broken data would teach the model the breakage).
+RETRAIN_CHECKS = ("data_drift", "prediction_drift", "performance", "online")
+
+
+class DriftFormatError(MicrotuneError):
+    """Evidently's output did not have the shape this module reads."""
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Thresholds and the sampling rule of a drift check."""
+
+    threshold: float = 0.1
+    drift_share: float = 0.1
+    min_drifted: int = 2
+    prediction_threshold: float = 0.1
+    max_missing_increase: float = 0.1
+    max_out_of_range: float = 0.05
+    max_new_category: float = 0.01
+    max_auc_drop: float = 0.05
+    max_ece: float = 0.1
+    min_rows: int = 200
+    min_labelled: int = 200
+    min_values: int = 30
+    sample_rows: int | None = 20_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    name: str
+    score: float
+    method: str
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DriftVerdict:
+    """The machine-readable outcome of one drift check."""
+
+    status: Status
+    checks: list[CheckResult]
+    features: list[FeatureDrift] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    windows: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted(self) -> list[FeatureDrift]:
+        return sorted((f for f in self.features if f.drifted), key=lambda f: -f.score)
+
+    def check(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def retrain(self) -> bool:
+        """True when a drift, prediction, performance or online check failed."""
+        return any(c.status == "fail" and c.name in RETRAIN_CHECKS for c in self.checks)
+
+    @property
+    def summary(self) -> str:
+        bad = [f"{c.name} {c.status}: {c.detail}" for c in self.checks if c.status == "fail"]
+        if bad:
+            return "; ".join(bad)
+        if self.status == "no_data":
+            return next(c.detail for c in self.checks if c.status == "no_data")
+        warn = [f"{c.name} warn: {c.detail}" for c in self.checks if c.status == "warn"]
+        return "; ".join(warn) or "every check passed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "summary": self.summary,
+            "retrain": self.retrain,
+            "checks": [asdict(c) for c in self.checks],
+            "drifted_features": [asdict(f) for f in self.drifted],
+            "features": [asdict(f) for f in self.features],
+            "rows": self.rows,
+            "windows": self.windows,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DriftVerdict:
+        return cls(
+            status=d["status"],
+            checks=[CheckResult(**c) for c in d["checks"]],
+            features=[FeatureDrift(**f) for f in d.get("features", [])],
+            rows=dict(d.get("rows", {})),
+            windows=dict(d.get("windows", {})),
+        )
+
+
+def overall(checks: list[CheckResult]) -> Status:
+    """Worst status of the checks that ran (``no_data`` only when none ran)."""
+    ran = [c.status for c in checks if c.status != "no_data"]
+    for status in ("fail", "warn", "pass"):
+        if status in ran:
+            return status
+    return "no_data"
+
+
+def sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """At most ``n`` rows, uniformly without replacement, seeded (the sampling rule).
+
+    >>> sample(pd.DataFrame({"a": range(10)}), 3, seed=0)["a"].tolist()
+    [5, 6, 9]
+    """
+    if n is None or len(frame) <= n:
+        return frame
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(frame), size=n, replace=False))
+    return frame.iloc[idx]
+
+
+# --------------------------------------------------------------------------- Evidently
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What Evidently measured, in the project's terms (see :func:`parse_metrics`)."""
+
+    drift: dict[str, tuple[float, str]]
+    drifted_count: float | None
+    missing: dict[str, float]
+    out_of_range: dict[str, float]
+    new_category: dict[str, float]
+    roc_auc: float | None = None
+
+
+def _value(metric: dict[str, Any]) -> Any:
+    if "value" not in metric:
+        raise DriftFormatError(f"Evidently metric without a value: {metric.get('metric_name')}")
+    return metric["value"]
+
+
+def _share(metric: dict[str, Any]) -> float:
+    v = _value(metric)
+    if not isinstance(v, dict) or "share" not in v:
+        raise DriftFormatError(f"expected {{count, share}} from {metric.get('metric_name')}: {v}")
+    return float(v["share"])
+
+
+def _number(metric: dict[str, Any]) -> float:
+    v = _value(metric)
+    if isinstance(v, dict) or v is None:
+        raise DriftFormatError(f"expected a number from {metric.get('metric_name')}: {v}")
+    return float(v)
+
+
+def parse_metrics(snapshot: dict[str, Any]) -> Measured:
+    """Read Evidently's ``snapshot.dict()`` into :class:`Measured`.
+
+    Metrics are found by their declared type and column, never by position.
+    Any other shape raises :class:`DriftFormatError`.
+
+    >>> parse_metrics({"metrics": [{"config": {"type": "evidently:metric_v2:ValueDrift",
+    ...     "column": "x", "method": "Wasserstein distance (normed)"}, "value": 0.3}]}).drift
+    {'x': (0.3, 'Wasserstein distance (normed)')}
+    """
+    metrics = snapshot.get("metrics") if isinstance(snapshot, dict) else None
+    if not isinstance(metrics, list):
+        raise DriftFormatError("Evidently snapshot has no list of metrics")
+    drift: dict[str, tuple[float, str]] = {}
+    missing: dict[str, float] = {}
+    out_range: dict[str, float] = {}
+    new_cat: dict[str, float] = {}
+    count: float | None = None
+    auc: float | None = None
+    for m in metrics:
+        config = m.get("config") if isinstance(m, dict) else None
+        if not isinstance(config, dict) or "type" not in config:
+            raise DriftFormatError(f"Evidently metric without a config type: {m}")
+        kind = str(config["type"]).rsplit(":", 1)[-1]
+        column = config.get("column")
+        if kind == "ValueDrift":
+            drift[str(column)] = (_number(m), str(config.get("method", "")))
+        elif kind == "DriftedColumnsCount":
+            v = _value(m)
+            if not isinstance(v, dict) or "count" not in v:
+                raise DriftFormatError(f"expected {{count, share}} of drifted columns: {v}")
+            count = float(v["count"])
+        elif kind == "MissingValueCount":
+            missing[str(column)] = _share(m)
+        elif kind == "OutRangeValueCount":
+            out_range[str(column)] = _share(m)
+        elif kind == "OutListValueCount":
+            new_cat[str(column)] = _share(m)
+        elif kind == "RocAuc":
+            auc = _number(m)
+    return Measured(drift, count, missing, out_range, new_cat, auc)
+
+
+def _report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    cfg: DriftConfig,
+) -> Any:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import (
+        MissingValueCount,
+        OutListValueCount,
+        OutRangeValueCount,
+        ValueDrift,
+    )
+    from evidently.presets import DataDriftPreset
+
+    numerical = [c for c in features if c not in categorical]
+    drift_cols = [
+        c
+        for c in features
+        if reference[c].notna().sum() >= cfg.min_values
+        and current[c].notna().sum() >= cfg.min_values
+    ]
+    metrics: list[Any] = []
+    if drift_cols:
+        metrics.append(
+            DataDriftPreset(
+                columns=drift_cols,
+                num_method=NUM_METHOD,
+                cat_method=CAT_METHOD,
+                threshold=cfg.threshold,
+                drift_share=cfg.drift_share,
+            )
+        )
+    if RISK in current and RISK in reference:
+        metrics.append(
+            ValueDrift(column=RISK, method=NUM_METHOD, threshold=cfg.prediction_threshold)
+        )
+    for c in features:
+        metrics.append(MissingValueCount(column=c))
+        ref = reference[c].dropna()
+        if ref.empty:
+            continue
+        if c in categorical:
+            metrics.append(OutListValueCount(column=c, values=sorted(ref.unique().tolist())))
+        else:
+            metrics.append(
+                OutRangeValueCount(column=c, left=float(ref.min()), right=float(ref.max()))
+            )
+    cols = [*features, *([RISK] if RISK in current and RISK in reference else [])]
+    definition = DataDefinition(
+        numerical_columns=[*numerical, *([RISK] if RISK in cols else [])],
+        categorical_columns=categorical,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Report(metrics).run(
+            Dataset.from_pandas(current[cols].reset_index(drop=True), data_definition=definition),
+            Dataset.from_pandas(reference[cols].reset_index(drop=True), data_definition=definition),
+        )
+
+
+def _performance_report(labelled: pd.DataFrame) -> Any:
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.metrics import RocAuc
+
+    definition = DataDefinition(
+        numerical_columns=[RISK],
+        classification=[BinaryClassification(target=LABEL, prediction_probas=RISK)],
+    )
+    data = labelled[[RISK, LABEL]].reset_index(drop=True).astype({LABEL: int})
+    return Report([RocAuc()]).run(Dataset.from_pandas(data, data_definition=definition), None)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _data_drift(
+    m: Measured, features: list[str], cfg: DriftConfig
+) -> tuple[CheckResult, list[FeatureDrift]]:
+    found = [
+        FeatureDrift(name, score, method, score >= cfg.threshold)
+        for name, (score, method) in m.drift.items()
+        if name in features
+    ]
+    if not found:
+        return CheckResult("data_drift", "no_data", "no feature has enough values"), []
+    drifted = sorted((f for f in found if f.drifted), key=lambda f: -f.score)
+    if m.drifted_count is not None and int(m.drifted_count) != len(drifted):
+        raise DriftFormatError(
+            f"Evidently counted {m.drifted_count:.0f} drifted columns, "
+            f"the scores give {len(drifted)}"
+        )
+    need = min(len(found), max(cfg.min_drifted, math.ceil(cfg.drift_share * len(found))))
+    names = ", ".join(f"{f.name} {f.score:.3f}" for f in drifted[:8])
+    detail = f"{len(drifted)} of {len(found)} features drifted (fail at {need})" + (
+        f": {names}" if names else ""
+    )
+    status: Status = "fail" if len(drifted) >= need else "warn" if drifted else "pass"
+    values = {"drifted": float(len(drifted)), "share": len(drifted) / len(found)}
+    return CheckResult("data_drift", status, detail, values), found
+
+
+def _prediction_drift(m: Measured, cfg: DriftConfig) -> CheckResult:
+    if RISK not in m.drift:
+        return CheckResult("prediction_drift", "no_data", "no risk column to compare")
+    score = m.drift[RISK][0]
+    status: Status = "fail" if score >= cfg.prediction_threshold else "pass"
+    return CheckResult(
+        "prediction_drift",
+        status,
+        f"risk distance {score:.3f} (fail at {cfg.prediction_threshold})",
+        {"score": score},
+    )
+
+
+def _data_quality(
+    m: Measured, reference: pd.DataFrame, features: list[str], cfg: DriftConfig
+) -> CheckResult:
+    problems: list[str] = []
+    worst = {"missing_increase": 0.0, "out_of_range": 0.0, "new_category": 0.0}
+    for c in features:
+        if c not in m.missing:
+            raise DriftFormatError(f"Evidently returned no missing-value count for {c}")
+        rise = m.missing[c] - float(reference[c].isna().mean())
+        worst["missing_increase"] = max(worst["missing_increase"], rise)
+        if rise > cfg.max_missing_increase:
+            problems.append(f"{c}: missing {m.missing[c]:.0%} (+{rise:.0%})")
+    for c, share in m.out_of_range.items():
+        worst["out_of_range"] = max(worst["out_of_range"], share)
+        if share > cfg.max_out_of_range:
+            problems.append(f"{c}: {share:.1%} outside the reference range")
+    for c, share in m.new_category.items():
+        worst["new_category"] = max(worst["new_category"], share)
+        if share > cfg.max_new_category:
+            problems.append(f"{c}: {share:.1%} new categories")
+    if problems:
+        return CheckResult("data_quality", "fail", "; ".join(problems[:8]), worst)
+    return CheckResult(
+        "data_quality",
+        "pass",
+        f"worst missing rise {worst['missing_increase']:.1%}, out of range "
+        f"{worst['out_of_range']:.1%}, new categories {worst['new_category']:.1%}",
+        worst,
+    )
+
+
+def _performance(
+    labelled: pd.DataFrame, baseline_auc: float | None, cfg: DriftConfig
+) -> tuple[CheckResult, Any]:
+    n = len(labelled)
+    if n < cfg.min_labelled or labelled[LABEL].nunique() < 2:
+        return CheckResult(
+            "performance", "no_data", f"not enough labelled rows: {n} (need {cfg.min_labelled})"
+        ), None
+    snap = _performance_report(labelled)
+    auc = parse_metrics(snap.dict()).roc_auc
+    if auc is None:
+        raise DriftFormatError("Evidently returned no ROC AUC")
+    ece = expected_calibration_error(
+        labelled[LABEL].to_numpy(np.int64), labelled[RISK].to_numpy(np.float64)
+    )
+    problems = []
+    if baseline_auc is not None and auc < baseline_auc - cfg.max_auc_drop:
+        problems.append(f"ROC AUC {auc:.3f} vs {baseline_auc:.3f} at hold-out")
+    if ece > cfg.max_ece:
+        problems.append(f"ECE {ece:.3f} (max {cfg.max_ece})")
+    base = f" (hold-out {baseline_auc:.3f})" if baseline_auc is not None else ""
+    detail = "; ".join(problems) or f"ROC AUC {auc:.3f}{base}, ECE {ece:.3f} on {n} rows"
+    values = {"roc_auc": auc, "ece": ece, "labelled": float(n)}
+    return CheckResult("performance", "fail" if problems else "pass", detail, values), snap
+
+
+def online_check(signals: int | None, scored: int) -> CheckResult:
+    """The scorer's ADWIN signals in the window (``None``: nothing was served).
+
+    >>> online_check(2, 500).status, online_check(0, 500).status, online_check(None, 0).status
+    ('fail', 'pass', 'no_data')
+    """
+    if signals is None:
+        return CheckResult("online", "no_data", "nothing was served in the window")
+    status: Status = "fail" if signals else "pass"
+    detail = f"{signals} ADWIN drift signals in {scored} scored requests"
+    return CheckResult("online", status, detail, {"signals": float(signals)})
+
+
+@dataclass
+class DriftRun:
+    """A verdict and the Evidently snapshots behind it (for the HTML reports)."""
+
+    verdict: DriftVerdict
+    snapshots: dict[str, Any] = field(default_factory=dict)
+
+    def save_html(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, snap in self.snapshots.items():
+            path = folder / f"{name}.html"
+            snap.save_html(str(path))
+            paths.append(path)
+        return paths
+
+
+def run_check(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    features: list[str],
+    categorical: list[str] | None = None,
+    baseline_auc: float | None = None,
+    online: CheckResult | None = None,
+    cfg: DriftConfig | None = None,
+) -> DriftRun:
+    """Every check on two windows of feature rows; see the module docstring.
+
+    ``current`` may carry ``risk`` (the model's prediction) and ``label``
+    (NaN while the session has not ended).
+    """
+    cfg = cfg or DriftConfig()
+    categorical = [c for c in (categorical or []) if c in features]
+    rows = {"reference": len(reference), "current": len(current)}
+    extra = [online] if online is not None else []
+    if len(reference) < cfg.min_rows or len(current) < cfg.min_rows:
+        reason = (
+            f"not enough data: {len(current)} current and {len(reference)} reference rows "
+            f"(need {cfg.min_rows} each)"
+        )
+        names = ("data_drift", "prediction_drift", "data_quality", "performance")
+        checks = [CheckResult(n, "no_data", reason) for n in names] + extra
+        return DriftRun(DriftVerdict(overall(checks), checks, rows=rows))
+    ref = sample(reference, cfg.sample_rows, cfg.seed)
+    cur = sample(current, cfg.sample_rows, cfg.seed + 1)
+    rows.update(sampled_reference=len(ref), sampled_current=len(cur))
+    snapshot = _report(ref, cur, features, categorical, cfg)
+    measured = parse_metrics(snapshot.dict())
+    drift, found = _data_drift(measured, features, cfg)
+    checks = [drift, _prediction_drift(measured, cfg), _data_quality(measured, ref, features, cfg)]
+    snapshots = {"drift": snapshot}
+    if LABEL in cur:
+        labelled = cur[cur[LABEL].notna() & cur[RISK].notna()] if RISK in cur else cur.iloc[:0]
+        perf, perf_snap = _performance(labelled, baseline_auc, cfg)
+        checks.append(perf)
+        if perf_snap is not None:
+            snapshots["performance"] = perf_snap
+    else:
+        checks.append(CheckResult("performance", "no_data", "no labels yet"))
+    checks += extra
+    return DriftRun(DriftVerdict(overall(checks), checks, found, rows), snapshots)
+
+
+def check(
+    reference: pd.DataFrame, current: pd.DataFrame, *, features: list[str], **kw: Any
+) -> DriftVerdict:
+    """:func:`run_check` without the snapshots."""
+    return run_check(reference, current, features=features, **kw).verdict
