@@ -17,6 +17,7 @@ It is selected in ``feature_store.yaml``::
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
@@ -76,12 +77,35 @@ def double_values(column: np.ndarray) -> list[bytes]:
 class BatchedSqliteOnlineStore(SqliteOnlineStore):
     """Feast's SQLite online store with batched writes and WAL journaling."""
 
+    _identity: tuple[int, int] | None = None
+
     def _get_conn(self, config: RepoConfig) -> sqlite3.Connection:
+        # An open connection keeps reading a database file that was moved or
+        # deleted. Check that the path still names the same file, so that a
+        # replaced file is picked up and a missing one is reported, not hidden
+        # (and not silently re-created empty).
+        path = self._get_db_path(config)
+        try:
+            st = os.stat(path)
+            now = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            now = None
+        if self._identity is not None and now != self._identity:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if now is None:
+                raise sqlite3.OperationalError(
+                    f"online store file {path} is missing (moved or deleted): restore it, "
+                    "or rebuild it with `microtune features build`"
+                )
         fresh = not self._conn
         conn: sqlite3.Connection = super()._get_conn(config)
         if fresh:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            st = os.stat(path)
+            self._identity = (st.st_dev, st.st_ino)
         return conn
 
     def _upsert_sql(self, config: RepoConfig, table: FeatureView) -> str:

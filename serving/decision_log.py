@@ -50,10 +50,11 @@ class DecisionLog:
         self._lock = threading.Lock()
         self.written = 0
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any], ts: float | None = None) -> None:
+        """Buffer one record; ``ts`` (default ``record["ts"]``) picks its hourly file."""
         line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
         with self._lock:
-            self._lines.append((float(record["ts"]), line))
+            self._lines.append((float(record["ts"] if ts is None else ts), line))
             full = len(self._lines) >= self.max_buffer
         if full:
             self.flush()

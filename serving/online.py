@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from feature_repo.features import (
     ABANDONMENT_CONTEXT_FEATURES,
@@ -35,6 +36,7 @@ from feature_repo.features import (
     context_features,
 )
 from flows.build import EVENT_INPUTS
+from flows.contract import ARROW_SCHEMA
 from flows.errors import StoreError
 from flows.folds import fold_one, prepare_events, state_columns
 
@@ -229,8 +231,8 @@ def fold_session(
         "entity": ["s"] * len(events),
         "ts": np.array([e["ts"] for e in events], dtype=np.float64),
     }
-    for c in EVENT_INPUTS:
-        columns[c] = [e.get(c) for e in events]
+    for c in EVENT_INPUTS:  # typed like the raw store's columns, nulls as NaN
+        columns[c] = pa.array([e.get(c) for e in events], ARROW_SCHEMA.field(c).type)
     ev = prepare_events(columns)
     # Columns a newer declaration added start from their initial state.
     current = {**_INITIAL, **state.values} if state else None

@@ -1,0 +1,137 @@
+"""HTTP routes of the scorer. Each one only wires a request to :class:`~serving.scorer.Scorer`."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from models import registry
+from serving import metrics
+from serving.policy import Policy
+from serving.schemas import EventBatch, EventsResponse, ScoreRequest, ScoreResponse, Status
+from serving.scorer import Scorer
+
+if TYPE_CHECKING:
+    from serving.app import Runtime
+
+router = APIRouter()
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated["Runtime", Depends(runtime)]
+
+
+def scorer(rt: RuntimeDep) -> Scorer:
+    if rt.scorer is None:
+        raise HTTPException(503, "the scorer is starting; retry in a few seconds")
+    return rt.scorer
+
+
+ScorerDep = Annotated[Scorer, Depends(scorer)]
+
+
+def admin(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    token = rt.settings.serve_admin_token
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(
+            401,
+            "admin routes need 'Authorization: Bearer <MICROTUNE_SERVE_ADMIN_TOKEN>'"
+            if token
+            else "admin routes are disabled: set MICROTUNE_SERVE_ADMIN_TOKEN and restart",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+@router.post("/v1/score", response_model=ScoreResponse, tags=["scoring"])
+async def score(req: ScoreRequest, s: ScorerDep) -> Any:
+    """Risk, decision and explanation for a session, now."""
+    out = s.score(req)
+    metrics.count_decision(out)
+    return out
+
+
+@router.post("/v1/events", response_model=EventsResponse, tags=["scoring"])
+async def events(batch: EventBatch, s: ScorerDep) -> Any:
+    """Live events: validated like ingest, folded into the session's online features."""
+    limit = s.settings.serve_max_events
+    if len(batch.events) > limit:
+        raise HTTPException(413, f"at most {limit} events per request; split the batch")
+    out = s.events(batch)
+    metrics.EVENTS.labels("accepted").inc(out["accepted"])
+    metrics.EVENTS.labels("rejected").inc(len(out["rejected"]))
+    return out
+
+
+@router.get("/healthz", response_model=Status, tags=["operations"])
+async def healthz(rt: RuntimeDep) -> Any:
+    """The process is up."""
+    return {"status": "ok", "detail": {"uptime_s": round(time.time() - rt.started, 1)}}
+
+
+@router.get("/readyz", response_model=Status, tags=["operations"])
+async def readyz(rt: RuntimeDep) -> Any:
+    """200 only when the online store and the LightGBM champion are loaded."""
+    s = rt.scorer
+    problems: dict[str, Any] = {}
+    if s is None:
+        problems["scorer"] = "starting"
+    else:
+        if s.online is None:
+            problems["online_store"] = s.online_error
+        if s.models.lgbm is None:
+            problems[registry.LGBM] = s.models.errors.get(registry.LGBM, "not loaded")
+    if s is None or problems:
+        return JSONResponse({"status": "not ready", "detail": problems}, status_code=503)
+    return {"status": "ready", "detail": {"models": s.models.versions}}
+
+
+@router.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+async def prometheus() -> Any:
+    """Prometheus metrics: latency per route, decisions, degraded count, model versions."""
+    body, content_type = metrics.render()
+    return PlainTextResponse(body, media_type=content_type)
+
+
+@router.get("/v1/models", tags=["operations"])
+async def models(s: ScorerDep, rt: RuntimeDep) -> Any:
+    """The champions in use with their cards, the river learner and the policy."""
+    out: dict[str, Any] = {"river_role": s.settings.serve_river_role, "models": {}}
+    for name, m in ((registry.LGBM, s.models.lgbm), (registry.RIVER, s.models.river)):
+        out["models"][name] = {
+            "version": s.models.versions.get(name),
+            "error": s.models.errors.get(name),
+            "card": m.card.as_dict() if m is not None else None,
+        }
+    river = s.models.river
+    out["river_learner"] = {
+        "this_process_learns": rt.lock.held,
+        "learned": getattr(river, "learned", None),
+        "drifts": getattr(river, "drifts", None),
+        "pending_decisions": s.labels.pending(),
+    }
+    out["policy"] = {"source": s.policy.source, "rules": len(s.policy.doc.rules)}
+    return out
+
+
+@router.post("/v1/admin/reload-models", tags=["admin"], dependencies=[Depends(admin)])
+async def reload_models(rt: RuntimeDep) -> Any:
+    """Load the current champions now (they are also polled)."""
+    return {"models": await rt.reload_models()}
+
+
+@router.post("/v1/admin/reload-policy", tags=["admin"], dependencies=[Depends(admin)])
+async def reload_policy(s: ScorerDep, rt: RuntimeDep) -> Any:
+    """Re-read the policy YAML; an invalid file keeps the current policy (422)."""
+    from serving.app import policy_path
+
+    s.policy = Policy.load(policy_path(rt.settings))
+    return {"policy": s.policy.source, "rules": len(s.policy.doc.rules)}

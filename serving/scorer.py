@@ -1,0 +1,297 @@
+"""The scoring core: features, models, policy and logs for one decision (no web code).
+
+:class:`Scorer` is what the FastAPI routes call. Its request path is numpy and
+dicts: an online-store read per view, one LightGBM predict (and its SHAP
+contributions), one river predict, the policy, and a buffered log line.
+Failures never escape :meth:`Scorer.score`: a failing store or a missing
+model gives a safe ``none`` decision with ``degraded: true``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from flows.contract import EventType, validate_rows
+from flows.errors import StoreError
+from flows.settings import Settings
+from models import registry
+from serving.champions import ModelSet
+from serving.decision_log import DecisionLog
+from serving.learner import LabelQueue
+from serving.online import MODEL_FEATURES, OnlineFeatures, fold_session
+from serving.policy import Chosen, Decision, Guards, Policy, assign_variant
+from serving.schemas import EventBatch, ScoreRequest
+
+log = logging.getLogger("microtune.serving")
+
+
+def _vector(columns: list[str], features: dict[str, float | None]) -> np.ndarray:
+    return np.array(
+        [[np.nan if (v := features.get(c)) is None else v for c in columns]], dtype=np.float64
+    )
+
+
+class Scorer:
+    """Everything one server process needs to decide; swapped parts are single references."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        online: OnlineFeatures | None,
+        models: ModelSet,
+        policy: Policy,
+        *,
+        online_error: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.online = online
+        self.online_error = online_error
+        self.models = models
+        self.policy = policy
+        self.guards = Guards()
+        self.log = DecisionLog(settings.paths.decisions)
+        self.inbox = DecisionLog(settings.paths.live_inbox)
+        self.labels = LabelQueue(settings.paths.serving / "labels.db")
+        self.drift_pending = False
+        self.counters: dict[str, int] = defaultdict(int)
+
+    # -- scoring --------------------------------------------------------------
+
+    def score(self, req: ScoreRequest, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        context = {k: (v.value if hasattr(v, "value") else v) for k, v in req.context}
+        reasons: list[str] = []
+        models = self.models  # one reference for the whole request
+        features: dict[str, float | None] = {}
+        age: float | None = None
+        store_failed = False
+        if self.online is None:
+            store_failed = True
+            reasons.append(f"online store not loaded: {self.online_error}")
+        else:
+            try:
+                read = self.online.read(req.session_id, req.user_id, context, now)
+                features, age = read.features, read.age_s
+                if not read.session_found:
+                    reasons.append(
+                        "stale session features (older than the view TTL)"
+                        if "session_behaviour" in read.stale
+                        else "unknown session: scored from request context"
+                    )
+            except StoreError as exc:
+                store_failed = True
+                reasons.append(str(exc))
+        if not features:
+            features = self._context_only(context, now)
+        risk_lgbm = risk_river = None
+        explanation: list[dict[str, Any]] = []
+        try:
+            if models.lgbm is not None:
+                x = _vector(models.lgbm.card.columns, features)
+                risk_lgbm = float(models.lgbm.predict(x)[0])
+                explanation = self._explain(models.lgbm, x, features)
+            if models.river is not None:
+                risk_river = models.river.predict_one(
+                    {k: v for k, v in features.items() if v is not None}
+                )
+        except Exception as exc:  # a model that fails at predict time degrades, not 500
+            log.exception("model failed")
+            reasons.append(f"model failed: {type(exc).__name__}: {exc}")
+        risk, source = self._combine(risk_lgbm, risk_river, reasons, models)
+        if risk is None or store_failed:
+            why = "online store unavailable" if store_failed else "no model score"
+            decision = Decision(
+                assign_variant(self.policy.doc.experiment, req.session_id),
+                [Chosen("none", {}, f"degraded: {why}, safe decision")],
+            )
+        else:
+            guard = self.guards.get(req.session_id)
+            decision = self.policy.decide(req.session_id, risk, features, context, guard, now=now)
+        degraded = bool(reasons)
+        self._record(req, now, risk, risk_lgbm, risk_river, features, decision, models, degraded)
+        return {
+            "session_id": req.session_id,
+            "risk": risk,
+            "risk_lgbm": risk_lgbm,
+            "risk_river": risk_river,
+            "model": {
+                "lgbm": models.versions.get(registry.LGBM) if models.lgbm is not None else None,
+                "river": models.versions.get(registry.RIVER) if models.river is not None else None,
+                "river_role": self.settings.serve_river_role,
+                "source": source,
+            },
+            "decision": {
+                "variant": decision.variant,
+                "actions": [
+                    {"action": a.action, "params": a.params, "reason": a.reason, "rule": a.rule}
+                    for a in decision.actions
+                ],
+            },
+            "explanation": explanation,
+            "degraded": degraded,
+            "degraded_reasons": reasons,
+            "features_age_s": age,
+            "features": features,
+        }
+
+    def _context_only(self, context: dict[str, Any], now: float) -> dict[str, float | None]:
+        from feature_repo.features import context_features
+
+        ctx = context_features(
+            {
+                "session_start_ts": [None],
+                "last_event_ts": [None],
+                "click_count": [None],
+                "request_ts": [now],
+                "device": [context.get("device")],
+                "page_type": [context.get("page_type")],
+            }
+        )
+        out: dict[str, float | None] = dict.fromkeys(MODEL_FEATURES)
+        for k, v in ctx.items():
+            out[k] = None if v[0] is None or math.isnan(float(v[0])) else float(v[0])
+        return out
+
+    def _combine(
+        self,
+        lgbm: float | None,
+        river: float | None,
+        reasons: list[str],
+        models: ModelSet,
+    ) -> tuple[float | None, str]:
+        role = self.settings.serve_river_role
+        if lgbm is None and models.errors.get(registry.LGBM):
+            reasons.append(f"abandonment-lgbm: {models.errors[registry.LGBM]}")
+        if role == "blend" and lgbm is not None and river is not None:
+            w = self.settings.serve_blend_weight
+            return (1 - w) * lgbm + w * river, "blend"
+        if lgbm is not None:
+            return lgbm, "lgbm"
+        if role in ("fallback", "blend") and river is not None:
+            return river, "river"
+        return None, "none"
+
+    def _explain(self, model: Any, x: np.ndarray, features: dict[str, Any]) -> list[dict[str, Any]]:
+        top = self.settings.serve_explain_top
+        if top == 0:
+            return []
+        contrib = model.booster.predict(x, pred_contrib=True, num_threads=1)[0][:-1]
+        order = np.argsort(-np.abs(contrib))[:top]
+        cols = model.card.columns
+        return [
+            {"feature": cols[i], "value": features.get(cols[i]), "contribution": float(contrib[i])}
+            for i in order
+        ]
+
+    def _record(
+        self,
+        req: ScoreRequest,
+        now: float,
+        risk: float | None,
+        risk_lgbm: float | None,
+        risk_river: float | None,
+        features: dict[str, float | None],
+        decision: Decision,
+        models: ModelSet,
+        degraded: bool,
+    ) -> None:
+        drift, self.drift_pending = self.drift_pending, False
+        self.log.append(
+            {
+                "ts": now,
+                "session_id": req.session_id,
+                "user_id": req.user_id,
+                "variant": decision.variant,
+                "risk": risk,
+                "risk_lgbm": risk_lgbm,
+                "risk_river": risk_river,
+                "features": features,
+                "actions": [a.action for a in decision.actions],
+                "models": dict(models.versions),
+                "degraded": degraded,
+                "drift_signal": drift,
+            }
+        )
+        for a in decision.actions:
+            self.counters[f"{a.action}|{decision.variant}"] += 1
+        # A decision point of a cart session, for river's live learning (see learner.py).
+        if (features.get("cart_adds") or 0) > 0 and not (features.get("checkout_starts") or 0):
+            x = {k: v for k, v in features.items() if v is not None}
+            try:
+                self.labels.add_decision(req.session_id, now, x, risk_river)
+            except Exception:  # the label queue is best effort; scoring goes on
+                log.exception("label queue write failed")
+
+    # -- live events ------------------------------------------------------------
+
+    def events(self, batch: EventBatch, now: float | None = None) -> dict[str, Any]:
+        """Validate, keep, and fold a batch of live events into the online features."""
+        now = time.time() if now is None else now
+        result = validate_rows(batch.events)
+        table = result.to_arrow()
+        rows = table.to_pylist()
+        for row in rows:  # kept first: nothing accepted is lost if the store fails
+            self.inbox.append(_inbox_record(row), ts=row["ts"].timestamp())
+        by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            if row["event_type"] == EventType.PURCHASE.value or row["consent"]:
+                self._activity(row)
+            if row["consent"]:
+                by_session[row["session_id"]].append({**row, "ts": row["ts"].timestamp()})
+        reasons: list[str] = []
+        updated = late = 0
+        if by_session and self.online is None:
+            reasons.append(f"online store not loaded: {self.online_error}")
+        elif by_session:
+            assert self.online is not None
+            try:
+                for session_id, events in by_session.items():
+                    events.sort(key=lambda e: e["ts"])
+                    state = self.online.session_state(session_id, now)
+                    new, ts, n_late = fold_session(state, events)
+                    late += n_late
+                    if new is not None:
+                        self.online.write_session(session_id, new, ts)
+                        updated += 1
+            except StoreError as exc:
+                reasons.append(f"{exc}; events are kept for the next batch build")
+        self.inbox.flush()
+        return {
+            "accepted": result.accepted_count,
+            "rejected": [
+                {
+                    "position": r.position,
+                    "event_id": r.row.get("event_id")
+                    if isinstance(r.row.get("event_id"), str)
+                    else None,
+                    "reason": r.reason,
+                }
+                for r in result.rejected
+            ],
+            "sessions_updated": updated,
+            "late": late,
+            "degraded": bool(reasons),
+            "degraded_reasons": reasons,
+        }
+
+    def _activity(self, row: dict[str, Any]) -> None:
+        try:
+            self.labels.add_activity(
+                row["session_id"],
+                row["ts"].timestamp(),
+                purchased=row["event_type"] == EventType.PURCHASE.value,
+            )
+        except Exception:
+            log.exception("label queue write failed")
+
+
+def _inbox_record(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["ts"] = row["ts"].isoformat().replace("+00:00", "Z")
+    return out
