@@ -6,7 +6,6 @@ under the home and ``/metrics`` aggregates every worker's samples.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client import multiprocess as prom_mp
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -68,7 +68,10 @@ def count_decision(out: dict[str, Any]) -> None:
 
 
 def render() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus_client picks in-memory or file-backed values once, when it is
+    # first imported; Feast sets PROMETHEUS_MULTIPROC_DIR on its own import, so
+    # the environment now may not say which kind our metrics use.
+    if values.ValueClass is not values.MutexValue:
         registry = CollectorRegistry()
         prom_mp.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

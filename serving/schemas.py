@@ -91,7 +91,10 @@ class EventBatch(BaseModel):
     """Events in the ingest contract (``docs/features.md``); each is validated alone."""
 
     model_config = ConfigDict(extra="forbid")
-    events: list[dict[str, Any]] = Field(min_length=1)
+    events: list[Any] = Field(
+        min_length=1,
+        description="Event objects; each is checked by the event contract and rejected alone.",
+    )
 
 
 class RejectedEvent(BaseModel):
