@@ -320,6 +320,49 @@ def demo(
     )
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Start the online scorer (POST /v1/score, /v1/events; docs at /docs)."""
+    import shutil
+
+    import uvicorn
+
+    s = settings()
+    if workers > 1:  # Prometheus samples of every worker, aggregated by /metrics
+        prom = s.paths.serving / "prometheus"
+        shutil.rmtree(prom, ignore_errors=True)
+        prom.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    console.print(f"microtune scorer on http://{host}:{port} (home {s.home}, profile {s.profile})")
+    console.print(f"  API docs:   http://{host}:{port}/docs")
+    for line in ui_commands(s):
+        console.print(f"  {line}")
+    uvicorn.run(
+        "serving.app:factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+def ui_commands(s: Settings) -> list[str]:
+    """Commands that open Prefect's, MLflow's and Feast's UIs on this home."""
+    env = f"MICROTUNE_HOME={s.home}"
+    return [
+        f"Prefect UI: {env} PREFECT_HOME={s.paths.prefect} prefect server start",
+        f"MLflow UI:  mlflow ui --backend-store-uri {s.tracking_uri} --port 5000",
+        f"Feast UI:   {env} feast -c {s.feature_repo} -f {s.feature_store_yaml} ui --port 8888",
+    ]
+
+
 def main() -> None:
     """Entry point that turns microtune's own errors into a clear message and exit code 2."""
     try:

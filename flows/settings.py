@@ -83,6 +83,19 @@ class Paths:
         return self.home / "prefect"
 
     @property
+    def decisions(self) -> Path:
+        return self.home / "decisions"
+
+    @property
+    def serving(self) -> Path:
+        return self.home / "serving"
+
+    @property
+    def live_inbox(self) -> Path:
+        """Events taken by ``POST /v1/events``, for the next ``build_features`` run."""
+        return self.home / "inbox" / "live"
+
+    @property
     def examples(self) -> Path:
         return self.home / "examples"
 
@@ -141,6 +154,26 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = Field(
         default=None, description="Where a failing drift verdict is POSTed as JSON."
     )
+
+    # online scorer (serving/, see docs/api.md)
+    serve_admin_token: str | None = Field(
+        default=None, description="Bearer token of the admin routes; unset disables them."
+    )
+    serve_policy: Path | None = Field(
+        default=None, description="Decision policy YAML (default: serving/policy.yaml)."
+    )
+    serve_river_role: Literal["shadow", "fallback", "blend"] = Field(
+        default="shadow",
+        description="river beside LightGBM: logged only, used when LightGBM is missing, "
+        "or blended with weight serve_blend_weight.",
+    )
+    serve_blend_weight: float = Field(default=0.3, ge=0, le=1)
+    serve_model_poll_s: float = Field(
+        default=10.0, gt=0, description="How often the server checks the champion aliases."
+    )
+    serve_max_body_bytes: int = Field(default=1_000_000, gt=0)
+    serve_max_events: int = Field(default=1_000, gt=0, description="Events per POST /v1/events.")
+    serve_explain_top: int = Field(default=5, ge=0)
 
     @field_validator("home")
     @classmethod
