@@ -363,6 +363,37 @@ def ui_commands(s: Settings) -> list[str]:
     ]
 
 
+@app.command()
+def deploy(
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Register only this flow/deployment (repeatable)."),
+    ] = None,
+) -> None:
+    """Register the deployments of prefect.yaml (schedules, parameters, limits) on the server."""
+    from flows.deploy import load_config, pool_name, register, worker_command
+
+    s = settings()
+    names = register(s, only)
+    for name in names:
+        console.print(f"deployed {name}")
+    console.print(f"work pool: {pool_name(load_config())}; run them with `microtune worker`")
+    console.print(" ".join(worker_command(s)))
+
+
+@app.command()
+def worker(
+    name: Annotated[str | None, typer.Option(help="Worker name shown in the UI.")] = None,
+) -> None:
+    """Start a process worker on the deployments' work pool (runs until stopped)."""
+    from flows.deploy import worker_command
+
+    cmd = worker_command(settings(), name)
+    console.print(" ".join(cmd))
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)
+
+
 def main() -> None:
     """Entry point that turns microtune's own errors into a clear message and exit code 2."""
     try:

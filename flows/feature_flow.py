@@ -30,9 +30,9 @@ from flows.build import (
 from flows.errors import InputError
 from flows.feaststore import apply_definitions, ensure_uci, open_store, write_online
 from flows.ingest import IngestReport, RawEventStore, ingest_files
+from flows.locks import FEATURES, exclusive
+from flows.retry import IO_RETRIES
 from flows.settings import Settings, get_settings
-
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
 
 
 @dataclass
@@ -47,7 +47,7 @@ class FeatureBuildSummary:
     online_rows: dict[str, int] = field(default_factory=dict)
 
 
-@task(name="ingest", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+@task(name="ingest", cache_policy=NO_CACHE, **IO_RETRIES)
 def ingest_task(settings: Settings, paths: list[str]) -> IngestReport:
     """Validate event files; accepted rows to the raw store, rejected to quarantine."""
     raw = RawEventStore(settings.paths.raw_events)
@@ -84,14 +84,14 @@ def build_task(settings: Settings, start: datetime, end: datetime) -> BuildResul
     )
 
 
-@task(name="feast-apply", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+@task(name="feast-apply", cache_policy=NO_CACHE, **IO_RETRIES)
 def apply_task(settings: Settings) -> bool:
     """Register the feature repo when its definitions changed."""
     ensure_uci(settings)
     return apply_definitions(settings, open_store(settings)).changed
 
 
-@task(name="materialize", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+@task(name="materialize", cache_policy=NO_CACHE, **IO_RETRIES)
 def materialize_task(settings: Settings, start: datetime) -> dict[str, int]:
     """Latest rows of entities seen since ``start`` into the online store.
 
@@ -138,14 +138,20 @@ def _run_name() -> str:
 
     p = flow_run.parameters
     if p.get("hours"):
-        return f"build-features-last-{p['hours']}h"
-    s, e = p.get("start"), p.get("end")
+        now = datetime.now(UTC)
+        lo, hi = floor_day(now - timedelta(hours=p["hours"])), ceil_day(now)
+        return f"build-features-{lo:%Y-%m-%d}..{hi:%Y-%m-%d}-last-{p['hours']}h"
+    s, e = (
+        datetime.fromisoformat(v) if isinstance(v, str) else v
+        for v in (p.get("start"), p.get("end"))
+    )
     if s and e:
-        return f"build-features-{s:%Y%m%dT%H}-{e:%Y%m%dT%H}"
+        return f"build-features-{s:%Y-%m-%dT%H}..{e:%Y-%m-%dT%H}"
     return "build-features-all"
 
 
 @flow(name="build_features", flow_run_name=_run_name)
+@exclusive(FEATURES)
 def build_features(
     start: datetime | None = None,
     end: datetime | None = None,

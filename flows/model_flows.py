@@ -15,12 +15,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.feaststore import open_store
+from flows.locks import MODELS, exclusive
+from flows.retry import MODEL_RETRIES
 from flows.settings import get_settings
 from models import registry
 from models.train import PromotionReport, TrainReport, promote_models, train_models
 
 
-@task(name="train-models", cache_policy=NO_CACHE)
+@task(name="train-models", cache_policy=NO_CACHE, **MODEL_RETRIES)
 def train_task(seed: int, every_n: int, oracle: str | None) -> TrainReport:
     settings = get_settings()
     return train_models(
@@ -33,6 +35,7 @@ def train_task(seed: int, every_n: int, oracle: str | None) -> TrainReport:
 
 
 @flow(name="train", flow_run_name="train-seed-{seed}")
+@exclusive(MODELS)
 def train(seed: int = 0, every_n: int = 10, oracle: str | None = None) -> dict[str, Any]:
     """Train LightGBM and river on the point-in-time training set; register challengers."""
     report = train_task(seed, every_n, oracle)
@@ -53,13 +56,14 @@ def train(seed: int = 0, every_n: int = 10, oracle: str | None = None) -> dict[s
     return asdict(report)
 
 
-@task(name="promotion-gate", cache_policy=NO_CACHE)
+@task(name="promotion-gate", cache_policy=NO_CACHE, **MODEL_RETRIES)
 def gate_task() -> PromotionReport:
     settings = get_settings()
     return promote_models(settings, open_store(settings))
 
 
 @flow(name="promote", flow_run_name="promote")
+@exclusive(MODELS)
 def promote() -> dict[str, Any]:
     """Gate each challenger against its champion; move the champion alias if it passes."""
     report = gate_task()
@@ -77,6 +81,7 @@ def promote() -> dict[str, Any]:
 
 
 @flow(name="rollback", flow_run_name="rollback-{model}")
+@exclusive(MODELS)
 def rollback(model: str = registry.LGBM) -> dict[str, str]:
     """Restore the previous champion of ``model``."""
     client = registry.configure(get_settings().tracking_uri, get_settings().artifact_root)
