@@ -259,19 +259,33 @@ def build_window(
     sessions = in_window(session_features(events), start, end)
     result.session_rows = sessions.num_rows
     result.sessions = len(pc.unique(sessions.column("session_id"))) if sessions.num_rows else 0
-    result.files += write_days(sessions, offline / "session_features", start, end)
 
     # A session has ended only once its gap has passed by the clock; before
     # that, a build near "now" must not give a running session an outcome.
     ended_by = min(end, now or datetime.now(UTC))
     outcomes = in_window(session_outcomes(events, gap), start, ended_by)
     result.ended_sessions = outcomes.num_rows
-    result.files += write_days(outcomes, offline / "session_outcomes", start, end)
 
-    history = read_offline(offline / "session_outcomes", end)
-    if history is None:
-        history = outcomes.slice(0, 0)
+    # User history: the stored outcomes before the window, then the window's own.
+    before = read_offline(offline / "session_outcomes", start)
+    history = (
+        outcomes
+        if before is None
+        else pa.concat_tables(
+            [before.select(outcomes.column_names).cast(outcomes.schema), outcomes]
+        )
+    )
     users = in_window(user_features(history), start, end)
     result.user_rows = users.num_rows
-    result.files += write_days(users, offline / "user_features", start, end)
+
+    # Every table is computed before any day file is replaced, so a run that fails
+    # (bad data, a bug) leaves the previous build whole. Each file is replaced
+    # atomically; only a failure between two writes (disk full) can mix old and new
+    # day files, and the next run of the window rewrites them all.
+    for table, name in (
+        (sessions, "session_features"),
+        (outcomes, "session_outcomes"),
+        (users, "user_features"),
+    ):
+        result.files += write_days(table, offline / name, start, end)
     return result
