@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -84,7 +84,9 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         # deleted. Check that the path still names the same file, so that a
         # replaced file is picked up and a missing one is reported, not hidden
         # (and not silently re-created empty).
-        path = self._get_db_path(config)
+        path = self.__dict__.get("_path") or self.__dict__.setdefault(
+            "_path", self._get_db_path(config)
+        )
         try:
             st = os.stat(path)
             now = (st.st_dev, st.st_ino)
@@ -151,6 +153,62 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         ]
         with self._get_conn(config) as conn:
             conn.executemany(self._upsert_sql(config, table), rows)
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """Feast's read, restricted to ``requested_features`` in SQL.
+
+        Feast's SQLite read returns every stored feature of the entity and
+        converts each row's timestamp; on the scorer's path only the requested
+        features are read. The result is what Feast's read returns for them.
+        """
+        name = _table_id(
+            config.project, table, config.registry.enable_online_feature_view_versioning
+        )
+        version = config.entity_key_serialization_version
+        keys = [
+            serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys
+        ]
+        marks = ",".join("?" * len(keys))
+        sql = (
+            f"SELECT entity_key, feature_name, value FROM {_quote_id(name)} "
+            f"WHERE entity_key IN ({marks})"
+        )
+        args: list[Any] = list(keys)
+        if requested_features:
+            sql += f" AND feature_name IN ({','.join('?' * len(requested_features))})"
+            args += requested_features
+        conn = self._get_conn(config)
+        found: dict[bytes, dict[str, ValueProto]] = {}
+        for key, feature, blob in conn.execute(sql, args).fetchall():
+            found.setdefault(key, {})[feature] = ValueProto.FromString(blob)
+        # One timestamp per entity (all of an entity's features are written
+        # together), read through Feast's own timestamp converter.
+        stamps: dict[bytes, datetime] = {}
+        if found:
+            first = next(iter(next(iter(found.values()))))
+            stamps = dict(
+                conn.execute(
+                    f"SELECT entity_key, event_ts FROM {_quote_id(name)} "
+                    f"WHERE entity_key IN ({marks}) AND feature_name = ?",
+                    [*keys, first],
+                ).fetchall()
+            )
+        out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
+        for key in keys:
+            values, ts = found.get(key), stamps.get(key)
+            if values is None or ts is None:
+                out.append((None, None))
+            else:
+                out.append(
+                    (ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC), values)
+                )
+        return out
 
     def online_write_batch(
         self,

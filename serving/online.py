@@ -32,6 +32,7 @@ from feature_repo.features import (
     ABANDONMENT_CONTEXT_FEATURES,
     ABANDONMENT_SESSION_FEATURES,
     ABANDONMENT_USER_FEATURES,
+    CONTEXT_INPUTS,
     SESSION_FOLDS,
     context_features,
 )
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 SESSION_VIEW, USER_VIEW = "session_behaviour", "user_history"
 SESSION_STATE = state_columns(SESSION_FOLDS)
+#: Session columns a decision reads: the model's and the context's inputs.
+_SESSION_READ = list(dict.fromkeys([*ABANDONMENT_SESSION_FEATURES, *CONTEXT_INPUTS]))
 _INITIAL = {
     c: float(v[0]) for f in SESSION_FOLDS for c, v in zip(f.columns, f.initial(1), strict=True)
 }
@@ -149,7 +152,7 @@ class OnlineFeatures:
     ) -> FeatureRead:
         """The model features of one decision, as the feature service defines them."""
         stale: list[str] = []
-        session = self._read(self.session_view, "session_id", session_id, self._session_features)
+        session = self._read(self.session_view, "session_id", session_id, _SESSION_READ)
         if session is not None and now - session.ts > self.session_ttl:
             stale.append(SESSION_VIEW)
             session = None

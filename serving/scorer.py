@@ -93,8 +93,8 @@ class Scorer:
         explanation: list[dict[str, Any]] = []
         try:
             if models.lgbm is not None:
-                x = _vector(models.lgbm.card.columns, features)
-                risk_lgbm = float(models.lgbm.predict(x)[0])
+                x = _vector(models.lgbm.card.columns, features)[0]
+                risk_lgbm = models.lgbm.predict_row(x)
                 explanation = self._explain(models.lgbm, x, features)
             if models.river is not None:
                 risk_river = models.river.predict_one(
@@ -181,7 +181,7 @@ class Scorer:
         top = self.settings.serve_explain_top
         if top == 0:
             return []
-        contrib = model.booster.predict(x, pred_contrib=True, num_threads=1)[0][:-1]
+        contrib = model.contributions_row(x)
         order = np.argsort(-np.abs(contrib))[:top]
         cols = model.card.columns
         return [

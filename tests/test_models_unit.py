@@ -106,6 +106,25 @@ def test_lightgbm_is_calibrated_and_near_the_truth() -> None:
     assert abs(contrib["hour_of_day"]) < abs(contrib["size_guide_opens"]) + 1.0
 
 
+def test_single_row_fast_path_gives_the_same_numbers() -> None:
+    """The scorer's LightGBM C fast path equals Booster.predict, missing values included."""
+    import pickle
+
+    x, y, _ = synthetic(6000)
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    model = train_lgbm(x[:4000], y[:4000], x[4000:5000], y[4000:5000], card, seed=0).model
+    model = pickle.loads(pickle.dumps(model))  # as loaded from the registry
+    rows = x[5000:5200].copy()
+    rows[::7, 1] = np.nan
+    batch = model.predict(rows)
+    contrib = model.booster.predict(rows, pred_contrib=True)[:, :-1]
+    for i, row in enumerate(rows):
+        assert model.predict_row(row) == pytest.approx(batch[i], rel=0, abs=1e-12)
+        np.testing.assert_allclose(model.contributions_row(row), contrib[i], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="expected 5 features"):
+        model.predict_row(rows[0, :2])
+
+
 def test_river_checkpoint_restores_exactly(tmp_path: Path) -> None:
     x, y, _ = synthetic(3000)
     t = np.arange(len(x), dtype=float)
