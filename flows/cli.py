@@ -378,7 +378,7 @@ def deploy(
     for name in names:
         console.print(f"deployed {name}")
     console.print(f"work pool: {pool_name(load_config())}; run them with `microtune worker`")
-    console.print(" ".join(worker_command(s)))
+    console.print(" ".join(worker_command(s)), soft_wrap=True)
 
 
 @app.command()
@@ -389,7 +389,7 @@ def worker(
     from flows.deploy import worker_command
 
     cmd = worker_command(settings(), name)
-    console.print(" ".join(cmd))
+    console.print(" ".join(cmd), soft_wrap=True)
     sys.stdout.flush()
     os.execv(cmd[0], cmd)
 

@@ -64,7 +64,8 @@ def exclusive(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             from prefect.concurrency.sync import concurrency
 
             ensure_limit(name)
-            with concurrency(name, occupy=1, strict=True):
+            # A renewal that fails once (a busy server) must not kill an hour of training.
+            with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
                 return fn(*args, **kwargs)
 
         # Prefect validates parameters against the signature, resolving string
