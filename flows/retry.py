@@ -1,23 +1,25 @@
 """Retry policies of the flows' tasks: store hiccups retry with backoff, bad input does not.
 
 Delays grow (backoff) and carry ±20 % jitter, so runs that failed together do
-not all come back at the same second. An :class:`~flows.errors.InputError`
-(a wrong path, an empty or inverted window, duplicate ids in the raw store)
-fails the same way on every try, so it fails the task at once.
+not all come back at the same second. Bad input (:class:`~flows.errors.InputError`:
+a wrong path, an empty or inverted window, duplicate ids in the raw store), a
+missing prerequisite (:class:`~flows.errors.NotReadyError`: too few days to
+train) and a missing object (:class:`~flows.errors.NotFoundError`) fail the
+same way on every try, so they fail the task at once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flows.errors import InputError
+from flows.errors import InputError, NotFoundError, NotReadyError
 
 
 def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect ``retry_condition_fn``: True unless the task failed on bad input."""
+    """Prefect ``retry_condition_fn``: True unless a retry would fail the same way."""
     try:
         state.result()
-    except InputError:
+    except (InputError, NotReadyError, NotFoundError):
         return False
     except Exception:
         return True
