@@ -37,6 +37,7 @@ from serving.scorer import Scorer
 log = logging.getLogger("microtune.serving")
 LEARN_EVERY_S = 1.0
 FLUSH_EVERY_S = 1.0
+LEARN_CHUNK = 64
 
 
 def _open_online(settings: Settings) -> tuple[Any, str | None]:
@@ -133,18 +134,25 @@ class Runtime:
                 models = self.scorer.models
                 if models.river is None:
                     continue
-                examples = self.scorer.labels.take_labelled(
-                    time.time(), s.session_gap_minutes * 60.0
+                examples = await asyncio.to_thread(
+                    self.scorer.labels.take_labelled, time.time(), s.session_gap_minutes * 60.0
                 )
                 if not examples:
                     continue
-                fired = learn(models.river, examples)
+                fired = []
+                for lo in range(0, len(examples), LEARN_CHUNK):
+                    fired += learn(models.river, examples[lo : lo + LEARN_CHUNK])
+                    await asyncio.sleep(0)  # let requests in between chunks
                 metrics.LEARNED.inc(len(examples))
                 if fired:
                     self.scorer.drift_pending = True
                     metrics.DRIFT.inc(len(fired))
                     log.warning("ADWIN: river error drift after %d live labels", len(examples))
-                models.river.checkpoint(_river_checkpoint(s, models.versions.get(registry.RIVER)))
+                # Pickled in a thread: only this coroutine changes the model, and it waits.
+                await asyncio.to_thread(
+                    models.river.checkpoint,
+                    _river_checkpoint(s, models.versions.get(registry.RIVER)),
+                )
             except Exception:
                 log.exception("river learning failed; will retry")
 
@@ -152,7 +160,7 @@ class Runtime:
         while True:
             await asyncio.sleep(FLUSH_EVERY_S)
             try:
-                self.flush()
+                await asyncio.to_thread(self.flush)
             except Exception:  # kept in memory; the next tick retries
                 log.exception("flushing the decision log or label queue failed")
 

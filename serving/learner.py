@@ -41,7 +41,15 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_session ON decisions (session_id);
 CREATE TABLE IF NOT EXISTS activity (
     session_id TEXT PRIMARY KEY, last_ts REAL NOT NULL, purchased INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS activity_last ON activity (last_ts);
+CREATE INDEX IF NOT EXISTS activity_purchased ON activity (purchased);
 """
+#: Upsert of a session's latest activity: decisions and events both move it.
+_TOUCH = (
+    "INSERT INTO activity (session_id, last_ts, purchased) VALUES (?, ?, ?) "
+    "ON CONFLICT(session_id) DO UPDATE SET last_ts = max(last_ts, excluded.last_ts), "
+    "purchased = max(purchased, excluded.purchased)"
+)
 
 Example = tuple[int, str, float, dict[str, float], float | None, int]
 
@@ -83,32 +91,26 @@ class LabelQueue:
                 self._conn.executemany(
                     "INSERT INTO decisions (session_id, ts, x, p) VALUES (?, ?, ?, ?)", decisions
                 )
-                self._conn.executemany(
-                    "INSERT INTO activity (session_id, last_ts, purchased) VALUES (?, ?, ?) "
-                    "ON CONFLICT(session_id) DO UPDATE SET "
-                    "last_ts = max(last_ts, excluded.last_ts), "
-                    "purchased = max(purchased, excluded.purchased)",
-                    activity,
-                )
+                self._conn.executemany(_TOUCH, [(s, ts, 0) for s, ts, _, _ in decisions])
+                self._conn.executemany(_TOUCH, activity)
 
     def take_labelled(self, now: float, gap_s: float, limit: int = 5_000) -> list[Example]:
         """Remove and return decision points whose outcome is known, in time order."""
         self.flush()
+        # A session's outcome is known when it purchased, or when nothing (no
+        # event, no score) happened for a whole gap: abandoned.
         sql = """
-            SELECT d.id, d.session_id, d.ts, d.x, d.p,
-                   CASE WHEN a.purchased = 1 THEN 0 ELSE 1 END AS y
-            FROM decisions d LEFT JOIN activity a ON a.session_id = d.session_id
-            WHERE a.purchased = 1
-               OR max(coalesce(a.last_ts, 0), (SELECT max(ts) FROM decisions e
-                                               WHERE e.session_id = d.session_id)) < ?
+            SELECT d.id, d.session_id, d.ts, d.x, d.p, 1 - a.purchased
+            FROM activity a JOIN decisions d ON d.session_id = a.session_id
+            WHERE a.purchased = 1 OR a.last_ts < ?
             ORDER BY d.ts LIMIT ?"""
         with self._lock, self._conn:
             rows = self._conn.execute(sql, (now - gap_s, limit)).fetchall()
             self._conn.executemany("DELETE FROM decisions WHERE id = ?", [(r[0],) for r in rows])
             self._conn.execute(
-                "DELETE FROM activity WHERE last_ts < ? AND session_id NOT IN "
-                "(SELECT session_id FROM decisions)",
-                (now - 2 * gap_s,),
+                "DELETE FROM activity WHERE (purchased = 1 OR last_ts < ?) AND NOT EXISTS "
+                "(SELECT 1 FROM decisions d WHERE d.session_id = activity.session_id)",
+                (now - gap_s,),
             )
         return [(i, s, ts, orjson.loads(x), p, int(y)) for i, s, ts, x, p, y in rows]
 

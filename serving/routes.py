@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 router = APIRouter()
 
 
-def runtime(request: Request) -> Runtime:
+# Dependencies are ``async``: FastAPI runs plain functions in a thread pool,
+# which costs more than the whole decision.
+async def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
@@ -29,7 +31,7 @@ def runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated["Runtime", Depends(runtime)]
 
 
-def scorer(rt: RuntimeDep) -> Scorer:
+async def scorer(rt: RuntimeDep) -> Scorer:
     if rt.scorer is None:
         raise HTTPException(503, "the scorer is starting; retry in a few seconds")
     return rt.scorer
@@ -38,7 +40,7 @@ def scorer(rt: RuntimeDep) -> Scorer:
 ScorerDep = Annotated[Scorer, Depends(scorer)]
 
 
-def admin(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def admin(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
     token = rt.settings.serve_admin_token
     given = (authorization or "").removeprefix("Bearer ").strip()
     if not token or not hmac.compare_digest(given.encode(), token.encode()):

@@ -29,6 +29,8 @@ from serving.policy import Chosen, Decision, Guards, Policy, assign_variant
 from serving.schemas import EventBatch, ScoreRequest
 
 log = logging.getLogger("microtune.serving")
+#: Least time between two recorded decision points of one session (river's labels).
+DECISION_SPACING_S = 5.0
 
 
 def _vector(columns: list[str], features: dict[str, float | None]) -> np.ndarray:
@@ -60,6 +62,7 @@ class Scorer:
         self.labels = LabelQueue(settings.paths.serving / "labels.db")
         self.drift_pending = False
         self.counters: dict[str, int] = defaultdict(int)
+        self._last_point: dict[str, float] = {}
 
     # -- scoring --------------------------------------------------------------
 
@@ -220,8 +223,17 @@ class Scorer:
         )
         for a in decision.actions:
             self.counters[f"{a.action}|{decision.variant}"] += 1
-        # A decision point of a cart session, for river's live learning (see learner.py).
-        if (features.get("cart_adds") or 0) > 0 and not (features.get("checkout_starts") or 0):
+        # A decision point of a cart session, for river's live learning (see
+        # learner.py); a session scored many times a second counts once per
+        # DECISION_SPACING_S, so that chatty front ends do not weigh more.
+        if (
+            (features.get("cart_adds") or 0) > 0
+            and not (features.get("checkout_starts") or 0)
+            and now - self._last_point.get(req.session_id, -math.inf) >= DECISION_SPACING_S
+        ):
+            self._last_point[req.session_id] = now
+            if len(self._last_point) > 100_000:
+                self._last_point.clear()
             x = {k: v for k, v in features.items() if v is not None}
             try:
                 self.labels.add_decision(req.session_id, now, x, risk_river)
