@@ -91,10 +91,31 @@ def _ttl_s(view: Any) -> float:
     return ttl or math.inf  # Feast: a zero TTL means "never expires"
 
 
+def _fail_fast(online: Any, config: Any, timeout_s: float) -> None:
+    """A request has a latency budget: no retries with back-off, short socket timeouts.
+
+    redis-py retries a failed connection three times with exponential back-off
+    by default (seconds); the scorer answers a safe decision instead, and the
+    circuit in :class:`OnlineFeatures` keeps a dead store off the request path.
+    """
+    get_client = getattr(online, "_get_client", None)
+    if get_client is None:  # SQLite: local file, fails at once
+        return
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = get_client(config.online_store)
+    client.set_retry(Retry(NoBackoff(), 0))
+    kwargs = client.connection_pool.connection_kwargs
+    kwargs["socket_timeout"] = kwargs["socket_connect_timeout"] = timeout_s
+
+
 class OnlineFeatures:
     """Reads and writes of the scorer's feature views on the profile's online store."""
 
-    def __init__(self, store: FeatureStore, *, down_for_s: float = 1.0) -> None:
+    def __init__(
+        self, store: FeatureStore, *, down_for_s: float = 1.0, timeout_s: float = 0.1
+    ) -> None:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
@@ -113,6 +134,7 @@ class OnlineFeatures:
         self.down_for_s = down_for_s
         self._down_until = 0.0
         self.last_error: str | None = None
+        _fail_fast(self.online, self.config, timeout_s)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -131,12 +153,14 @@ class OnlineFeatures:
     def _read(self, view: Any, join_key: str, value: str, names: list[str]) -> Row | None:
         self._guard()
         try:
+            # A copy: Feast's Redis store appends its timestamp key to the list.
             ((ts, values),) = self.online.online_read(
-                self.config, view, [self._key(join_key, value)], names
+                self.config, view, [self._key(join_key, value)], list(names)
             )
         except Exception as exc:
             raise self._failed(exc) from exc
-        if not values or ts is None:
+        # Redis answers an unknown entity with empty values stamped 1970: not found.
+        if not values or ts is None or all(v.WhichOneof("val") is None for v in values.values()):
             return None
         return Row({k: _value(v) for k, v in values.items()}, ts.timestamp())
 

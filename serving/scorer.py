@@ -273,6 +273,12 @@ class Scorer:
                         updated += 1
             except StoreError as exc:
                 reasons.append(f"{exc}; events are kept for the next batch build")
+            except Exception as exc:  # never a 500 for valid events: they are kept
+                log.exception("live feature update failed")
+                reasons.append(
+                    f"online update failed ({type(exc).__name__}: {exc}); "
+                    "events are kept for the next batch build"
+                )
         self.inbox.flush()
         return {
             "accepted": result.accepted_count,

@@ -1,0 +1,174 @@
+"""The scorer on the production profile: Redis online store, Feast registry on PostgreSQL.
+
+The test runs its own ``redis-server`` on a free port, so that it can stop it
+for real: with the online store gone, a valid request still gets 200 and the
+safe ``none`` decision, quickly. The Feast project is unique to the test and
+removed afterwards. MLflow uses a SQLite file under the test's home, so the
+test's champion never becomes anyone else's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import numpy as np
+import pytest
+from serving_harness import Server, environment, free_port
+from test_production_profile import _drop_project, _require_servers
+
+from flows.settings import Settings, get_settings
+from models import registry
+
+pytestmark = [pytest.mark.production, pytest.mark.integration, pytest.mark.slow]
+
+
+class RedisServer:
+    """A private redis-server (no persistence) that the test can stop and start."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is needed for the production scorer test", pytrace=False)
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        import redis
+
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def production_home(tmp_path: Path, redis_server: RedisServer) -> Iterator[Settings]:
+    with environment(
+        MICROTUNE_HOME=str(tmp_path / "home"),
+        MICROTUNE_PROFILE="production",
+        MICROTUNE_PROJECT=f"mt_{uuid4().hex[:10]}",
+        MICROTUNE_REDIS_URL=f"127.0.0.1:{redis_server.port}",
+        MICROTUNE_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    ):
+        settings = get_settings()
+        settings.export_env()
+        settings.paths.ensure()
+        _require_servers(settings)
+        try:
+            _apply_and_register(settings)
+            yield settings
+        finally:
+            if redis_server.proc is None:
+                redis_server.start()
+            _drop_project(settings)
+
+
+def _apply_and_register(settings: Settings) -> None:
+    """Register the Feast repo and a small LightGBM champion trained on seeded data."""
+    from flows.feaststore import apply_definitions, ensure_uci, open_store
+    from models.card import ModelCard
+    from models.dataset import service_columns
+    from models.lgbm import train_lgbm
+
+    ensure_uci(settings)
+    store = open_store(settings)
+    apply_definitions(settings, store)
+    columns = service_columns(store, "abandonment_v1").columns
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3000, len(columns)))
+    y = (x[:, columns.index("cart_adds")] + rng.normal(size=3000) > 0).astype(int)
+    card = ModelCard("lightgbm", "abandonment_v1", columns, {"train": ["2026-01-01", "x"]})
+    model = train_lgbm(x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0).model
+    client = registry.configure(settings.tracking_uri, settings.artifact_root)
+    version = registry.register(
+        client, registry.LGBM, model, metrics={}, artifacts=[], run_name="prod-scorer"
+    ).version
+    registry.set_champion(client, registry.LGBM, version)
+
+
+def _events(session: str, n: int, start: datetime) -> list[dict]:
+    return [
+        {
+            "event_id": f"{session}-{i}",
+            "session_id": session,
+            "ts": (start + timedelta(seconds=5 * i)).isoformat(),
+            "event_type": "add_to_cart" if i == 1 else "hover",
+            "page_type": "product",
+            "device": "desktop",
+            "browser": "firefox",
+            "cart_value": 30.0 if i == 1 else None,
+            "duration_ms": 500.0 if i != 1 else None,
+            "consent": True,
+        }
+        for i in range(n)
+    ]
+
+
+def test_scorer_on_redis_and_a_stopped_redis(
+    production_home: Settings, redis_server: RedisServer
+) -> None:
+    start = datetime.now(UTC) - timedelta(minutes=2)
+    with Server(production_home) as server, httpx.Client(base_url=server.url) as c:
+        assert c.get("/readyz").status_code == 200
+        r = c.post("/v1/events", json={"events": _events("p-1", 3, start)})
+        assert r.json()["sessions_updated"] == 1 and not r.json()["degraded"]
+        out = c.post("/v1/score", json={"session_id": "p-1"}).json()
+        assert not out["degraded"] and out["features"]["event_count"] == 3
+        assert out["features"]["cart_adds"] == 1 and out["model"]["lgbm"] == "1"
+
+        redis_server.stop()  # the online store goes away for real
+        t0 = time.perf_counter()
+        r = c.post("/v1/score", json={"session_id": "p-1"})
+        elapsed = time.perf_counter() - t0
+        assert r.status_code == 200
+        down = r.json()
+        assert down["degraded"] and "online store unavailable" in down["degraded_reasons"][0]
+        assert [a["action"] for a in down["decision"]["actions"]] == ["none"]
+        assert elapsed < 1.0
+        r = c.post("/v1/events", json={"events": _events("p-1", 4, start)[3:]})
+        assert r.status_code == 200 and r.json()["accepted"] == 1 and r.json()["degraded"]
+
+        redis_server.start()  # back, empty (no persistence): the session is unknown now
+        time.sleep(1.1)
+        back = c.post("/v1/score", json={"session_id": "p-1"}).json()
+        assert back["degraded"] and "unknown session" in back["degraded_reasons"][0]
+        assert back["risk"] is not None
