@@ -10,10 +10,16 @@ Checks (each ``pass``, ``warn``, ``fail`` or ``no_data``):
 
 * ``data_drift``: per feature, the normed Wasserstein distance (numerical) or
   the Jensen-Shannon distance (categorical) between the windows; a feature
-  drifts at a score >= ``threshold``. The check fails when at least
-  ``drift_share`` of the features drift, and at least ``min_drifted`` of them
-  (or all, when there are fewer), and warns on any drifted feature.
-* ``prediction_drift``: the same distance on the risk the model gives each row.
+  drifts at a score >= its threshold. The threshold is calibrated on the
+  reference alone (:mod:`flows.drift_calibration`): the larger of
+  ``threshold`` and the distance that random splits of the reference reach by
+  chance at the current window's size (mean + ``calibration_z`` sd). The check
+  fails when at least ``drift_share`` of the counted features drift, and at
+  least ``min_drifted`` of them (or all, when there are fewer), and warns on
+  any drifted feature. ``report_only`` features (trends such as the user's
+  history, which grows as the log ages) are scored and reported, never counted.
+* ``prediction_drift``: the same distance on the risk the model gives each row,
+  with a threshold calibrated the same way.
 * ``data_quality``: the share of missing values rises by more than
   ``max_missing_increase`` over the reference, more than ``max_out_of_range``
   of the values fall outside the reference's range, or more than
@@ -53,6 +59,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from flows.drift_calibration import thresholds
 from flows.errors import MicrotuneError
 from models.metrics import expected_calibration_error
 
@@ -86,14 +93,29 @@ class DriftConfig:
     min_values: int = 30
     sample_rows: int | None = 20_000
     seed: int = 0
+    #: Calibrate thresholds on random splits of the reference (False: ``threshold`` for all).
+    calibrate: bool = True
+    calibration_draws: int = 40
+    calibration_z: float = 3.0
+    #: Rows sharing this key (a session's decision points) stay on one side of a split.
+    group: str | None = "session_id"
 
 
 @dataclass(frozen=True)
 class FeatureDrift:
+    """One feature's distance; ``drifted`` only when it counts and reaches its threshold."""
+
     name: str
     score: float
     method: str
     drifted: bool
+    threshold: float | None = None
+    counted: bool = True
+
+    @property
+    def over(self) -> bool:
+        """The score reached the threshold (counted or not)."""
+        return self.threshold is not None and self.score >= self.threshold
 
 
 @dataclass(frozen=True)
@@ -262,11 +284,52 @@ def parse_metrics(snapshot: dict[str, Any]) -> Measured:
     return Measured(drift, count, missing, out_range, new_cat, auc)
 
 
+def drift_columns(
+    reference: pd.DataFrame, current: pd.DataFrame, features: list[str], cfg: DriftConfig
+) -> list[str]:
+    """Features with at least ``min_values`` values in both windows (the others are skipped)."""
+    return [
+        c
+        for c in features
+        if reference[c].notna().sum() >= cfg.min_values
+        and current[c].notna().sum() >= cfg.min_values
+    ]
+
+
+def calibrated_thresholds(
+    reference: pd.DataFrame,
+    columns: list[str],
+    categorical: list[str],
+    rows: int,
+    cfg: DriftConfig,
+) -> dict[str, float]:
+    """Per-column thresholds for a current window of ``rows`` rows (see the module docstring).
+
+    ``risk`` gets the same rule with ``prediction_threshold`` as its floor.
+    """
+    floors = {c: cfg.prediction_threshold if c == RISK else cfg.threshold for c in columns}
+    if not cfg.calibrate:
+        return floors
+    noise = thresholds(
+        reference,
+        columns,
+        categorical,
+        rows=rows,
+        floor=0.0,
+        draws=cfg.calibration_draws,
+        z=cfg.calibration_z,
+        seed=cfg.seed + 2,
+        group=cfg.group,
+    )
+    return {c: max(floors[c], noise[c]) for c in columns}
+
+
 def _report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     features: list[str],
     categorical: list[str],
+    limits: dict[str, float],
     cfg: DriftConfig,
 ) -> Any:
     from evidently import DataDefinition, Dataset, Report
@@ -279,12 +342,7 @@ def _report(
     from evidently.presets import DataDriftPreset
 
     numerical = [c for c in features if c not in categorical]
-    drift_cols = [
-        c
-        for c in features
-        if reference[c].notna().sum() >= cfg.min_values
-        and current[c].notna().sum() >= cfg.min_values
-    ]
+    drift_cols = [c for c in features if c in limits]
     metrics: list[Any] = []
     if drift_cols:
         metrics.append(
@@ -293,12 +351,17 @@ def _report(
                 num_method=NUM_METHOD,
                 cat_method=CAT_METHOD,
                 threshold=cfg.threshold,
+                per_column_threshold={c: limits[c] for c in drift_cols},
                 drift_share=cfg.drift_share,
             )
         )
     if RISK in current and RISK in reference:
         metrics.append(
-            ValueDrift(column=RISK, method=NUM_METHOD, threshold=cfg.prediction_threshold)
+            ValueDrift(
+                column=RISK,
+                method=NUM_METHOD,
+                threshold=limits.get(RISK, cfg.prediction_threshold),
+            )
         )
     for c in features:
         metrics.append(MissingValueCount(column=c))
@@ -340,41 +403,51 @@ def _performance_report(labelled: pd.DataFrame) -> Any:
 
 
 def _data_drift(
-    m: Measured, features: list[str], cfg: DriftConfig
+    m: Measured,
+    features: list[str],
+    limits: dict[str, float],
+    report_only: list[str],
+    cfg: DriftConfig,
 ) -> tuple[CheckResult, list[FeatureDrift]]:
-    found = [
-        FeatureDrift(name, score, method, score >= cfg.threshold)
-        for name, (score, method) in m.drift.items()
-        if name in features
-    ]
-    if not found:
-        return CheckResult("data_drift", "no_data", "no feature has enough values"), []
-    drifted = sorted((f for f in found if f.drifted), key=lambda f: -f.score)
-    if m.drifted_count is not None and int(m.drifted_count) != len(drifted):
+    found = []
+    for name, (score, method) in m.drift.items():
+        if name not in features:
+            continue
+        limit = limits.get(name, cfg.threshold)
+        counted = name not in report_only
+        found.append(FeatureDrift(name, score, method, counted and score >= limit, limit, counted))
+    over = [f for f in found if f.over]
+    if m.drifted_count is not None and int(m.drifted_count) != len(over):
         raise DriftFormatError(
-            f"Evidently counted {m.drifted_count:.0f} drifted columns, "
-            f"the scores give {len(drifted)}"
+            f"Evidently counted {m.drifted_count:.0f} drifted columns, the scores give {len(over)}"
         )
-    need = min(len(found), max(cfg.min_drifted, math.ceil(cfg.drift_share * len(found))))
-    names = ", ".join(f"{f.name} {f.score:.3f}" for f in drifted[:8])
-    detail = f"{len(drifted)} of {len(found)} features drifted (fail at {need})" + (
+    tested = [f for f in found if f.counted]
+    if not tested:
+        return CheckResult("data_drift", "no_data", "no feature has enough values"), found
+    drifted = sorted((f for f in tested if f.drifted), key=lambda f: -f.score)
+    need = min(len(tested), max(cfg.min_drifted, math.ceil(cfg.drift_share * len(tested))))
+    names = ", ".join(f"{f.name} {f.score:.3f} (at {f.threshold:.3f})" for f in drifted[:8])
+    detail = f"{len(drifted)} of {len(tested)} features drifted (fail at {need})" + (
         f": {names}" if names else ""
     )
+    trends = [f for f in over if not f.counted]
+    if trends:
+        detail += "; not counted: " + ", ".join(f"{f.name} {f.score:.3f}" for f in trends)
     status: Status = "fail" if len(drifted) >= need else "warn" if drifted else "pass"
-    values = {"drifted": float(len(drifted)), "share": len(drifted) / len(found)}
+    values = {"drifted": float(len(drifted)), "share": len(drifted) / len(tested)}
     return CheckResult("data_drift", status, detail, values), found
 
 
-def _prediction_drift(m: Measured, cfg: DriftConfig) -> CheckResult:
+def _prediction_drift(m: Measured, limit: float) -> CheckResult:
     if RISK not in m.drift:
         return CheckResult("prediction_drift", "no_data", "no risk column to compare")
     score = m.drift[RISK][0]
-    status: Status = "fail" if score >= cfg.prediction_threshold else "pass"
+    status: Status = "fail" if score >= limit else "pass"
     return CheckResult(
         "prediction_drift",
         status,
-        f"risk distance {score:.3f} (fail at {cfg.prediction_threshold})",
-        {"score": score},
+        f"risk distance {score:.3f} (fail at {limit:.3f})",
+        {"score": score, "threshold": limit},
     )
 
 
@@ -471,6 +544,7 @@ def run_check(
     *,
     features: list[str],
     categorical: list[str] | None = None,
+    report_only: list[str] | None = None,
     baseline_auc: float | None = None,
     online: CheckResult | None = None,
     cfg: DriftConfig | None = None,
@@ -478,10 +552,12 @@ def run_check(
     """Every check on two windows of feature rows; see the module docstring.
 
     ``current`` may carry ``risk`` (the model's prediction) and ``label``
-    (NaN while the session has not ended).
+    (NaN while the session has not ended). ``report_only`` features are
+    scored and reported but do not count towards ``data_drift``.
     """
     cfg = cfg or DriftConfig()
     categorical = [c for c in (categorical or []) if c in features]
+    report_only = [c for c in (report_only or []) if c in features]
     rows = {"reference": len(reference), "current": len(current)}
     extra = [online] if online is not None else []
     if len(reference) < cfg.min_rows or len(current) < cfg.min_rows:
@@ -495,10 +571,15 @@ def run_check(
     ref = sample(reference, cfg.sample_rows, cfg.seed)
     cur = sample(current, cfg.sample_rows, cfg.seed + 1)
     rows.update(sampled_reference=len(ref), sampled_current=len(cur))
-    snapshot = _report(ref, cur, features, categorical, cfg)
+    columns = drift_columns(ref, cur, features, cfg)
+    if RISK in cur and RISK in ref:
+        columns.append(RISK)
+    limits = calibrated_thresholds(ref, columns, categorical, len(cur), cfg)
+    snapshot = _report(ref, cur, features, categorical, limits, cfg)
     measured = parse_metrics(snapshot.dict())
-    drift, found = _data_drift(measured, features, cfg)
-    checks = [drift, _prediction_drift(measured, cfg), _data_quality(measured, ref, features, cfg)]
+    drift, found = _data_drift(measured, features, limits, report_only, cfg)
+    prediction = _prediction_drift(measured, limits.get(RISK, cfg.prediction_threshold))
+    checks = [drift, prediction, _data_quality(measured, ref, features, cfg)]
     snapshots = {"drift": snapshot}
     if LABEL in cur:
         labelled = cur[cur[LABEL].notna() & cur[RISK].notna()] if RISK in cur else cur.iloc[:0]

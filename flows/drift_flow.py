@@ -68,6 +68,20 @@ def categorical_features(columns: list[str]) -> list[str]:
     return [c for c in columns if c in ints]
 
 
+def report_only_features(columns: list[str]) -> list[str]:
+    """Features scored and reported but not counted towards ``data_drift``.
+
+    They move with the calendar or the window, not with behaviour: the user
+    history features grow as the log ages (a user has more past sessions every
+    week), and ``hour_of_day`` follows which hours the window covers (a 12-hour
+    window never matches a reference of whole days).
+    """
+    from feature_repo.features import ABANDONMENT_USER_FEATURES
+
+    trend = {*ABANDONMENT_USER_FEATURES, "hour_of_day"}
+    return [c for c in columns if c in trend]
+
+
 @dataclass
 class Windows:
     """The two frames a drift check compares, and where they came from."""
@@ -208,6 +222,7 @@ def drift_task(window_hours: float, sample_rows: int | None) -> tuple[DriftRun, 
         windows.current,
         features=champion.card.columns,
         categorical=categorical_features(champion.card.columns),
+        report_only=report_only_features(champion.card.columns),
         baseline_auc=champion.card.metrics.get("test_roc_auc"),
         online=online_check(windows.drift_signals, len(windows.current)),
         cfg=cfg,

@@ -1,0 +1,151 @@
+"""Per-feature drift thresholds calibrated on the reference window alone.
+
+A distance between two samples is never zero: with a few hundred rows the
+normed Wasserstein distance of a heavy-tailed count, or the Jensen-Shannon
+distance of a 24-valued category, is often above a fixed 0.1 when nothing has
+changed at all. How far above depends on the feature and on the window's size.
+
+So each check first measures that noise on the reference itself. It splits
+the reference at random, ``draws`` times, into a pseudo-current window of the
+current window's size and the rest, and computes the same distance Evidently
+computes between the two parts. Nothing changed between them, so their
+distances are what chance alone gives. Rows are split by *group* (the
+session): a session's decision points are strongly alike, and a real window
+never shares sessions with the reference. Splitting single rows would put
+parts of one session on both sides and make chance look several times
+smaller than it is. A feature's threshold is then
+
+    max(floor, mean + z * sd)
+
+of those null distances: ``floor`` is the smallest change worth reporting at
+any sample size (``DriftConfig.threshold``), and ``mean + z * sd`` is where
+chance alone rarely reaches at this window size. The current window is never
+looked at, so the thresholds cannot be tuned to it.
+
+The distances are computed here with scipy exactly as Evidently 0.7 computes
+them (``tests/test_drift.py`` pins the equality), because running Evidently
+once per draw would cost seconds each.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> ref = pd.DataFrame({"x": np.random.default_rng(0).normal(size=20_000)})
+>>> def at(rows):
+...     return thresholds(ref, ["x"], [], rows=rows, floor=0.1, draws=30, z=3.0, seed=0)["x"]
+>>> round(at(200), 3), at(10_000)
+(0.199, 0.1)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.spatial import distance as sp_distance
+
+
+def finite(values: pd.Series | np.ndarray) -> np.ndarray:
+    """The values a distance is computed on: NaN and infinities dropped (as Evidently does)."""
+    a = np.asarray(values, dtype=np.float64)
+    return a[np.isfinite(a)]
+
+
+def wasserstein_normed(reference: np.ndarray, current: np.ndarray) -> float:
+    """Wasserstein distance over the reference's standard deviation (at least 0.001).
+
+    >>> round(wasserstein_normed(np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])), 4)
+    1.2247
+    """
+    norm = max(float(np.std(reference)), 0.001)
+    return float(stats.wasserstein_distance(reference, current)) / norm
+
+
+def jensen_shannon(reference: np.ndarray, current: np.ndarray) -> float:
+    """Jensen-Shannon distance (natural log) of the two samples' category frequencies.
+
+    >>> jensen_shannon(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    0.0
+    """
+    keys, inverse = np.unique(np.concatenate([reference, current]), return_inverse=True)
+    ref_counts = np.bincount(inverse[: len(reference)], minlength=len(keys))
+    cur_counts = np.bincount(inverse[len(reference) :], minlength=len(keys))
+    return float(sp_distance.jensenshannon(ref_counts / len(reference), cur_counts / len(current)))
+
+
+def distance(reference: np.ndarray, current: np.ndarray, categorical: bool) -> float:
+    """The distance the drift check uses for a feature of this kind."""
+    return (jensen_shannon if categorical else wasserstein_normed)(reference, current)
+
+
+def split(groups: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random mask of whole groups holding at least ``size`` rows (``groups``: one key a row).
+
+    >>> groups = np.array(["a", "a", "b", "c", "c", "c"])
+    >>> groups[split(groups, 2, np.random.default_rng(1))].tolist()
+    ['a', 'a']
+    """
+    keys, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = rng.permutation(len(keys))
+    take = int(np.searchsorted(np.cumsum(counts[order]), size)) + 1
+    chosen = np.zeros(len(keys), dtype=bool)
+    chosen[order[:take]] = True
+    return chosen[inverse]
+
+
+def null_scores(
+    reference: pd.DataFrame,
+    columns: list[str],
+    categorical: list[str],
+    *,
+    rows: int,
+    draws: int,
+    seed: int,
+    group: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Distances between random parts of the reference: what chance alone gives.
+
+    Each draw splits the reference at random into about ``min(rows, len // 2)``
+    rows (a window the size of the current one) and the rest; with ``group``,
+    whole groups (sessions) go to one side.
+    """
+    n = len(reference)
+    size = min(rows, n // 2)
+    rng = np.random.default_rng(seed)
+    out = {c: np.empty(draws) for c in columns}
+    if size < 1:
+        return {c: np.zeros(0) for c in columns}
+    values = {c: reference[c].to_numpy(np.float64) for c in columns}
+    keys = reference[group].to_numpy() if group is not None and group in reference else None
+    for d in range(draws):
+        if keys is not None:
+            pick = split(keys, size, rng)
+        else:
+            pick = np.zeros(n, dtype=bool)
+            pick[rng.choice(n, size=size, replace=False)] = True
+        for c in columns:
+            cur, ref = finite(values[c][pick]), finite(values[c][~pick])
+            out[c][d] = distance(ref, cur, c in categorical) if len(cur) and len(ref) else 0.0
+    return out
+
+
+def thresholds(
+    reference: pd.DataFrame,
+    columns: list[str],
+    categorical: list[str],
+    *,
+    rows: int,
+    floor: float,
+    draws: int,
+    z: float,
+    seed: int,
+    group: str | None = None,
+) -> dict[str, float]:
+    """Each column's threshold: ``max(floor, mean + z * sd)`` of its null distances."""
+    scores = null_scores(
+        reference, columns, categorical, rows=rows, draws=draws, seed=seed, group=group
+    )
+    out = {}
+    for c, s in scores.items():
+        noise = float(s.mean() + z * s.std(ddof=1)) if len(s) > 1 else 0.0
+        out[c] = max(floor, noise)
+    return out

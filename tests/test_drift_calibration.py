@@ -1,0 +1,104 @@
+"""Drift thresholds calibrated on the reference alone (flows/drift_calibration.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.drift import DriftConfig, DriftVerdict, check
+from flows.drift_calibration import distance, finite, null_scores, split, thresholds
+
+
+def sessions(n_sessions: int, seed: int, shift: float = 0.0, start: int = 0) -> pd.DataFrame:
+    """Decision points as the log holds them: several alike rows per session.
+
+    ``dwell`` is heavy-tailed and fixed within a session (long sessions also
+    give more rows), ``speed`` is normal, ``mobile`` a 0/1 category, and
+    ``history`` grows with the session's index (a trend, like a user's past).
+    """
+    rng = np.random.default_rng(seed)
+    size = 1 + rng.poisson(5, n_sessions)
+    dwell = rng.lognormal(3.0, 1.2, n_sessions) * size
+    speed = rng.normal(shift, 1.0, n_sessions)
+    mobile = (rng.random(n_sessions) < 0.55 + 0.25 * (shift > 0)).astype(float)
+    history = np.arange(start, start + n_sessions) / 100.0
+    rep = np.repeat(np.arange(n_sessions), size)
+    return pd.DataFrame(
+        {
+            "session_id": [f"s{start + i}" for i in rep],
+            "dwell": dwell[rep] * rng.uniform(0.9, 1.1, len(rep)),
+            "speed": speed[rep] + rng.normal(0, 0.1, len(rep)),
+            "mobile": mobile[rep],
+            "history": history[rep],
+        }
+    )
+
+
+FEATURES = ["dwell", "speed", "mobile", "history"]
+
+
+def run(ref: pd.DataFrame, cur: pd.DataFrame, **kw: object) -> DriftVerdict:
+    return check(ref, cur, features=FEATURES, categorical=["mobile"], **kw)  # type: ignore[arg-type]
+
+
+def test_distances_are_the_ones_evidently_reports() -> None:
+    ref, cur = sessions(800, 0), sessions(150, 1, shift=0.5, start=800)
+    cur.loc[cur.index[:5], "dwell"] = np.nan
+    v = run(ref, cur)
+    for f in v.features:
+        ours = distance(finite(ref[f.name]), finite(cur[f.name]), f.name == "mobile")
+        assert f.score == pytest.approx(ours, rel=1e-9, abs=1e-12), f.name
+
+
+def test_thresholds_are_seeded_and_shrink_to_the_floor_as_windows_grow() -> None:
+    ref = sessions(3000, 0)
+    kw = {"floor": 0.1, "draws": 30, "z": 3.0, "group": "session_id"}
+    small = thresholds(ref, FEATURES, ["mobile"], rows=300, seed=4, **kw)  # type: ignore[arg-type]
+    again = thresholds(ref, FEATURES, ["mobile"], rows=300, seed=4, **kw)  # type: ignore[arg-type]
+    large = thresholds(ref, FEATURES, ["mobile"], rows=8000, seed=4, **kw)  # type: ignore[arg-type]
+    assert small == again
+    assert all(small[c] > large[c] for c in ("dwell", "speed"))
+    assert small["dwell"] > 0.3 and large["mobile"] == 0.1 < small["mobile"]
+
+
+def test_whole_sessions_stay_on_one_side_of_a_split() -> None:
+    ref = sessions(400, 0)
+    mask = split(ref["session_id"].to_numpy(), 500, np.random.default_rng(0))
+    inside = set(ref.loc[mask, "session_id"])
+    assert inside.isdisjoint(set(ref.loc[~mask, "session_id"]))
+    assert 500 <= mask.sum() < 500 + 30
+    # Rows of one session are alike: splitting rows hides most of the chance variation.
+    kw = {"rows": 300, "draws": 30, "seed": 0}
+    by_row = null_scores(ref, ["dwell"], [], **kw)["dwell"]  # type: ignore[arg-type]
+    by_session = null_scores(ref, ["dwell"], [], group="session_id", **kw)["dwell"]  # type: ignore[arg-type]
+    assert by_session.mean() > 2 * by_row.mean()
+
+
+def test_chance_alone_passes_and_a_real_shift_still_fails() -> None:
+    ref = sessions(1000, 0)
+    noise = [sessions(60, seed, start=10_000 * seed) for seed in range(1, 4)]
+    history = ["history"]  # grows with time: scored, never counted
+    fixed = [run(ref, cur, cfg=DriftConfig(calibrate=False)) for cur in noise]
+    calibrated = [run(ref, cur, report_only=history) for cur in noise]
+    assert sum(v.check("data_drift").status == "fail" for v in fixed) >= 2
+    assert [v.check("data_drift").status for v in calibrated] == ["pass"] * 3
+    shifted = run(ref, sessions(60, 9, shift=1.5, start=90_000), report_only=history)
+    assert shifted.check("data_drift").status == "fail"
+    assert {d.name for d in shifted.drifted} == {"speed", "mobile"}
+    history_drift = next(f for f in shifted.features if f.name == "history")
+    assert history_drift.over and not history_drift.counted and not history_drift.drifted
+    assert "not counted: history" in shifted.check("data_drift").detail
+
+
+def test_calibrated_verdicts_round_trip_and_old_verdicts_still_read() -> None:
+    v = run(sessions(500, 0), sessions(100, 1, shift=1.5, start=500), report_only=["history"])
+    data = json.loads(json.dumps(v.as_dict()))
+    assert DriftVerdict.from_dict(data).as_dict() == v.as_dict()
+    assert all(f["threshold"] >= 0.1 for f in data["features"])
+    for f in data["features"]:
+        del f["threshold"], f["counted"]
+    old = DriftVerdict.from_dict(data)
+    assert all(f.counted and f.threshold is None for f in old.features)
