@@ -105,10 +105,14 @@ def register(settings: Settings, only: list[str] | None = None) -> list[str]:
     unknown = sorted(set(only or []) - set(known))
     if unknown:
         raise InputError(f"unknown deployment {unknown}; prefect.yaml has {known}")
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     try:
-        ensure_pool(pool_name(cfg))
-        for name in (locks.FEATURES, locks.MODELS):
-            locks.ensure_limit(name)
+        # The server named here, even if Prefect's settings were read before it was set.
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            ensure_pool(pool_name(cfg))
+            for name in (locks.FEATURES, locks.MODELS):
+                locks.ensure_limit(name)
     except MicrotuneError:
         raise
     except Exception as exc:

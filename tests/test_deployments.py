@@ -92,7 +92,12 @@ def prefect_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
             monkeypatch.setenv(k, v)
         monkeypatch.setenv("MICROTUNE_PREFECT_API_URL", url)
         monkeypatch.setenv("PREFECT_API_URL", url)
-        yield url
+        # Prefect read its settings when first imported (maybe under the session's
+        # test harness): point this process's clients at this server explicitly.
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
     finally:
         _stop(server)
         log.close()
