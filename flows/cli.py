@@ -307,16 +307,29 @@ def drift(
 
 @app.command()
 def demo(
-    sessions: Annotated[int, typer.Option(help="Sessions to generate.")] = 20_000,
-    days: Annotated[int, typer.Option(help="Days of events.")] = 7,
+    sessions: Annotated[int, typer.Option(help="Sessions to generate.")] = 24_000,
+    days: Annotated[int, typer.Option(help="Days of events, ending yesterday.")] = 8,
+    drift_day: Annotated[
+        int | None, typer.Option(help="0-based day from which behaviour drifts (default days-2).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     bad_rate: Annotated[float, typer.Option(help="Share of invalid rows.")] = 0.01,
 ) -> None:
-    """Run the main job end to end on the embedded profile and print a summary."""
+    """The whole cycle on this home: generate, build, train, promote, drift check, serve.
+
+    Ends with live events and scores through HTTP and a summary; stops the
+    scorer it started. See flows/demo.py for the steps.
+    """
     from flows.demo import run_demo
 
     run_demo(
-        settings(), sessions=sessions, days=days, seed=seed, bad_rate=bad_rate, console=console
+        settings(),
+        sessions=sessions,
+        days=days,
+        seed=seed,
+        bad_rate=bad_rate,
+        console=console,
+        drift_day=drift_day,
     )
 
 
