@@ -29,7 +29,13 @@ from flows.build import (
 )
 from flows.errors import InputError
 from flows.feaststore import apply_definitions, ensure_uci, open_store, write_online
-from flows.ingest import IngestReport, RawEventStore, ingest_files
+from flows.ingest import (
+    IngestReport,
+    RawEventStore,
+    ingest_files,
+    live_inbox_files,
+    retire_inbox_files,
+)
 from flows.locks import FEATURES, exclusive
 from flows.retry import IO_RETRIES
 from flows.settings import Settings, get_settings
@@ -158,14 +164,20 @@ def build_features(
     hours: int | None = None,
     inbox: list[str] | None = None,
 ) -> FeatureBuildSummary:
-    """Ingest ``inbox`` files, then build and materialize features for a window.
+    """Ingest ``inbox`` files and the scorer's live events, then build and materialize.
 
     The window is ``[start, end)`` rounded out to whole UTC days, or the days
     covering the last ``hours`` hours, or every stored event when neither is given.
     """
     settings = get_settings()
     logger = get_run_logger()
-    ingest = ingest_task(settings, inbox) if inbox else IngestReport()
+    # Events the scorer took live are always collected (nothing typed in is lost).
+    live = live_inbox_files(settings.paths.live_inbox)
+    paths = [*(inbox or []), *map(str, live)]
+    ingest = ingest_task(settings, paths) if paths else IngestReport()
+    retired = retire_inbox_files(live, settings.paths.home / "inbox" / "ingested")
+    if retired:
+        logger.info("moved %d ingested live-event files to inbox/ingested", len(retired))
     lo, hi = resolve_window(settings, start, end, hours)
     summary = FeatureBuildSummary(start=lo.isoformat(), end=hi.isoformat(), ingest=asdict(ingest))
     checked = validate_window_task(settings, lo, hi)

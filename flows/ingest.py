@@ -293,3 +293,45 @@ def ingest_files(
         if progress:
             progress(f)
     return report
+
+
+def live_inbox_files(root: Path) -> list[Path]:
+    """Event files the scorer's ``POST /v1/events`` kept under ``root`` (sorted)."""
+    return sorted(root.rglob("*.jsonl")) if root.exists() else []
+
+
+def retire_inbox_files(
+    files: Sequence[Path], done: Path, *, quiet_s: float = 600.0, now: float | None = None
+) -> list[Path]:
+    """Move ingested inbox files that nobody has written to for ``quiet_s`` into ``done``.
+
+    A scorer appends to an hour's file while events of that hour arrive; a
+    file still being written is left in place and ingested again next time
+    (deduplication by ``event_id`` makes that harmless). A late event for a
+    retired hour starts a new file. Returns the files moved.
+
+    >>> import tempfile, os
+    >>> root = Path(tempfile.mkdtemp()); (root / "live").mkdir()
+    >>> old, new = root / "live" / "00-1.jsonl", root / "live" / "01-1.jsonl"
+    >>> _ = old.write_text("{}"), new.write_text("{}")
+    >>> os.utime(old, (0, 0))
+    >>> [p.name.split(".")[0] for p in retire_inbox_files([old, new], root / "done")]
+    ['00-1']
+    >>> new.exists(), old.exists()
+    (True, False)
+    """
+    import time
+
+    now = time.time() if now is None else now
+    moved = []
+    for f in files:
+        try:
+            if now - f.stat().st_mtime < quiet_s:
+                continue
+        except FileNotFoundError:
+            continue
+        target = done / f.parent.name / f"{f.stem}.{int(now)}{f.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        f.rename(target)
+        moved.append(target)
+    return moved
