@@ -433,3 +433,31 @@ def test_schema_fuzz_finds_no_server_error(served) -> None:
         timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+# --- the docs ---------------------------------------------------------------------
+
+
+def test_docs_curl_examples_work_as_printed(served) -> None:
+    """Every curl command of README.md and docs/api.md, against this server."""
+    from test_docs import ROOT, shell_commands
+
+    _, url = served
+    ran = 0
+    for doc in ("README.md", "docs/api.md"):
+        for cmd in shell_commands(ROOT / doc):
+            if not cmd.startswith("curl "):
+                continue
+            live = cmd.replace("http://127.0.0.1:8000", url).replace("curl -s", "curl -sf", 1)
+            run = subprocess.run(["bash", "-c", live], capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, (doc, cmd, run.stdout, run.stderr)
+            ran += 1
+            if "/metrics" in cmd:
+                assert "microtune_request_seconds" in run.stdout
+                continue
+            body = orjson.loads(run.stdout)
+            if "/v1/events" in cmd:
+                assert body["accepted"] == 1, body
+            if "/v1/score" in cmd and "readme-s1" in cmd:
+                assert not body["degraded"] and body["features"]["cart_adds"] == 1, body
+    assert ran >= 6
