@@ -54,11 +54,11 @@ def test_distances_are_the_ones_evidently_reports() -> None:
 
 
 def test_thresholds_are_seeded_and_shrink_to_the_floor_as_windows_grow() -> None:
-    ref = sessions(3000, 0)
-    kw = {"floor": 0.1, "draws": 30, "z": 3.0, "group": "session_id"}
+    ref = sessions(1500, 0)
+    kw = {"floor": 0.1, "draws": 20, "z": 3.0, "group": "session_id"}
     small = thresholds(ref, FEATURES, ["mobile"], rows=300, seed=4, **kw)  # type: ignore[arg-type]
     again = thresholds(ref, FEATURES, ["mobile"], rows=300, seed=4, **kw)  # type: ignore[arg-type]
-    large = thresholds(ref, FEATURES, ["mobile"], rows=8000, seed=4, **kw)  # type: ignore[arg-type]
+    large = thresholds(ref, FEATURES, ["mobile"], rows=4000, seed=4, **kw)  # type: ignore[arg-type]
     assert small == again
     assert all(small[c] > large[c] for c in ("dwell", "speed"))
     assert small["dwell"] > 0.3 and large["mobile"] == 0.1 < small["mobile"]
