@@ -282,8 +282,8 @@ def promote(
 @app.command()
 def drift(
     window: Annotated[
-        str, typer.Option(help="Current window: the last 24h, 2d, 90m… of served decisions.")
-    ] = "24h",
+        str, typer.Option(help="Current window: the last 48h, 2d, 90m… of served decisions.")
+    ] = "48h",
     retrain: Annotated[
         bool, typer.Option(help="Retrain and promote when drift or performance fails.")
     ] = True,

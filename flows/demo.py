@@ -107,7 +107,7 @@ def run_demo(
     _step(console, 5, "build_features: the drifted days arrive")
     second = build_features(inbox=late)
     _step(console, 6, "check_drift: the new days against the champion's training window")
-    drift = check_drift(window_hours=24.0, retrain_on_fail=False, seed=seed)
+    drift = check_drift(window_hours=48.0, retrain_on_fail=False, seed=seed)
     _step(console, 7, "serve: live events and scores through HTTP")
     live = _live(settings, console)
 

@@ -251,7 +251,7 @@ def alert_task(verdict: dict[str, Any], report: str) -> int | None:
 
 @flow(name="check_drift", flow_run_name="check-drift-{window_hours}h")
 def check_drift(
-    window_hours: float = 24.0,
+    window_hours: float = 48.0,
     retrain_on_fail: bool = True,
     seed: int = 0,
     sample_rows: int | None = DriftConfig.sample_rows,

@@ -141,9 +141,7 @@ def historical_features(
         frame = frame.merge(part, on=ROW, how="left")
     frame = frame.sort_values(ROW).drop(columns=[ROW]).reset_index(drop=True)
     for c in cols.columns:  # a view with no entity to join (all anonymous) is all missing
-        frame[c] = (
-            pd.to_numeric(frame[c], errors="coerce").astype(float) if c in frame else np.nan
-        )
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float) if c in frame else np.nan
     return frame, cols.columns
 
 
