@@ -69,6 +69,12 @@ def run_demo(
     from flows.generate import GeneratorConfig, write_event_log
 
     t0 = time.perf_counter()
+    if any(settings.paths.raw_events.glob("date=*")):
+        console.print(
+            f"[yellow]{settings.home} already holds events: rows seen before count as "
+            "duplicates and the new models are gated against the current champions. "
+            "`make clean` (or a new MICROTUNE_HOME) starts from scratch.[/yellow]"
+        )
     drift_day = max(days - 2, 1) if drift_day is None else drift_day
     first_day = (datetime.now(UTC) - timedelta(days=days)).date()
     out = settings.home / "generated" / f"seed-{seed}-{first_day.isoformat()}"
