@@ -175,39 +175,29 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys
         ]
         marks = ",".join("?" * len(keys))
+        # CAST: the raw epoch seconds Feast stores, without its per-row converter
+        # (which also reads them as local time); one UTC datetime per entity.
         sql = (
-            f"SELECT entity_key, feature_name, value FROM {_quote_id(name)} "
-            f"WHERE entity_key IN ({marks})"
+            f"SELECT entity_key, feature_name, value, CAST(event_ts AS INTEGER) "
+            f"FROM {_quote_id(name)} WHERE entity_key IN ({marks})"
         )
         args: list[Any] = list(keys)
         if requested_features:
             sql += f" AND feature_name IN ({','.join('?' * len(requested_features))})"
             args += requested_features
-        conn = self._get_conn(config)
-        found: dict[bytes, dict[str, ValueProto]] = {}
-        for key, feature, blob in conn.execute(sql, args).fetchall():
-            found.setdefault(key, {})[feature] = ValueProto.FromString(blob)
-        # One timestamp per entity (all of an entity's features are written
-        # together), read through Feast's own timestamp converter.
-        stamps: dict[bytes, datetime] = {}
-        if found:
-            first = next(iter(next(iter(found.values()))))
-            stamps = dict(
-                conn.execute(
-                    f"SELECT entity_key, event_ts FROM {_quote_id(name)} "
-                    f"WHERE entity_key IN ({marks}) AND feature_name = ?",
-                    [*keys, first],
-                ).fetchall()
-            )
+        found: dict[bytes, tuple[int, dict[str, ValueProto]]] = {}
+        for key, feature, blob, ts in self._get_conn(config).execute(sql, args).fetchall():
+            entry = found.get(key)
+            if entry is None:
+                entry = found[key] = (ts, {})
+            entry[1][feature] = ValueProto.FromString(blob)
         out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
         for key in keys:
-            values, ts = found.get(key), stamps.get(key)
-            if values is None or ts is None:
+            hit = found.get(key)
+            if hit is None or hit[0] is None:
                 out.append((None, None))
             else:
-                out.append(
-                    (ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC), values)
-                )
+                out.append((datetime.fromtimestamp(hit[0], UTC), hit[1]))
         return out
 
     def online_write_batch(
