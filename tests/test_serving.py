@@ -461,3 +461,36 @@ def test_docs_curl_examples_work_as_printed(served) -> None:
             if "/v1/score" in cmd and "readme-s1" in cmd:
                 assert not body["degraded"] and body["features"]["cart_adds"] == 1, body
     assert ran >= 6
+
+
+def test_several_workers_share_one_learner_and_one_metrics_view(served) -> None:
+    """`microtune serve --workers 2`: the writer lock stays with its holder (this test's
+    server), no worker learns, and /metrics aggregates both workers."""
+    from serving_harness import free_port
+
+    settings, _ = served
+    port = free_port()
+    env = {**os.environ, "MICROTUNE_HOME": str(settings.home)}
+    cmd = [sys.executable, "-m", "flows.cli", "serve", "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        with httpx.Client(base_url=url, timeout=10) as c:
+            time.sleep(2.5)  # both workers have tried to take the lock
+            learners = {c.get("/v1/models").json()["river_learner"]["this_process_learns"]}
+            for _ in range(20):
+                learners.add(c.get("/v1/models").json()["river_learner"]["this_process_learns"])
+            assert learners == {False}
+            text = c.get("/metrics").text
+        pids = set(re.findall(r'microtune_model_version{[^}]*pid="(\d+)"', text))
+        assert len(pids) == 2, text[-1500:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
