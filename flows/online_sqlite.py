@@ -1,30 +1,46 @@
-"""A batched SQLite online store for Feast.
+"""A packed SQLite online store for Feast: one row per entity.
 
-Feast's ``SqliteOnlineStore`` upserts one row per feature per entity with a
-separate ``execute``; loading a day of sessions that way runs at a few
-thousand entities per second. This store is a drop-in subclass: same table
-layout and the same (inherited) reads, so anything written here reads back
-through ``get_online_features`` exactly as before, but a batch is written with
-one ``executemany`` in one transaction, and the database runs in WAL mode so
-that the scorer keeps reading while a load is in progress.
+Feast's ``SqliteOnlineStore`` keeps one row per feature per entity and upserts
+them one ``execute`` at a time; loading a day of sessions that way runs at a
+few thousand entities per second, and a read parses a row per feature. This
+store implements the same online-store API (``update``, ``online_write_batch``,
+``online_read``, ``teardown``), so ``feast materialize``, ``get_online_features``
+and ``feast serve`` use it unchanged, with another table layout:
+
+* one row per entity: ``entity_key`` (primary key), ``payload``,
+  ``event_ts`` and ``created_ts`` (epoch seconds, UTC);
+* ``payload`` packs the entity's features as ``name`` / serialized Feast
+  ``Value`` pairs, each with a little-endian length prefix (see :func:`pack`);
+* writes are one ``executemany`` per batch in one transaction, and the
+  database runs in WAL mode, so readers keep reading while a load runs.
+
+A row is written whole: an entity's features are always stored together with
+one timestamp, as Feast's materialization and push write them.
 
 It is selected in ``feature_store.yaml``::
 
     online_store:
       type: flows.online_sqlite.BatchedSqliteOnlineStore
       path: ${MICROTUNE_HOME}/feast/online.db
+
+Examples
+--------
+>>> v = ValueProto(double_val=1.5)
+>>> unpack(pack({"a": v}))["a"].double_val
+1.5
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from feast import FeatureView
+from feast import Entity, FeatureView
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.sqlite import (
     SqliteOnlineStore,
@@ -35,10 +51,11 @@ from feast.infra.online_stores.sqlite import (
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
-from feast.utils import to_naive_utc
 
 STORE_TYPE = "flows.online_sqlite.BatchedSqliteOnlineStore"
-_NUMERIC = ("int64_val", "int32_val", "double_val", "float_val")
+_LEN = struct.Struct("<H")
+#: A serialized double Value: the tag byte 0x29 (field 5, 64-bit), then 8 bytes.
+_DOUBLE_SIZE = 9
 
 
 class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
@@ -47,23 +64,32 @@ class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     type: Literal["flows.online_sqlite.BatchedSqliteOnlineStore"] = STORE_TYPE  # type: ignore[assignment]
 
 
-def _text(val: ValueProto) -> str | None:
-    # Feast's value_text column: the value as text for scalars, else NULL.
-    kind = val.WhichOneof("val")
-    if kind == "string_val":
-        return val.string_val
-    if kind in _NUMERIC:
-        return str(getattr(val, kind))
-    if kind == "bool_val":
-        return str(val.bool_val)
-    return None
+def pack(values: Mapping[str, ValueProto]) -> bytes:
+    """An entity's features as one payload: (len, name, len, Value bytes) per feature."""
+    parts = []
+    for name, val in values.items():
+        n, v = name.encode(), val.SerializeToString()
+        parts += [_LEN.pack(len(n)), n, _LEN.pack(len(v)), v]
+    return b"".join(parts)
+
+
+def unpack(payload: bytes, wanted: set[str] | None = None) -> dict[str, ValueProto]:
+    """The features of a payload (only ``wanted`` ones when given)."""
+    out: dict[str, ValueProto] = {}
+    off, end = 0, len(payload)
+    while off < end:
+        (n,) = _LEN.unpack_from(payload, off)
+        name = payload[off + 2 : off + 2 + n].decode()
+        off += 2 + n
+        (m,) = _LEN.unpack_from(payload, off)
+        if wanted is None or name in wanted:
+            out[name] = ValueProto.FromString(payload[off + 2 : off + 2 + m])
+        off += 2 + m
+    return out
 
 
 def double_values(column: np.ndarray) -> list[bytes]:
     """Serialized ``Value(double_val=x)`` for each x, built without protobuf objects.
-
-    A double ``Value`` is always the tag byte 0x29 (field 5, 64-bit) followed by
-    the little-endian IEEE 754 bytes; tests check this against protobuf.
 
     >>> double_values(np.array([1.5])) == [ValueProto(double_val=1.5).SerializeToString()]
     True
@@ -74,10 +100,38 @@ def double_values(column: np.ndarray) -> list[bytes]:
     return rec.view("V9").tolist()
 
 
+def pack_doubles(columns: Mapping[str, np.ndarray]) -> list[bytes]:
+    """:func:`pack` of float64 columns for every row at once, with numpy.
+
+    >>> rows = pack_doubles({"a": np.array([1.0, 2.0]), "b": np.array([3.0, np.nan])})
+    >>> rows[0] == pack({"a": ValueProto(double_val=1.0), "b": ValueProto(double_val=3.0)})
+    True
+    """
+    names = list(columns)
+    n_rows = len(columns[names[0]]) if names else 0
+    fields: list[tuple[str, str]] = []
+    for i, name in enumerate(names):
+        fields += [(f"h{i}", f"V{2 + len(name.encode()) + 2}"), (f"t{i}", "u1"), (f"v{i}", "<f8")]
+    rec = np.empty(n_rows, dtype=np.dtype(fields))
+    for i, name in enumerate(names):
+        n = name.encode()
+        header = _LEN.pack(len(n)) + n + _LEN.pack(_DOUBLE_SIZE)
+        rec[f"h{i}"] = np.frombuffer(header, dtype=f"V{len(header)}")[0]
+        rec[f"t{i}"] = 0x29
+        rec[f"v{i}"] = columns[name]
+    return rec.view(f"V{rec.dtype.itemsize}").tolist()
+
+
+def _epoch(t: datetime) -> int:
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp())
+
+
 class BatchedSqliteOnlineStore(SqliteOnlineStore):
-    """Feast's SQLite online store with batched writes and WAL journaling."""
+    """Feast's SQLite online store with one packed row per entity and batched writes."""
 
     _identity: tuple[int, int] | None = None
+
+    # -- connection -------------------------------------------------------------
 
     def _get_conn(self, config: RepoConfig) -> sqlite3.Connection:
         # An open connection keeps reading a database file that was moved or
@@ -110,17 +164,56 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             self._identity = (st.st_dev, st.st_ino)
         return conn
 
-    def _upsert_sql(self, config: RepoConfig, table: FeatureView) -> str:
-        name = _table_id(
-            config.project, table, config.registry.enable_online_feature_view_versioning
+    @staticmethod
+    def _name(config: RepoConfig, table: FeatureView) -> str:
+        versioning = config.registry.enable_online_feature_view_versioning
+        return _quote_id(_table_id(config.project, table, versioning) + "_packed")
+
+    # -- tables -----------------------------------------------------------------
+
+    def _create(self, conn: sqlite3.Connection, config: RepoConfig, table: FeatureView) -> None:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._name(config, table)} ("
+            "entity_key BLOB PRIMARY KEY, payload BLOB NOT NULL, "
+            "event_ts INTEGER NOT NULL, created_ts INTEGER) WITHOUT ROWID"
         )
-        return (
-            f"INSERT INTO {_quote_id(name)} (entity_key, feature_name, value, value_text, "
-            "event_ts, created_ts) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-            "value_text = excluded.value_text, event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts"
-        )
+        self.__dict__.setdefault("_created", set()).add(self._name(config, table))
+
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
+        conn = self._get_conn(config)
+        with conn:
+            for table in tables_to_keep:
+                self._create(conn, config, table)
+            for table in tables_to_delete:
+                conn.execute(f"DROP TABLE IF EXISTS {self._name(config, table)}")
+
+    # -- writes -----------------------------------------------------------------
+
+    def _upsert(
+        self, config: RepoConfig, table: FeatureView, rows: list[tuple[bytes, bytes, int, Any]]
+    ) -> None:
+        # Rows in key order: SQLite appends to its B-tree instead of splitting pages.
+        rows.sort(key=lambda r: r[0])
+        conn = self._get_conn(config)
+        if self._name(config, table) not in self.__dict__.get("_created", ()):
+            # A home registered before this layout existed has no table yet.
+            self._create(conn, config, table)
+        with conn:
+            conn.executemany(
+                f"INSERT INTO {self._name(config, table)} "
+                "(entity_key, payload, event_ts, created_ts) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(entity_key) DO UPDATE SET payload = excluded.payload, "
+                "event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+                rows,
+            )
 
     def write_double_columns(
         self,
@@ -133,72 +226,17 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
     ) -> None:
         """Write float64 feature columns for many entities in one transaction.
 
-        Stores exactly what ``online_write_batch`` would store for
-        ``Value(double_val=...)`` values, without building a protobuf per value.
+        Stores exactly what ``online_write_batch`` stores for the same
+        ``Value(double_val=...)`` values, without a protobuf object per value.
         """
         version = config.entity_key_serialization_version
         ek = [serialize_entity_key(k, entity_key_serialization_version=version) for k in keys]
-        # Feast's sqlite adapter stores datetimes as int(naive_utc.timestamp()).
-        ts = [int(to_naive_utc(t).timestamp()) for t in event_ts]
-        created_ts = int(to_naive_utc(created).timestamp()) if created is not None else None
-        features = sorted(columns)
-        values = [double_values(columns[f]) for f in features]
-        texts = [[str(v) for v in columns[f].tolist()] for f in features]
-        # Rows in primary-key order: SQLite appends to its B-trees instead of
-        # splitting pages all over them (about 3x faster on a fresh table).
-        rows: list[tuple[Any, ...]] = [
-            (ek[i], f, values[j][i], texts[j][i], ts[i], created_ts)
-            for i in sorted(range(len(ek)), key=ek.__getitem__)
-            for j, f in enumerate(features)
+        payloads = pack_doubles({f: columns[f] for f in sorted(columns)})
+        created_ts = _epoch(created) if created is not None else None
+        rows = [
+            (k, p, _epoch(t), created_ts) for k, p, t in zip(ek, payloads, event_ts, strict=True)
         ]
-        with self._get_conn(config) as conn:
-            conn.executemany(self._upsert_sql(config, table), rows)
-
-    def online_read(
-        self,
-        config: RepoConfig,
-        table: FeatureView,
-        entity_keys: list[EntityKeyProto],
-        requested_features: list[str] | None = None,
-    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
-        """Feast's read, restricted to ``requested_features`` in SQL.
-
-        Feast's SQLite read returns every stored feature of the entity and
-        converts each row's timestamp; on the scorer's path only the requested
-        features are read. The result is what Feast's read returns for them.
-        """
-        name = _table_id(
-            config.project, table, config.registry.enable_online_feature_view_versioning
-        )
-        version = config.entity_key_serialization_version
-        keys = [
-            serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys
-        ]
-        marks = ",".join("?" * len(keys))
-        # CAST: the raw epoch seconds Feast stores, without its per-row converter
-        # (which also reads them as local time); one UTC datetime per entity.
-        sql = (
-            f"SELECT entity_key, feature_name, value, CAST(event_ts AS INTEGER) "
-            f"FROM {_quote_id(name)} WHERE entity_key IN ({marks})"
-        )
-        args: list[Any] = list(keys)
-        if requested_features:
-            sql += f" AND feature_name IN ({','.join('?' * len(requested_features))})"
-            args += requested_features
-        found: dict[bytes, tuple[int, dict[str, ValueProto]]] = {}
-        for key, feature, blob, ts in self._get_conn(config).execute(sql, args).fetchall():
-            entry = found.get(key)
-            if entry is None:
-                entry = found[key] = (ts, {})
-            entry[1][feature] = ValueProto.FromString(blob)
-        out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
-        for key in keys:
-            hit = found.get(key)
-            if hit is None or hit[0] is None:
-                out.append((None, None))
-            else:
-                out.append((datetime.fromtimestamp(hit[0], UTC), hit[1]))
-        return out
+        self._upsert(config, table, rows)
 
     def online_write_batch(
         self,
@@ -207,23 +245,56 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
         progress: Callable[[int], Any] | None,
     ) -> None:
-        store = config.online_store
-        if store.vector_enabled or getattr(store, "enable_openai_compatible_store", False):
-            super().online_write_batch(config, table, data, progress)
-            return
-        conn = self._get_conn(config)
-        sql = self._upsert_sql(config, table)
         version = config.entity_key_serialization_version
-        rows: list[tuple[Any, ...]] = []
-        for entity_key, values, ts, created in data:
-            key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
-            event_ts = to_naive_utc(ts)
-            created_ts = to_naive_utc(created) if created is not None else None
-            rows.extend(
-                (key, feature, val.SerializeToString(), _text(val), event_ts, created_ts)
-                for feature, val in values.items()
+        rows = [
+            (
+                serialize_entity_key(key, entity_key_serialization_version=version),
+                pack(dict(sorted(values.items()))),
+                _epoch(ts),
+                _epoch(created) if created is not None else None,
             )
-        with conn:
-            conn.executemany(sql, rows)
+            for key, values, ts, created in data
+        ]
+        self._upsert(config, table, rows)
         if progress:
             progress(len(data))
+
+    # -- reads ------------------------------------------------------------------
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """Each entity's features (the requested ones) and event time, in key order."""
+        version = config.entity_key_serialization_version
+        keys = [
+            serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys
+        ]
+        marks = ",".join("?" * len(keys))
+        try:
+            rows = (
+                self._get_conn(config)
+                .execute(
+                    f"SELECT entity_key, payload, event_ts FROM {self._name(config, table)} "
+                    f"WHERE entity_key IN ({marks})",
+                    keys,
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            rows = []  # nothing materialized into this view yet
+        found = {key: (ts, payload) for key, payload, ts in rows}
+        wanted = set(requested_features) if requested_features else None
+        out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
+        for key in keys:
+            hit = found.get(key)
+            if hit is None:
+                out.append((None, None))
+            else:
+                out.append((datetime.fromtimestamp(hit[0], UTC), unpack(hit[1], wanted)))
+        return out
