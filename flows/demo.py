@@ -306,7 +306,9 @@ def _print_summary(settings: Settings, f: dict[str, Any], console: Console) -> N
         t.add_row(
             "scoring latency (HTTP)", f"p50 {live['p50_ms']:.2f} ms, p99 {live['p99_ms']:.2f} ms"
         )
-    t.add_row("degraded answers", f"{live['degraded']:,}")
+    t.add_row(
+        "degraded answers (no stored features: sessions without consent)", f"{live['degraded']:,}"
+    )
     for key, n in live["actions"].items():
         t.add_row(f"decisions: {key}", f"{n:,}")
     t.add_row("river live labels learnt", f"{live['river_live_labels']:,}")
