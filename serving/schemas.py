@@ -107,6 +107,9 @@ class EventsResponse(BaseModel):
     accepted: int
     rejected: list[RejectedEvent]
     sessions_updated: int
+    duplicates: int = Field(
+        default=0, description="Accepted events this worker had already taken (same event_id)."
+    )
     late: int = Field(
         description="Accepted events older than the stored state; the batch build folds them."
     )

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import numpy as np
 
-from flows.contract import EventType, validate_rows
+from flows.contract import EventType, minimize_unconsented, validate_rows
 from flows.errors import StoreError
 from flows.settings import Settings
 from models import registry
@@ -63,6 +63,7 @@ class Scorer:
         self.drift_pending = False
         self.counters: dict[str, int] = defaultdict(int)
         self._last_point: dict[str, float] = {}
+        self._event_ids: OrderedDict[str, None] = OrderedDict()
 
     # -- scoring --------------------------------------------------------------
 
@@ -246,8 +247,12 @@ class Scorer:
         """Validate, keep, and fold a batch of live events into the online features."""
         now = time.time() if now is None else now
         result = validate_rows(batch.events)
-        table = result.to_arrow()
-        rows = table.to_pylist()
+        # Without consent only the minimal fields are kept, here as in the raw store.
+        rows = minimize_unconsented(result.to_arrow()).to_pylist()
+        # A retried event (same id) is folded once; the batch build deduplicates too.
+        fresh = [r for r in rows if not self._seen(r["event_id"])]
+        duplicates = len(rows) - len(fresh)
+        rows = fresh
         for row in rows:  # kept first: nothing accepted is lost if the store fails
             self.inbox.append(_inbox_record(row), ts=row["ts"].timestamp())
         by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -294,9 +299,19 @@ class Scorer:
             ],
             "sessions_updated": updated,
             "late": late,
+            "duplicates": duplicates,
             "degraded": bool(reasons),
             "degraded_reasons": reasons,
         }
+
+    def _seen(self, event_id: str) -> bool:
+        """True when this worker already took ``event_id`` (the most recent 500,000)."""
+        if event_id in self._event_ids:
+            return True
+        self._event_ids[event_id] = None
+        if len(self._event_ids) > 500_000:
+            self._event_ids.popitem(last=False)
+        return False
 
     def _activity(self, row: dict[str, Any]) -> None:
         try:

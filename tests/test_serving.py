@@ -222,6 +222,29 @@ def test_events_are_validated_like_ingest(client) -> None:
     assert reasons[4].startswith("ts: more than 5 minutes in the future")
     assert reasons[5].startswith("duration_ms: ")
     assert reasons[6] == "row: expected a JSON object"
+    # A retry of the same events is taken once: the features count them once.
+    again = client.post("/v1/events", json={"events": good}).json()
+    assert again["accepted"] == 2 and again["duplicates"] == 2 and again["sessions_updated"] == 0
+    assert score(client, "mixed-1")["features"]["event_count"] == 2
+
+
+def test_events_without_consent_are_minimized_and_feed_no_feature(served, client) -> None:
+    settings, _ = served
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    hover = {"element_id": "price", "duration_ms": 900, "consent": False}
+    private = live_events("private-1", start, [("hover", hover)])
+    body = client.post("/v1/events", json={"events": private}).json()
+    assert body["accepted"] == 1 and body["sessions_updated"] == 0
+    assert score(client, "private-1")["features"]["event_count"] is None
+    time.sleep(1.5)  # the inbox is flushed every second
+    kept = [
+        orjson.loads(line)
+        for f in settings.paths.live_inbox.rglob("*.jsonl")
+        for line in f.read_bytes().splitlines()
+    ]
+    (row,) = [r for r in kept if r["session_id"] == "private-1"]
+    assert row["element_id"] is None and row["duration_ms"] is None and row["device"] is None
+    assert row["event_type"] == "hover" and row["consent"] is False
 
 
 def test_stale_features_are_treated_as_missing(served, client) -> None:
