@@ -106,6 +106,21 @@ def test_lightgbm_is_calibrated_and_near_the_truth() -> None:
     assert abs(contrib["hour_of_day"]) < abs(contrib["size_guide_opens"]) + 1.0
 
 
+def test_large_data_parameters_apply_only_above_the_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from models import lgbm
+
+    x, y, _ = synthetic(3000)
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    small = train_lgbm(x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0).model.card
+    assert small.params["num_leaves"] == lgbm.DEFAULT_PARAMS["num_leaves"]
+    monkeypatch.setattr(lgbm, "LARGE_DATA_ROWS", 1000)
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    large = train_lgbm(x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0).model.card
+    assert {k: large.params[k] for k in lgbm.LARGE_DATA_PARAMS} == lgbm.LARGE_DATA_PARAMS
+
+
 def test_single_row_fast_path_gives_the_same_numbers() -> None:
     """The scorer's LightGBM C fast path equals Booster.predict, missing values included."""
     import pickle
