@@ -274,20 +274,17 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys
         ]
         marks = ",".join("?" * len(keys))
-        try:
-            rows = (
-                self._get_conn(config)
-                .execute(
-                    f"SELECT entity_key, payload, event_ts FROM {self._name(config, table)} "
-                    f"WHERE entity_key IN ({marks})",
-                    keys,
-                )
-                .fetchall()
-            )
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            rows = []  # nothing materialized into this view yet
+        conn = self._get_conn(config)
+        if self._name(config, table) not in self.__dict__.get("_created", ()):
+            # A view nothing was written to yet (or a home from before this
+            # layout): an empty table, not a failing statement on every read.
+            with conn:
+                self._create(conn, config, table)
+        rows = conn.execute(
+            f"SELECT entity_key, payload, event_ts FROM {self._name(config, table)} "
+            f"WHERE entity_key IN ({marks})",
+            keys,
+        ).fetchall()
         found = {key: (ts, payload) for key, payload, ts in rows}
         wanted = set(requested_features) if requested_features else None
         out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
