@@ -29,6 +29,7 @@ import json
 import os
 import tempfile
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def true_drift(
     }
 
 
-def power_part(sessions: int, seed: int, cache: Path | None) -> None:
+def power_part(sessions: int, seed: int, cache: Path | None, only: str = "") -> None:
     from flows.drift import RISK, DriftConfig, check
     from flows.drift_flow import categorical_features, report_only_features
 
@@ -167,19 +168,31 @@ def power_part(sessions: int, seed: int, cache: Path | None) -> None:
     print(f"  features that drift (distance >= 0.1, all rows before vs after): {sorted(moved)}")
     setups: dict[str, dict[str, Any]] = {
         "fixed 0.1, every feature": {"cfg": DriftConfig(calibrate=False)},
-        "calibrated, trends reported only": {"report_only": trend},
+        "calibrated, trends reported only, fail at 10 % and 2": {"report_only": trend},
+        "calibrated, trends reported only, count calibrated": {
+            "report_only": trend,
+            "cfg": DriftConfig(calibrate_count=True),
+        },
     }
     for name, kw in setups.items():
+        if only not in name:
+            continue
         before: list[bool] = []
         after: list[bool] = []
         pred: dict[bool, int] = {False: 0, True: 0}
         flagged: dict[tuple[bool, str], int] = {}
+        needs: list[int] = []
+        across: list[tuple[int, bool]] = []
         wrong, missed, t1 = 0, 0, time.perf_counter()
         for h, part in wins:
             cur = part.assign(**{RISK: model.predict(part[cols].to_numpy(float))})
             v = check(ref, cur, features=cols, categorical=cats, **kw)
             post = h >= DRIFT_DAY * 24
-            (after if post else before).append(v.check("data_drift").status == "fail")
+            failed = v.check("data_drift").status == "fail"
+            (after if post else before).append(failed)
+            if h < DRIFT_DAY * 24 < h + WINDOW_H:
+                across.append((h, failed))  # counted before, but partly after the drift
+            needs.append(int(v.check("data_drift").values.get("need", 0)))
             pred[post] += v.check("prediction_drift").status == "fail"
             names = {d.name for d in v.drifted}
             for n in names:
@@ -193,8 +206,17 @@ def power_part(sessions: int, seed: int, cache: Path | None) -> None:
             f"false alarms {sum(before)}/{len(before)} = {np.mean(before):.3f} (bar <= 0.05); "
             f"prediction_drift fails {pred[True]}/{len(after)} after, {pred[False]}/{len(before)} "
             f"before; post-drift windows flagging a feature that does not drift: {wrong}; "
-            f"{per:.2f} s per check"
+            f"{per:.2f} s per check; fail at {dict(sorted(Counter(needs).items()))} "
+            "(drifted features: windows)"
         )
+        if across:
+            clean = before[: len(before) - len(across)]
+            h, failed = across[0]
+            print(
+                f"    the last window before the drift day runs {h + WINDOW_H - DRIFT_DAY * 24} h "
+                f"past it and {'fails' if failed else 'passes'}; without it, false alarms "
+                f"{sum(clean)}/{len(clean)} = {np.mean(clean):.3f}"
+            )
         for side, label in ((False, "before"), (True, "after")):
             top = sorted(
                 ((n, c) for (s, n), c in flagged.items() if s == side), key=lambda x: -x[1]
@@ -383,13 +405,14 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=round(SESSIONS_PER_DAY * DAYS))
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--cache", type=Path, default=None, help="keep generated frames here")
+    ap.add_argument("--only", default="", help="power: only the setups whose name has this")
     a = ap.parse_args()
     if a.part in ("cost", "all"):
         cost_part()
     if a.part in ("uci", "all"):
         uci_part()
     if a.part in ("power", "all"):
-        power_part(a.sessions, a.seed, a.cache)
+        power_part(a.sessions, a.seed, a.cache, a.only)
     if a.part in ("concept", "all"):
         concept_part(a.sessions, a.seed, a.cache)
 

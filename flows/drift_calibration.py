@@ -149,3 +149,47 @@ def thresholds(
         noise = float(s.mean() + z * s.std(ddof=1)) if len(s) > 1 else 0.0
         out[c] = max(floor, noise)
     return out
+
+
+def exceedances(
+    reference: pd.DataFrame,
+    columns: list[str],
+    categorical: list[str],
+    limits: dict[str, float],
+    *,
+    rows: int,
+    draws: int,
+    seed: int,
+    group: str | None = None,
+) -> np.ndarray:
+    """How many of ``columns`` reach their ``limits`` in each of ``draws`` reference splits.
+
+    The null distribution of the drifted-feature count. Use a ``seed`` other
+    than the one the limits were calibrated with: splits the limits were
+    fitted on undercount (out-of-sample splits give an honest count).
+    Correlated features cross together, which is what this count captures
+    and a fixed share of the features does not.
+    """
+    scores = null_scores(
+        reference, columns, categorical, rows=rows, draws=draws, seed=seed, group=group
+    )
+    if not columns:
+        return np.zeros(draws, dtype=np.int64)
+    over = np.array([scores[c] >= limits[c] for c in columns])
+    return over.sum(axis=0).astype(np.int64)
+
+
+def count_limit(counts: np.ndarray, alpha: float, minimum: int) -> int:
+    """The fewest drifted features that at most ``alpha`` of the null counts reach.
+
+    Never below ``minimum``.
+
+    >>> count_limit(np.array([0] * 90 + [1] * 6 + [2] * 3 + [4]), alpha=0.02, minimum=2)
+    3
+    >>> count_limit(np.zeros(50, dtype=int), alpha=0.02, minimum=2)
+    2
+    """
+    k = minimum
+    while len(counts) and float(np.mean(counts >= k)) > alpha:
+        k += 1
+    return k

@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from flows.drift import DriftConfig, DriftVerdict, check
-from flows.drift_calibration import distance, finite, null_scores, split, thresholds
+from flows.drift_calibration import (
+    count_limit,
+    distance,
+    exceedances,
+    finite,
+    null_scores,
+    split,
+    thresholds,
+)
 
 
 def sessions(n_sessions: int, seed: int, shift: float = 0.0, start: int = 0) -> pd.DataFrame:
@@ -102,3 +110,50 @@ def test_calibrated_verdicts_round_trip_and_old_verdicts_still_read() -> None:
         del f["threshold"], f["counted"]
     old = DriftVerdict.from_dict(data)
     assert all(f.counted and f.threshold is None for f in old.features)
+
+
+def with_copies(n_sessions: int, seed: int, shift: float = 0.0, start: int = 0) -> pd.DataFrame:
+    """:func:`sessions` plus four near-copies of ``dwell`` (correlated counts move together)."""
+    f = sessions(n_sessions, seed, shift=shift, start=start)
+    rng = np.random.default_rng(seed + 7)
+    for i in range(4):
+        f[f"dwell{i}"] = f["dwell"] * rng.uniform(0.95, 1.05, len(f))
+    return f
+
+
+COPIES = ["dwell", "dwell0", "dwell1", "dwell2", "dwell3", "speed", "mobile"]
+
+
+def test_null_counts_are_counted_on_fresh_splits_and_correlated_features_cross_together() -> None:
+    ref = with_copies(1000, 0)
+    kw = {"rows": 300, "group": "session_id"}
+    limits = thresholds(ref, COPIES, ["mobile"], floor=0.1, draws=40, z=2.0, seed=2, **kw)  # type: ignore[arg-type]
+    counts = exceedances(ref, COPIES, ["mobile"], limits, draws=200, seed=3, **kw)  # type: ignore[arg-type]
+    again = exceedances(ref, COPIES, ["mobile"], limits, draws=200, seed=3, **kw)  # type: ignore[arg-type]
+    scores = null_scores(ref, COPIES, ["mobile"], draws=200, seed=3, **kw)  # type: ignore[arg-type]
+    assert counts.tolist() == again.tolist()
+    assert counts.tolist() == [sum(scores[c][d] >= limits[c] for c in COPIES) for d in range(200)]
+    # The five dwell columns cross together: a count of 5 is common by chance alone.
+    assert (counts >= 5).mean() > 0.02
+    assert count_limit(counts, alpha=0.02, minimum=2) >= 5
+    assert count_limit(counts, alpha=0.5, minimum=2) == 2  # never below the minimum
+
+
+def test_the_count_needed_to_fail_is_calibrated_on_the_reference() -> None:
+    ref = with_copies(1000, 0)
+    kw = {"categorical": ["mobile"], "report_only": ["history"], "features": [*COPIES, "history"]}
+    counted = DriftConfig(calibration_z=2.0, calibrate_count=True, count_alpha=0.02)
+    fixed = DriftConfig(calibration_z=2.0)  # the default count rule
+    # Only the correlated dwell columns move: what chance alone often gives on this reference.
+    cur = with_copies(60, 1, start=10_000)
+    cur[["dwell", "dwell0", "dwell1", "dwell2", "dwell3"]] *= 2.0
+    old, new = (check(ref, cur, cfg=c, **kw).check("data_drift") for c in (fixed, counted))  # type: ignore[arg-type]
+    assert old.values["drifted"] == new.values["drifted"] == 5
+    assert old.status == "fail" and old.values["need"] == 2  # max(2, 10 % of 7)
+    assert new.status == "warn" and new.values["need"] == 6
+    assert "fail at 6" in new.detail
+    # A change that also moves the independent features still fails.
+    wide = with_copies(60, 1, shift=1.5, start=10_000)
+    wide[["dwell", "dwell0", "dwell1", "dwell2", "dwell3"]] *= 2.0
+    moved = check(ref, wide, cfg=counted, **kw).check("data_drift")  # type: ignore[arg-type]
+    assert moved.status == "fail" and moved.values["drifted"] == 7
