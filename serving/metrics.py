@@ -53,6 +53,10 @@ VERSIONS = Gauge(
 )
 
 
+#: Each route's histogram child, bound once.
+_OBSERVE = {route: LATENCY.labels(route).observe for route in (*ROUTES, "other")}
+
+
 def model_versions(versions: dict[str, str | None]) -> None:
     VERSIONS.clear()
     for model, version in versions.items():
@@ -116,11 +120,11 @@ class LatencyAndSizeLimit:
             return
         start = time.perf_counter()
         path = scope["path"]
-        route = path if path in ROUTES else "other"
+        observe = _OBSERVE.get(path) or _OBSERVE["other"]
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
                 await _send_413(send, self.max_body)
-                LATENCY.labels(route).observe(time.perf_counter() - start)
+                observe(time.perf_counter() - start)
                 return
         seen = 0
         started = False
@@ -146,4 +150,4 @@ class LatencyAndSizeLimit:
             if not started:
                 await _send_413(send, self.max_body)
         finally:
-            LATENCY.labels(route).observe(time.perf_counter() - start)
+            observe(time.perf_counter() - start)

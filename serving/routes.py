@@ -54,8 +54,13 @@ async def admin(rt: RuntimeDep, authorization: Annotated[str | None, Header()] =
 
 
 @router.post("/v1/score", response_model=ScoreResponse, tags=["scoring"])
-async def score(req: ScoreRequest, s: ScorerDep) -> Any:
+async def score(req: ScoreRequest, request: Request) -> Any:
     """Risk, decision and explanation for a session, now."""
+    # The hottest route reads the scorer without dependency injection (each
+    # resolved dependency costs more than a feature read).
+    s = request.app.state.runtime.scorer
+    if s is None:
+        raise HTTPException(503, "the scorer is starting; retry in a few seconds")
     out = s.score(req)
     metrics.count_decision(out)
     # Built by the scorer to the response model's shape; returned as is, so the
