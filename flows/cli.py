@@ -58,13 +58,14 @@ def settings() -> Settings:
     return s
 
 
-def _progress() -> Progress:
+def _progress(out: Console | None = None) -> Progress:
+    """The progress bar of long steps (shared by the commands and the demo)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=out or console,
         transient=False,
     )
 

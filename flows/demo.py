@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from flows.settings import Settings
@@ -46,13 +46,9 @@ def _step(console: Console, n: int, title: str) -> None:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    from flows.cli import _progress as progress_bar
+
+    return progress_bar(console)
 
 
 def run_demo(

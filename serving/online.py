@@ -232,16 +232,6 @@ class OnlineFeatures:
             raise self._failed(exc) from exc
 
 
-@dataclass
-class FoldOutcome:
-    """Result of folding a batch of live events into the online state."""
-
-    sessions: int = 0
-    folded: int = 0
-    late: int = 0
-    unconsented: int = 0
-
-
 def fold_session(
     state: Row | None, events: Sequence[Mapping[str, Any]]
 ) -> tuple[dict[str, float] | None, float, int]:
