@@ -61,7 +61,6 @@ class Scorer:
         self.inbox = DecisionLog(settings.paths.live_inbox)
         self.labels = LabelQueue(settings.paths.serving / "labels.db")
         self.drift_pending = False
-        self.counters: dict[str, int] = defaultdict(int)
         self._last_point: dict[str, float] = {}
         self._event_ids: OrderedDict[str, None] = OrderedDict()
 
@@ -222,8 +221,6 @@ class Scorer:
                 "drift_signal": drift,
             }
         )
-        for a in decision.actions:
-            self.counters[f"{a.action}|{decision.variant}"] += 1
         # A decision point of a cart session, for river's live learning (see
         # learner.py); a session scored many times a second counts once per
         # DECISION_SPACING_S, so that chatty front ends do not weigh more.
