@@ -51,11 +51,6 @@ _SESSION_READ = list(dict.fromkeys([*ABANDONMENT_SESSION_FEATURES, *CONTEXT_INPU
 _INITIAL = {
     c: float(v[0]) for f in SESSION_FOLDS for c, v in zip(f.columns, f.initial(1), strict=True)
 }
-MODEL_FEATURES = (
-    *ABANDONMENT_SESSION_FEATURES,
-    *ABANDONMENT_USER_FEATURES,
-    *ABANDONMENT_CONTEXT_FEATURES,
-)
 
 
 @dataclass
@@ -84,6 +79,42 @@ def _value(v: Any) -> float:
 
 def _present(v: float | None) -> float | None:
     return None if v is None or math.isnan(v) else v
+
+
+def model_features(
+    session: Mapping[str, float],
+    user: Mapping[str, float],
+    context: Mapping[str, Any],
+    now: float,
+) -> dict[str, float | None]:
+    """The feature service's values from stored session and user rows and the request.
+
+    Missing or NaN values are None; the context is computed by the on-demand
+    view's own function. Empty rows give the request-context-only features.
+
+    >>> f = model_features({}, {}, {"device": "mobile", "page_type": "cart"}, 0.0)
+    >>> f["event_count"], f["is_mobile"], f["on_checkout_page"]
+    (None, 1.0, 1.0)
+    """
+    features: dict[str, float | None] = {}
+    for name in ABANDONMENT_SESSION_FEATURES:
+        features[name] = _present(session.get(name))
+    for name in ABANDONMENT_USER_FEATURES:
+        features[name] = _present(user.get(name))
+    ctx = context_features(
+        {
+            "session_start_ts": [session.get("session_start_ts")],
+            "last_event_ts": [session.get("last_event_ts")],
+            "click_count": [session.get("click_count")],
+            "request_ts": [now],
+            "device": [context.get("device")],
+            "page_type": [context.get("page_type")],
+        }
+    )
+    for name in ABANDONMENT_CONTEXT_FEATURES:
+        v = ctx[name][0]
+        features[name] = None if v is None else _present(float(v))
+    return features
 
 
 def _ttl_s(view: Any) -> float:
@@ -186,26 +217,9 @@ class OnlineFeatures:
             if user is not None and now - user.ts > self.user_ttl:
                 stale.append(USER_VIEW)
                 user = None
-        features: dict[str, float | None] = {}
-        s = session.values if session else {}
-        u = user.values if user else {}
-        for name in ABANDONMENT_SESSION_FEATURES:
-            features[name] = _present(s.get(name))
-        for name in ABANDONMENT_USER_FEATURES:
-            features[name] = _present(u.get(name))
-        ctx = context_features(
-            {
-                "session_start_ts": [s.get("session_start_ts")],
-                "last_event_ts": [s.get("last_event_ts")],
-                "click_count": [s.get("click_count")],
-                "request_ts": [now],
-                "device": [context.get("device")],
-                "page_type": [context.get("page_type")],
-            }
+        features = model_features(
+            session.values if session else {}, user.values if user else {}, context, now
         )
-        for name in ABANDONMENT_CONTEXT_FEATURES:
-            v = ctx[name][0]
-            features[name] = None if v is None else _present(float(v))
         return FeatureRead(
             features,
             session is not None,

@@ -24,7 +24,7 @@ from models import registry
 from serving.champions import ModelSet
 from serving.decision_log import DecisionLog
 from serving.learner import LabelQueue
-from serving.online import MODEL_FEATURES, OnlineFeatures, fold_session
+from serving.online import OnlineFeatures, fold_session, model_features
 from serving.policy import Chosen, Decision, Guards, Policy, assign_variant
 from serving.schemas import EventBatch, ScoreRequest
 
@@ -91,7 +91,7 @@ class Scorer:
                 store_failed = True
                 reasons.append(str(exc))
         if not features:
-            features = self._context_only(context, now)
+            features = model_features({}, {}, context, now)
         risk_lgbm = risk_river = None
         explanation: list[dict[str, Any]] = []
         try:
@@ -142,24 +142,6 @@ class Scorer:
             "features_age_s": age,
             "features": features,
         }
-
-    def _context_only(self, context: dict[str, Any], now: float) -> dict[str, float | None]:
-        from feature_repo.features import context_features
-
-        ctx = context_features(
-            {
-                "session_start_ts": [None],
-                "last_event_ts": [None],
-                "click_count": [None],
-                "request_ts": [now],
-                "device": [context.get("device")],
-                "page_type": [context.get("page_type")],
-            }
-        )
-        out: dict[str, float | None] = dict.fromkeys(MODEL_FEATURES)
-        for k, v in ctx.items():
-            out[k] = None if v[0] is None or math.isnan(float(v[0])) else float(v[0])
-        return out
 
     def _combine(
         self,
