@@ -26,26 +26,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pipeline import built_store, fresh_home
 
 DAYS, DRIFT_DAY, REF_DAYS, WINDOW_H = 88, 48, 7, 48
 #: Sessions per generated day, as in the first 42-day bench (20,000 sessions).
 SESSIONS_PER_DAY = 20_000 / 42
-
-
-def _home() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="drift2-bench-"))
-    os.environ["MICROTUNE_HOME"] = str(home)
-    return home
 
 
 def decision_frame(
@@ -59,19 +51,11 @@ def decision_frame(
     if path is not None and path.exists():
         frame = pd.read_parquet(path)
         return frame, json.loads(path.with_suffix(".json").read_text())
-    _home()
-    from flows.build import build_window, ceil_day, floor_day
-    from flows.feaststore import apply_definitions, ensure_uci, open_store
-    from flows.generate import GeneratorConfig, write_event_log
-    from flows.ingest import RawEventStore, ingest_files
-    from flows.settings import get_settings
+    fresh_home("drift2-bench-")
+    from flows.generate import GeneratorConfig
     from models.dataset import service_columns
     from models.train import SERVICE, training_frame
 
-    get_settings.cache_clear()
-    s = get_settings()
-    s.export_env()
-    s.paths.ensure()
     cfg = GeneratorConfig(
         sessions=sessions,
         days=DAYS,
@@ -79,15 +63,7 @@ def decision_frame(
         drift_day=DRIFT_DAY,
         drift_kind=kind,  # type: ignore[arg-type]
     )
-    out = s.home / "generated" / "bench"
-    write_event_log(cfg, out)
-    raw = RawEventStore(s.paths.raw_events)
-    ingest_files([out / "events"], raw, s.paths.quarantine)
-    lo, hi = raw.time_range()  # type: ignore[misc]
-    build_window(raw, s.paths.offline, floor_day(lo), ceil_day(hi + timedelta(seconds=1)))
-    ensure_uci(s)
-    store = open_store(s)
-    apply_definitions(s, store)
+    s, store = built_store(cfg)
     frame, cols = training_frame(s, store), service_columns(store, SERVICE).columns
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

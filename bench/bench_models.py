@@ -17,31 +17,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
-
-
-def _home() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="mt-bench-models-"))
-    os.environ["MICROTUNE_HOME"] = str(home)
-    return home
+from pipeline import built_store, fresh_home
 
 
 def oracle_part(sessions: int, seed: int) -> None:
-    _home()
+    fresh_home("mt-bench-models-")
     import pandas as pd
 
-    from flows.build import build_window, ceil_day, floor_day
-    from flows.feaststore import apply_definitions, ensure_uci, open_store
-    from flows.generate import GeneratorConfig, write_event_log
-    from flows.ingest import RawEventStore, ingest_files
-    from flows.settings import get_settings
+    from flows.generate import GeneratorConfig
     from models.card import ModelCard
     from models.dataset import service_columns, time_split
     from models.lgbm import train_lgbm
@@ -49,19 +36,8 @@ def oracle_part(sessions: int, seed: int) -> None:
     from models.online import RiverRiskModel, replay
     from models.train import SERVICE, _oracle_auc, _xy, load_oracle, training_frame
 
-    s = get_settings()
-    s.export_env()
-    s.paths.ensure()
     t0 = time.perf_counter()
-    out = s.home / "generated" / "bench"
-    write_event_log(GeneratorConfig(sessions=sessions, days=7, seed=seed), out)
-    raw = RawEventStore(s.paths.raw_events)
-    ingest_files([out / "events"], raw, s.paths.quarantine)
-    lo, hi = raw.time_range()  # type: ignore[misc]
-    build_window(raw, s.paths.offline, floor_day(lo), ceil_day(hi + timedelta(seconds=1)))
-    ensure_uci(s)
-    store = open_store(s)
-    apply_definitions(s, store)
+    s, store = built_store(GeneratorConfig(sessions=sessions, days=7, seed=seed))
     frame = training_frame(s, store)
     prep = time.perf_counter() - t0
     cols = service_columns(store, SERVICE).columns
@@ -112,7 +88,7 @@ def oracle_part(sessions: int, seed: int) -> None:
 
 
 def uci_part() -> None:
-    home = _home()
+    home = fresh_home("mt-bench-models-")
     import lightgbm as lgb
     import pandas as pd
     import pyarrow.parquet as pq
