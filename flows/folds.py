@@ -35,8 +35,10 @@ Examples
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from functools import cached_property
@@ -148,7 +150,9 @@ class Segments:
     def cumsum(self, x: np.ndarray) -> np.ndarray:
         """Running sum within each entity; exact for integer input."""
         cs = np.cumsum(x)
-        return cs - (cs[self.first] - x[self.first])
+        if len(cs) == 0:
+            return cs
+        return cs - np.repeat(cs[self.starts] - x[self.starts], self.lengths)
 
     def last_where(self, touched: np.ndarray) -> np.ndarray:
         """Per event: index of its entity's latest touched event so far (-1: none)."""
@@ -216,7 +220,7 @@ class Fold(ABC):
         """State after every event of the sorted batch ``ev``."""
         mask = self.touches(ev)
         touched = np.flatnonzero(mask)
-        sub = {k: v[touched] for k, v in ev.items()}
+        sub = {k: ev[k][touched] for k in self._reads(ev)}
         states = _position_loop(self, sub, Segments.of(sub["entity"]))
         last = seg.last_where(mask)
         pos = np.full(len(ev["ts"]), -1)
@@ -224,6 +228,14 @@ class Fold(ABC):
         where = np.where(last >= 0, pos[np.maximum(last, 0)], -1)
         init = self.initial(1)
         return tuple(carry(s, where, float(i[0])) for s, i in zip(states, init, strict=True))
+
+    def _reads(self, ev: Events) -> set[str]:
+        """Columns of ``ev`` that ``step`` and ``touches`` read (plus key and time)."""
+        keys = {"entity", "ts", *self.inputs()} | {m.key for m in _matches(self)}
+        for m in _matches(self):
+            if m.key not in ev:
+                keys |= m.columns
+        return keys & set(ev)
 
 
 def _position_loop(fold: Fold, ev: Events, seg: Segments) -> State:
@@ -486,61 +498,131 @@ class Rate(Fold):
 # Running folds: batch scan and streaming step
 
 
-def prepare_events(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def prepare_events(
+    columns: Mapping[str, Any],
+    *,
+    folds: Sequence[Fold] | None = None,
+    keep: Sequence[str] = (),
+    where: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Encode raw event columns for folding, sorted by entity then time.
 
     ``entity`` (the key) and ``ts`` (epoch seconds, float) are required;
     columns may be numpy arrays, sequences or Arrow arrays. The entity becomes
-    an integer code in order of first appearance (its names are kept under
-    ``entity_names``: ``entity_names[code]``), ``event_type`` and ``page_type``
-    become small integer codes, ``element_id`` stays an object array, and
+    an integer code (its names are kept under ``entity_names``:
+    ``entity_names[code]``), ``event_type`` and ``page_type`` become small
+    integer codes, other strings (``element_id``) become object arrays, and
     measurements become float64 with NaN for missing. Equal (entity, ts) pairs
     keep their input order.
+
+    With ``folds``, only the columns those folds read are kept, and the masks
+    of their event filters (:class:`Match`) are computed here, on the encoded
+    columns, under :attr:`Match.key`; :func:`scan` and :func:`fold_one` give
+    the same values either way; ``keep`` names further columns to keep. With
+    ``where`` (a boolean mask over the input rows), only those rows are kept.
 
     >>> ev = prepare_events({"entity": ["b", "a", "b"], "ts": [2.0, 1.0, 1.0]})
     >>> ev["entity"].tolist(), ev["ts"].tolist(), ev["entity_names"].tolist()
     ([0, 0, 1], [1.0, 2.0, 1.0], ['b', 'a'])
+    >>> hovers = Count("hovers", "Hover events.", Match(types=("hover",), elements=("price",)))
+    >>> ev = prepare_events({"entity": ["a", "a"], "ts": [1.0, 2.0],
+    ...                      "event_type": ["hover", "hover"], "element_id": ["price", None]},
+    ...                     folds=[hovers], where=np.array([True, True]))
+    >>> sorted(ev), ev[hovers.match.key].tolist()
+    (["__match__('hover',)()('price',)", 'entity', 'entity_names', 'ts'], [True, False])
     """
-    entity = pa.chunked_array([_arrow(columns["entity"], pa.string())]).combine_chunks()
-    encoded = pc.dictionary_encode(entity)
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    out: dict[str, np.ndarray] = {"entity": codes, "ts": _numpy(columns["ts"])}
-    for name, names in (("event_type", EVENT_TYPE_CODES), ("page_type", PAGE_TYPE_CODES)):
-        if name in columns:
-            out[name] = _codes(columns[name], names)
+    codes, entity_names = dictionary_codes(columns["entity"])
+    ts = _numpy(columns["ts"])
+    order = _entity_time_order(codes, ts, where)
+    if folds is None:
+        wanted, matches = set(columns), {}
+    else:
+        wanted = {c for f in folds for c in f.inputs()} | set(keep)
+        matches = {m.key: m for f in folds for m in _matches(f)}
+    match_columns = {c for m in matches.values() for c in m.columns}
+    prepared = {"entity": codes[order], "ts": ts[order]}
+    texts: dict[str, tuple[np.ndarray, list[Any]]] = {}
     for name, v in columns.items():
-        if name not in out and name != "entity":
-            out[name] = _numpy(v)
-    order = np.lexsort((out["ts"], codes))
-    prepared = {k: v[order] for k, v in out.items()}
-    prepared["entity_names"] = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+        if name in ("entity", "ts") or name not in wanted | match_columns:
+            continue
+        if name in _CODED or _is_text(v):
+            idx, values = dictionary_codes(v)
+            texts[name] = (idx[order], values)
+            if name in wanted:
+                prepared[name] = _decode(name, *texts[name])
+        else:
+            prepared[name] = _numpy(v)[order]
+    # Event filters straight from the dictionaries: one test per distinct value.
+    for key, m in matches.items():
+        mask = np.ones(len(order), dtype=bool)
+        for name, allowed in zip(_MATCHED, (m.types, m.pages, m.elements), strict=True):
+            if allowed:
+                idx, values = texts[name]
+                mask &= np.array([v in allowed for v in values] + [False])[idx]
+        prepared[key] = mask
+    prepared["entity_names"] = np.asarray(entity_names, dtype=object)
     return prepared
 
 
-def _arrow(v: Any, type_: pa.DataType) -> pa.Array:
+#: The event columns a :class:`Match` filters on, in the order of its fields.
+_MATCHED = ("event_type", "page_type", "element_id")
+#: String columns that folds see as small integer codes.
+_CODED = {"event_type": EVENT_TYPE_CODES, "page_type": PAGE_TYPE_CODES}
+
+
+def _entity_time_order(codes: np.ndarray, ts: np.ndarray, where: np.ndarray | None) -> np.ndarray:
+    """Indices of the kept rows, sorted by entity code then time (stable)."""
+    rows = np.arange(len(codes)) if where is None else np.flatnonzero(where)
+    keys, times = codes[rows], ts[rows]
+    if len(times) > 1 and not bool(np.all(times[1:] >= times[:-1])):
+        return rows[np.lexsort((times, keys))]
+    # Already in time order (the raw store keeps its parts so): a stable sort by
+    # entity alone gives entity-then-time order. Small keys sort by radix.
+    small = keys.astype(np.uint16) if len(codes) and codes.max() < 65_536 else keys
+    return rows[np.argsort(small, kind="stable")]
+
+
+def _is_text(v: Any) -> bool:
+    if isinstance(v, pa.ChunkedArray | pa.Array):
+        t = v.type.value_type if pa.types.is_dictionary(v.type) else v.type
+        return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+    return np.asarray(v).dtype.kind in "OUS"
+
+
+def dictionary_codes(v: Any) -> tuple[np.ndarray, list[Any]]:
+    """Dictionary indices (-1 for null) and the distinct values of a string column.
+
+    Dictionary-encoded Arrow columns (as Parquet reads them with
+    ``read_dictionary``) are used as they are, without decoding every row.
+    """
     if isinstance(v, pa.ChunkedArray):
-        return v.combine_chunks().cast(type_)
-    if isinstance(v, pa.Array):
-        return v.cast(type_)
-    return pa.array(np.asarray(v, dtype=object), type_)
+        if pa.types.is_dictionary(v.type):
+            v = v.unify_dictionaries()
+        v = v.combine_chunks()
+    elif not isinstance(v, pa.Array):
+        v = pa.array(np.asarray(v, dtype=object), pa.string())
+    if not pa.types.is_dictionary(v.type):
+        v = pc.dictionary_encode(v.cast(pa.string()))
+    idx = pc.fill_null(v.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return idx, v.dictionary.to_pylist()
+
+
+def _decode(name: str, idx: np.ndarray, values: list[Any]) -> np.ndarray:
+    """Ordered dictionary indices to fold input: codes for event and page types, else objects."""
+    if name in _CODED:
+        lut = np.array([_CODED[name].get(v, -1) for v in values] + [-1], dtype=np.int64)
+        return lut[idx]
+    return np.asarray([*values, None], dtype=object)[idx]
 
 
 def _numpy(v: Any) -> np.ndarray:
     """Arrow or sequence to numpy: strings as objects, numbers as float64 (NaN for null)."""
     if isinstance(v, pa.ChunkedArray | pa.Array):
-        if pa.types.is_string(v.type) or pa.types.is_large_string(v.type):
-            return np.asarray(v.to_numpy(zero_copy_only=False), dtype=object)
+        if _is_text(v):
+            return _decode("", *dictionary_codes(v))
         return pc.fill_null(v.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
     a = np.asarray(v)
     return a.astype(object) if a.dtype.kind in "OUS" else a.astype(np.float64)
-
-
-def _codes(raw: Any, codes: dict[str, int]) -> np.ndarray:
-    """Names to integer codes (-1 for unknown or missing), vectorized through Arrow."""
-    if isinstance(raw, np.ndarray) and raw.dtype.kind in "iu":
-        return raw.astype(np.int64)
-    found = pc.index_in(_arrow(raw, pa.string()), value_set=pa.array(list(codes), pa.string()))
-    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def scan(folds: Sequence[Fold], ev: Events) -> dict[str, np.ndarray]:
@@ -550,14 +632,31 @@ def scan(folds: Sequence[Fold], ev: Events) -> dict[str, np.ndarray]:
     """
     ev = {k: v for k, v in ev.items() if k != "entity_names"}
     seg = Segments.of(ev["entity"])
+    seg.first, seg.is_first  # noqa: B018 (computed once, before the threads share them)
     # Masks of the folds' event filters, computed once for the whole batch;
     # Match.mask finds them under Match.key.
     matches = {m.key: m for f in folds for m in _matches(f)}
-    ev = {**ev, **{key: m.mask(ev) for key, m in matches.items()}}
+    ev = {**ev, **{key: m.mask(ev) for key, m in matches.items() if key not in ev}}
+    # Folds are independent, and numpy releases the GIL in its array loops, so
+    # large batches scan their folds on several threads. Values do not depend
+    # on the threads: every fold runs the same operations either way.
+    if len(ev["ts"]) >= _PARALLEL_MIN_EVENTS and len(folds) > 1:
+        with ThreadPoolExecutor(_scan_threads()) as pool:
+            states = list(pool.map(lambda f: f.scan(ev, seg), folds))
+    else:
+        states = [f.scan(ev, seg) for f in folds]
     out: dict[str, np.ndarray] = {}
-    for f in folds:
-        out.update(zip(f.columns, f.scan(ev, seg), strict=True))
+    for f, state in zip(folds, states, strict=True):
+        out.update(zip(f.columns, state, strict=True))
     return out
+
+
+#: Batches smaller than this scan on one thread (thread start-up would dominate).
+_PARALLEL_MIN_EVENTS = 200_000
+
+
+def _scan_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _matches(f: Fold) -> list[Match]:

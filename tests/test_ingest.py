@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import LATER, event
+from conftest import LATER, T0, event
 
 from flows.contract import ARROW_SCHEMA
 from flows.ingest import RawEventStore, ingest_files
@@ -91,3 +92,19 @@ def test_events_without_consent_are_minimized(tmp_path: Path) -> None:
     assert row["consent"] is False and row["event_type"] == "hover"
     assert row["user_id"] is None and row["element_id"] is None
     assert row["duration_ms"] is None and row["device"] is None and row["browser"] is None
+
+
+def test_encoded_read_holds_the_same_events_and_honours_the_window(tmp_path: Path) -> None:
+    rows = [
+        event(session=f"s{i % 3}", at=600 * i, element_id=["price", None][i % 2]) for i in range(8)
+    ]
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    store = RawEventStore(tmp_path / "raw")
+    ingest_files([src], store, tmp_path / "q", now=LATER)
+    lo, hi = T0 + timedelta(seconds=600), T0 + timedelta(seconds=3600)
+    plain = store.read(lo, hi)
+    encoded = store.read(lo, hi, encoded=True)
+    assert pa.types.is_dictionary(encoded.schema.field("session_id").type)
+    assert encoded.cast(ARROW_SCHEMA).equals(plain)
+    assert plain.num_rows == 5  # 600 s .. 3000 s: the window is [lo, hi)
