@@ -137,11 +137,6 @@ class Segments:
         return cls(starts, lengths)
 
     @cached_property
-    def first(self) -> np.ndarray:
-        """For every event, the index of its entity's first event."""
-        return np.repeat(self.starts, self.lengths)
-
-    @cached_property
     def is_first(self) -> np.ndarray:
         out = np.zeros(int(self.lengths.sum()), dtype=bool)
         out[self.starts] = True
@@ -154,10 +149,14 @@ class Segments:
             return cs
         return cs - np.repeat(cs[self.starts] - x[self.starts], self.lengths)
 
-    def last_where(self, touched: np.ndarray) -> np.ndarray:
-        """Per event: index of its entity's latest touched event so far (-1: none)."""
-        idx = np.maximum.accumulate(np.where(touched, np.arange(len(touched)), -1))
-        return np.where(idx >= self.first, idx, -1)
+    def latest(self, touched: np.ndarray) -> np.ndarray:
+        """Per event: its entity's latest touched event so far, as a position among
+        the touched events (``np.flatnonzero(touched)``); -1 when there is none."""
+        count = np.cumsum(touched, dtype=np.int64)
+        if len(count) == 0:
+            return count
+        before = np.repeat(count[self.starts] - touched[self.starts], self.lengths)
+        return np.where(count > before, count - 1, -1)
 
     def previous(self, x: np.ndarray, fill: float = np.nan) -> np.ndarray:
         """``x`` of the entity's previous event (``fill`` at its first event)."""
@@ -222,10 +221,7 @@ class Fold(ABC):
         touched = np.flatnonzero(mask)
         sub = {k: ev[k][touched] for k in self._reads(ev)}
         states = _position_loop(self, sub, Segments.of(sub["entity"]))
-        last = seg.last_where(mask)
-        pos = np.full(len(ev["ts"]), -1)
-        pos[touched] = np.arange(len(touched))
-        where = np.where(last >= 0, pos[np.maximum(last, 0)], -1)
+        where = seg.latest(mask)
         init = self.initial(1)
         return tuple(carry(s, where, float(i[0])) for s, i in zip(states, init, strict=True))
 
@@ -423,7 +419,8 @@ class Last(_FieldValue):
 
     def scan(self, ev: Events, seg: Segments) -> State:
         x = ev[self.field]
-        return (carry(x, seg.last_where(~np.isnan(x)), np.nan),)
+        has = ~np.isnan(x)
+        return (carry(x[has], seg.latest(has), np.nan),)
 
 
 @dataclass(frozen=True)
@@ -632,7 +629,7 @@ def scan(folds: Sequence[Fold], ev: Events) -> dict[str, np.ndarray]:
     """
     ev = {k: v for k, v in ev.items() if k != "entity_names"}
     seg = Segments.of(ev["entity"])
-    seg.first, seg.is_first  # noqa: B018 (computed once, before the threads share them)
+    seg.is_first  # noqa: B018 (computed once, before the threads share it)
     # Masks of the folds' event filters, computed once for the whole batch;
     # Match.mask finds them under Match.key.
     matches = {m.key: m for f in folds for m in _matches(f)}
