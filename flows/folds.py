@@ -39,7 +39,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from dataclasses import field as dc_field
 from functools import cached_property
 from typing import Any
@@ -657,8 +657,16 @@ def _scan_threads() -> int:
 
 
 def _matches(f: Fold) -> list[Match]:
-    m = getattr(f, "match", None)
-    return [m] if isinstance(m, Match) and m.columns else []
+    """Every event filter of ``f`` that reads an event column: its ``Match`` fields,
+    and those of objects it holds (a tuple of terms, each with a ``match``)."""
+    found: list[Match] = []
+    for spec in fields(f):
+        value = getattr(f, spec.name)
+        for item in value if isinstance(value, tuple) else (value,):
+            m = item if isinstance(item, Match) else getattr(item, "match", None)
+            if isinstance(m, Match) and m.columns and m not in found:
+                found.append(m)
+    return found
 
 
 def fold_one(
