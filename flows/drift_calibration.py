@@ -153,7 +153,7 @@ def thresholds(
 
 def exceedances(
     reference: pd.DataFrame,
-    columns: list[str],
+    groups: list[list[str]],
     categorical: list[str],
     limits: dict[str, float],
     *,
@@ -162,20 +162,21 @@ def exceedances(
     seed: int,
     group: str | None = None,
 ) -> np.ndarray:
-    """How many of ``columns`` reach their ``limits`` in each of ``draws`` reference splits.
+    """How many ``groups`` have a feature at its ``limits`` in each of ``draws`` reference splits.
 
-    The null distribution of the drifted-feature count. Use a ``seed`` other
-    than the one the limits were calibrated with: splits the limits were
-    fitted on undercount (out-of-sample splits give an honest count).
-    Correlated features cross together, which is what this count captures
-    and a fixed share of the features does not.
+    The null distribution of the drifted-group count (a group of one feature
+    each: of the drifted-feature count). Use a ``seed`` other than the one the
+    limits were calibrated with: splits the limits were fitted on undercount
+    (out-of-sample splits give an honest count). Correlated features cross
+    together, which is what this count captures and a fixed share does not.
     """
+    columns = [c for g in groups for c in g]
     scores = null_scores(
         reference, columns, categorical, rows=rows, draws=draws, seed=seed, group=group
     )
-    if not columns:
+    if not groups:
         return np.zeros(draws, dtype=np.int64)
-    over = np.array([scores[c] >= limits[c] for c in columns])
+    over = np.array([np.any([scores[c] >= limits[c] for c in g], axis=0) for g in groups])
     return over.sum(axis=0).astype(np.int64)
 
 
@@ -193,3 +194,4 @@ def count_limit(counts: np.ndarray, alpha: float, minimum: int) -> int:
     while len(counts) and float(np.mean(counts >= k)) > alpha:
         k += 1
     return k
+
