@@ -65,7 +65,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from flows.drift_calibration import count_limit, exceedances, thresholds
+from flows.drift_calibration import count_limit, exceedances, performance_noise, thresholds
 from flows.drift_groups import correlation_groups, group_of
 from flows.errors import MicrotuneError
 from models.metrics import expected_calibration_error
@@ -95,6 +95,11 @@ class DriftConfig:
     max_new_category: float = 0.01
     max_auc_drop: float = 0.05
     max_ece: float = 0.1
+    #: With ``calibrate``: the performance bounds are raised to what chance gives at the
+    #: window's size (``performance_draws`` label draws; ECE at mean + ``calibration_z``
+    #: sd, the AUC drop at ``auc_z`` sd).
+    performance_draws: int = 200
+    auc_z: float = 3.0
     min_rows: int = 200
     min_labelled: int = 200
     min_values: int = 30
@@ -574,9 +579,35 @@ def _data_quality(
     )
 
 
-def _performance(
+def performance_limits(labelled: pd.DataFrame, cfg: DriftConfig) -> tuple[float, float]:
+    """The ECE above which, and the AUC drop beyond which, ``performance`` fails.
+
+    Without ``calibrate``: ``max_ece`` and ``max_auc_drop``. With it, each is
+    raised to what chance alone gives on these predictions at this size
+    (:func:`flows.drift_calibration.performance_noise`, labels drawn as if the
+    risk were right, one draw per session): ECE ``mean + z sd``, AUC drop
+    ``auc_z`` sd. A few dozen sessions give a 10-bin ECE well above 0.1 by chance.
+    """
+    if not cfg.calibrate:
+        return cfg.max_ece, cfg.max_auc_drop
+    keys = labelled[cfg.group].to_numpy() if cfg.group and cfg.group in labelled else None
+    ece, auc = performance_noise(
+        labelled[RISK].to_numpy(np.float64), keys, draws=cfg.performance_draws, seed=cfg.seed + 4
+    )
+    ece_limit = max(cfg.max_ece, float(ece.mean() + cfg.calibration_z * ece.std(ddof=1)))
+    spread = float(np.nanstd(auc, ddof=1)) if np.isfinite(auc).sum() > 1 else 0.0
+    return ece_limit, max(cfg.max_auc_drop, cfg.auc_z * spread)
+
+
+def performance_check(
     labelled: pd.DataFrame, baseline_auc: float | None, cfg: DriftConfig
 ) -> tuple[CheckResult, Any]:
+    """The ``performance`` check on labelled rows (``risk``, ``label``, and the session key).
+
+    Fails when ROC AUC is more than the allowed drop below ``baseline_auc``, or
+    the ECE is above its bound (:func:`performance_limits`). Returns the check
+    and Evidently's snapshot (None without enough labels).
+    """
     n = len(labelled)
     if n < cfg.min_labelled or labelled[LABEL].nunique() < 2:
         return CheckResult(
@@ -589,14 +620,23 @@ def _performance(
     ece = expected_calibration_error(
         labelled[LABEL].to_numpy(np.int64), labelled[RISK].to_numpy(np.float64)
     )
+    max_ece, max_drop = performance_limits(labelled, cfg)
     problems = []
-    if baseline_auc is not None and auc < baseline_auc - cfg.max_auc_drop:
-        problems.append(f"ROC AUC {auc:.3f} vs {baseline_auc:.3f} at hold-out")
-    if ece > cfg.max_ece:
-        problems.append(f"ECE {ece:.3f} (max {cfg.max_ece})")
+    if baseline_auc is not None and auc < baseline_auc - max_drop:
+        problems.append(
+            f"ROC AUC {auc:.3f} vs {baseline_auc:.3f} at hold-out (fail below "
+            f"{baseline_auc - max_drop:.3f})"
+        )
+    if ece > max_ece:
+        problems.append(f"ECE {ece:.3f} (fail above {max_ece:.3f})")
     base = f" (hold-out {baseline_auc:.3f})" if baseline_auc is not None else ""
-    detail = "; ".join(problems) or f"ROC AUC {auc:.3f}{base}, ECE {ece:.3f} on {n} rows"
-    values = {"roc_auc": auc, "ece": ece, "labelled": float(n)}
+    detail = "; ".join(problems) or (
+        f"ROC AUC {auc:.3f}{base}, ECE {ece:.3f} (fail above {max_ece:.3f}) on {n} rows"
+    )
+    values = {"roc_auc": auc, "ece": ece, "labelled": float(n), "max_ece": max_ece}
+    values["max_auc_drop"] = max_drop
+    if cfg.group and cfg.group in labelled:
+        values["sessions"] = float(labelled[cfg.group].nunique())
     return CheckResult("performance", "fail" if problems else "pass", detail, values), snap
 
 
@@ -678,7 +718,7 @@ def run_check(
     snapshots = {"drift": snapshot}
     if LABEL in cur:
         labelled = cur[cur[LABEL].notna() & cur[RISK].notna()] if RISK in cur else cur.iloc[:0]
-        perf, perf_snap = _performance(labelled, baseline_auc, cfg)
+        perf, perf_snap = performance_check(labelled, baseline_auc, cfg)
         checks.append(perf)
         if perf_snap is not None:
             snapshots["performance"] = perf_snap

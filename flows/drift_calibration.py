@@ -195,3 +195,41 @@ def count_limit(counts: np.ndarray, alpha: float, minimum: int) -> int:
         k += 1
     return k
 
+
+# --------------------------------------------------------------------------- performance
+
+
+def performance_noise(
+    risk: np.ndarray, groups: np.ndarray | None, *, draws: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """ECE and ROC AUC that chance alone gives on these predictions, ``draws`` times.
+
+    Labels are drawn as if ``risk`` were exactly right: row ``i`` is positive
+    with probability ``risk[i]``. A session has one outcome, so the rows of
+    one group (``groups``: one key a row) share one uniform draw ``u`` and
+    are positive where ``u < risk``: each row keeps its probability, and the
+    rows of a session mostly agree, as their real labels do. Draws with one
+    class only give an AUC of NaN.
+
+    >>> ece, auc = performance_noise(np.full(40, 0.3), None, draws=200, seed=0)
+    >>> bool(0.03 < ece.mean() < 0.1), bool(np.allclose(auc, 0.5))
+    (True, True)
+    """
+    p = np.asarray(risk, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        u = rng.random((draws, len(p)))
+    else:
+        _, inverse = np.unique(groups, return_inverse=True)
+        u = rng.random((draws, int(inverse.max()) + 1 if len(p) else 0))[:, inverse]
+    y = (u < p).astype(np.float64)
+    bins = np.minimum((p * 10).astype(int), 9)  # as models.metrics.expected_calibration_error
+    onehot = np.eye(10)[bins]
+    ece = np.abs((y - p) @ onehot).sum(axis=1) / max(len(p), 1)
+    ranks = stats.rankdata(p)
+    pos = y.sum(axis=1)
+    neg = len(p) - pos
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = (y @ ranks - pos * (pos + 1) / 2) / (pos * neg)
+    auc[(pos == 0) | (neg == 0)] = np.nan
+    return ece, auc
