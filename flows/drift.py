@@ -33,8 +33,11 @@ Checks (each ``pass``, ``warn``, ``fail`` or ``no_data``):
   the reference.
 * ``performance``: on the labelled part of the current window, ROC AUC lost
   more than ``max_auc_drop`` against the model's hold-out AUC, or the
-  expected calibration error exceeds ``max_ece``.
-* ``online``: the scorer's ADWIN raised a drift signal in the window.
+  expected calibration error exceeds ``max_ece``; with ``calibrate``, each
+  bound is raised to what chance gives at the window's size
+  (:func:`performance_limits`).
+* ``online``: the scorer's ADWIN raised a drift signal in the window (one
+  mean error per ended session, rises only: :class:`models.online.ErrorDrift`).
 
 Distances, not p-values: a p-value test flags ever smaller differences as the
 sample grows, so its verdict would depend on the sampling rule. A distance
