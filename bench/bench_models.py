@@ -64,6 +64,7 @@ def oracle_part(sessions: int, seed: int) -> None:
         y,
         whole["event_timestamp"].astype("int64").to_numpy() / 1e9,
         whole["session_end"].astype("int64").to_numpy() / 1e9,
+        whole["session_id"].to_numpy(),
     )
     test_rows = (whole["event_timestamp"] >= split.test_start).to_numpy()
     river_auc = roc_auc(y[test_rows], rep.predictions[test_rows])

@@ -13,12 +13,15 @@ Checks (each ``pass``, ``warn``, ``fail`` or ``no_data``):
   drifts at a score >= its threshold. The threshold is calibrated on the
   reference alone (:mod:`flows.drift_calibration`): the larger of
   ``threshold`` and the distance that random splits of the reference reach by
-  chance at the current window's size (mean + ``calibration_z`` sd). The check
-  fails when at least ``drift_share`` of the counted features drift, and at
-  least ``min_drifted`` of them (or all, when there are fewer). With
-  ``calibrate_count``, it fails instead at the count that at most
-  ``count_alpha`` of ``count_draws`` fresh reference splits reach by chance
-  (never below ``min_drifted``). It warns on any drifted feature.
+  chance at the current window's size (mean + ``calibration_z`` sd). Counted
+  features that correlate on the reference (average ``|Spearman|`` >=
+  ``group_corr``, :mod:`flows.drift_groups`) form one group, and a group
+  drifts when any of its features does. The check fails when at least
+  ``drift_share`` of the groups drift, and at least ``min_drifted`` of them
+  (or all, when there are fewer). With ``calibrate_count``, it fails instead
+  at the group count that at most ``count_alpha`` of ``count_draws`` fresh
+  reference splits reach by chance (never below ``min_drifted``). It warns on
+  any drifted feature.
   ``report_only`` features (trends such as the user's history, which grows as
   the log ages) are scored and reported, never counted.
 * ``prediction_drift``: the same distance on the risk the model gives each row,
@@ -30,8 +33,11 @@ Checks (each ``pass``, ``warn``, ``fail`` or ``no_data``):
   the reference.
 * ``performance``: on the labelled part of the current window, ROC AUC lost
   more than ``max_auc_drop`` against the model's hold-out AUC, or the
-  expected calibration error exceeds ``max_ece``.
-* ``online``: the scorer's ADWIN raised a drift signal in the window.
+  expected calibration error exceeds ``max_ece``; with ``calibrate``, each
+  bound is raised to what chance gives at the window's size
+  (:func:`performance_limits`).
+* ``online``: the scorer's ADWIN raised a drift signal in the window (one
+  mean error per ended session, rises only: :class:`models.online.ErrorDrift`).
 
 Distances, not p-values: a p-value test flags ever smaller differences as the
 sample grows, so its verdict would depend on the sampling rule. A distance
@@ -62,7 +68,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from flows.drift_calibration import count_limit, exceedances, thresholds
+from flows.drift_calibration import count_limit, exceedances, performance_noise, thresholds
+from flows.drift_groups import correlation_groups, group_of
 from flows.errors import MicrotuneError
 from models.metrics import expected_calibration_error
 
@@ -91,6 +98,11 @@ class DriftConfig:
     max_new_category: float = 0.01
     max_auc_drop: float = 0.05
     max_ece: float = 0.1
+    #: With ``calibrate``: the performance bounds are raised to what chance gives at the
+    #: window's size (``performance_draws`` label draws; ECE at mean + ``calibration_z``
+    #: sd, the AUC drop at ``auc_z`` sd).
+    performance_draws: int = 200
+    auc_z: float = 3.0
     min_rows: int = 200
     min_labelled: int = 200
     min_values: int = 30
@@ -102,10 +114,13 @@ class DriftConfig:
     calibration_z: float = 3.0
     #: Rows sharing this key (a session's decision points) stay on one side of a split.
     group: str | None = "session_id"
-    #: True (with ``calibrate``): data_drift fails at the drifted-feature count that at
+    #: Counted features whose average |Spearman| on the reference reaches this form one
+    #: group that votes once (None: every feature votes alone). See flows/drift_groups.py.
+    group_corr: float | None = 0.4
+    #: True (with ``calibrate``): data_drift fails at the drifted-group count that at
     #: most ``count_alpha`` of ``count_draws`` fresh reference splits reach (never below
-    #: ``min_drifted``). False (the default; it did better on held-out data, see
-    #: docs/drift.md): at ``drift_share`` of the counted features and ``min_drifted``.
+    #: ``min_drifted``). False (the default; see docs/drift.md): at ``drift_share`` of the
+    #: groups and ``min_drifted``.
     calibrate_count: bool = False
     count_draws: int = 100
     count_alpha: float = 0.12
@@ -113,7 +128,11 @@ class DriftConfig:
 
 @dataclass(frozen=True)
 class FeatureDrift:
-    """One feature's distance; ``drifted`` only when it counts and reaches its threshold."""
+    """One feature's distance; ``drifted`` only when it counts and reaches its threshold.
+
+    ``group`` numbers the counted feature's group of correlated features (features of
+    one group vote once); ``None`` for a feature that is not counted.
+    """
 
     name: str
     score: float
@@ -121,6 +140,7 @@ class FeatureDrift:
     drifted: bool
     threshold: float | None = None
     counted: bool = True
+    group: int | None = None
 
     @property
     def over(self) -> bool:
@@ -334,25 +354,35 @@ def calibrated_thresholds(
     return {c: max(floors[c], noise[c]) for c in columns}
 
 
+def feature_groups(
+    reference: pd.DataFrame, counted: list[str], categorical: list[str], cfg: DriftConfig
+) -> list[list[str]]:
+    """The counted features in groups of correlated features (each alone without ``group_corr``)."""
+    if cfg.group_corr is None:
+        return [[c] for c in counted]
+    return correlation_groups(reference, counted, categorical, min_corr=cfg.group_corr)
+
+
 def calibrated_need(
     reference: pd.DataFrame,
-    counted: list[str],
+    groups: list[list[str]],
     categorical: list[str],
     limits: dict[str, float],
     rows: int,
     cfg: DriftConfig,
 ) -> int | None:
-    """How many counted features must drift to fail ``data_drift`` (``None``: the fixed rule).
+    """How many groups must drift to fail ``data_drift`` (``None``: the fixed rule).
 
     Fresh splits of the reference (a seed the thresholds were not fitted on)
-    give the count of features over their thresholds by chance alone; the
-    check fails at the count that at most ``count_alpha`` of them reach.
+    give the count of groups with a feature over its threshold by chance
+    alone; the check fails at the count that at most ``count_alpha`` of them
+    reach.
     """
-    if not (cfg.calibrate and cfg.calibrate_count) or not counted:
+    if not (cfg.calibrate and cfg.calibrate_count) or not groups:
         return None
     counts = exceedances(
         reference,
-        counted,
+        groups,
         categorical,
         limits,
         rows=rows,
@@ -445,17 +475,25 @@ def _data_drift(
     m: Measured,
     features: list[str],
     limits: dict[str, float],
-    report_only: list[str],
+    groups: list[list[str]],
     cfg: DriftConfig,
     need: int | None = None,
 ) -> tuple[CheckResult, list[FeatureDrift]]:
+    """Per-feature drift, and the check on the count of drifted groups.
+
+    ``groups`` holds the counted features; every other feature is reported only.
+    """
+    index = group_of(groups)
     found = []
     for name, (score, method) in m.drift.items():
         if name not in features:
             continue
         limit = limits.get(name, cfg.threshold)
-        counted = name not in report_only
-        found.append(FeatureDrift(name, score, method, counted and score >= limit, limit, counted))
+        g = index.get(name)
+        counted = g is not None
+        found.append(
+            FeatureDrift(name, score, method, counted and score >= limit, limit, counted, g)
+        )
     over = [f for f in found if f.over]
     if m.drifted_count is not None and int(m.drifted_count) != len(over):
         raise DriftFormatError(
@@ -465,19 +503,38 @@ def _data_drift(
     if not tested:
         return CheckResult("data_drift", "no_data", "no feature has enough values"), found
     drifted = sorted((f for f in tested if f.drifted), key=lambda f: -f.score)
+    n_groups = len({f.group for f in tested})
+    moved = sorted({f.group for f in drifted if f.group is not None})
     if need is None:
-        need = max(cfg.min_drifted, math.ceil(cfg.drift_share * len(tested)))
-    need = min(len(tested), need)
+        need = max(cfg.min_drifted, math.ceil(cfg.drift_share * n_groups))
+    need = min(n_groups, need)
     names = ", ".join(f"{f.name} {f.score:.3f} (at {f.threshold:.3f})" for f in drifted[:8])
-    detail = f"{len(drifted)} of {len(tested)} features drifted (fail at {need})" + (
-        f": {names}" if names else ""
-    )
+    if n_groups == len(tested):  # every feature votes alone
+        head = f"{len(drifted)} of {len(tested)} features drifted (fail at {need})"
+    else:
+        head = (
+            f"{len(drifted)} of {len(tested)} features drifted, in {len(moved)} of {n_groups} "
+            f"groups of correlated features (fail at {need} groups)"
+        )
+    detail = head + (f": {names}" if names else "")
+    together = [g for g in moved if len(groups[g]) > 1]
+    if together:
+        names_over = {f.name for f in drifted}
+        detail += "; groups: " + "; ".join(
+            " + ".join(c for c in groups[g] if c in names_over) + f" (of {len(groups[g])})"
+            for g in together
+        )
     trends = [f for f in over if not f.counted]
     if trends:
         detail += "; not counted: " + ", ".join(f"{f.name} {f.score:.3f}" for f in trends)
-    status: Status = "fail" if len(drifted) >= need else "warn" if drifted else "pass"
-    values = {"drifted": float(len(drifted)), "share": len(drifted) / len(tested)}
-    values["need"] = float(need)
+    status: Status = "fail" if len(moved) >= need else "warn" if drifted else "pass"
+    values = {
+        "drifted": float(len(drifted)),
+        "share": len(drifted) / len(tested),
+        "drifted_groups": float(len(moved)),
+        "groups": float(n_groups),
+        "need": float(need),
+    }
     return CheckResult("data_drift", status, detail, values), found
 
 
@@ -525,9 +582,35 @@ def _data_quality(
     )
 
 
-def _performance(
+def performance_limits(labelled: pd.DataFrame, cfg: DriftConfig) -> tuple[float, float]:
+    """The ECE above which, and the AUC drop beyond which, ``performance`` fails.
+
+    Without ``calibrate``: ``max_ece`` and ``max_auc_drop``. With it, each is
+    raised to what chance alone gives on these predictions at this size
+    (:func:`flows.drift_calibration.performance_noise`, labels drawn as if the
+    risk were right, one draw per session): ECE ``mean + z sd``, AUC drop
+    ``auc_z`` sd. A few dozen sessions give a 10-bin ECE well above 0.1 by chance.
+    """
+    if not cfg.calibrate:
+        return cfg.max_ece, cfg.max_auc_drop
+    keys = labelled[cfg.group].to_numpy() if cfg.group and cfg.group in labelled else None
+    ece, auc = performance_noise(
+        labelled[RISK].to_numpy(np.float64), keys, draws=cfg.performance_draws, seed=cfg.seed + 4
+    )
+    ece_limit = max(cfg.max_ece, float(ece.mean() + cfg.calibration_z * ece.std(ddof=1)))
+    spread = float(np.nanstd(auc, ddof=1)) if np.isfinite(auc).sum() > 1 else 0.0
+    return ece_limit, max(cfg.max_auc_drop, cfg.auc_z * spread)
+
+
+def performance_check(
     labelled: pd.DataFrame, baseline_auc: float | None, cfg: DriftConfig
 ) -> tuple[CheckResult, Any]:
+    """The ``performance`` check on labelled rows (``risk``, ``label``, and the session key).
+
+    Fails when ROC AUC is more than the allowed drop below ``baseline_auc``, or
+    the ECE is above its bound (:func:`performance_limits`). Returns the check
+    and Evidently's snapshot (None without enough labels).
+    """
     n = len(labelled)
     if n < cfg.min_labelled or labelled[LABEL].nunique() < 2:
         return CheckResult(
@@ -540,14 +623,23 @@ def _performance(
     ece = expected_calibration_error(
         labelled[LABEL].to_numpy(np.int64), labelled[RISK].to_numpy(np.float64)
     )
+    max_ece, max_drop = performance_limits(labelled, cfg)
     problems = []
-    if baseline_auc is not None and auc < baseline_auc - cfg.max_auc_drop:
-        problems.append(f"ROC AUC {auc:.3f} vs {baseline_auc:.3f} at hold-out")
-    if ece > cfg.max_ece:
-        problems.append(f"ECE {ece:.3f} (max {cfg.max_ece})")
+    if baseline_auc is not None and auc < baseline_auc - max_drop:
+        problems.append(
+            f"ROC AUC {auc:.3f} vs {baseline_auc:.3f} at hold-out (fail below "
+            f"{baseline_auc - max_drop:.3f})"
+        )
+    if ece > max_ece:
+        problems.append(f"ECE {ece:.3f} (fail above {max_ece:.3f})")
     base = f" (hold-out {baseline_auc:.3f})" if baseline_auc is not None else ""
-    detail = "; ".join(problems) or f"ROC AUC {auc:.3f}{base}, ECE {ece:.3f} on {n} rows"
-    values = {"roc_auc": auc, "ece": ece, "labelled": float(n)}
+    detail = "; ".join(problems) or (
+        f"ROC AUC {auc:.3f}{base}, ECE {ece:.3f} (fail above {max_ece:.3f}) on {n} rows"
+    )
+    values = {"roc_auc": auc, "ece": ece, "labelled": float(n), "max_ece": max_ece}
+    values["max_auc_drop"] = max_drop
+    if cfg.group and cfg.group in labelled:
+        values["sessions"] = float(labelled[cfg.group].nunique())
     return CheckResult("performance", "fail" if problems else "pass", detail, values), snap
 
 
@@ -619,16 +711,17 @@ def run_check(
         columns.append(RISK)
     limits = calibrated_thresholds(ref, columns, categorical, len(cur), cfg)
     counted = [c for c in columns if c != RISK and c not in report_only]
-    need = calibrated_need(ref, counted, categorical, limits, len(cur), cfg)
+    groups = feature_groups(ref, counted, categorical, cfg)
+    need = calibrated_need(ref, groups, categorical, limits, len(cur), cfg)
     snapshot = _report(ref, cur, features, categorical, limits, cfg)
     measured = parse_metrics(snapshot.dict())
-    drift, found = _data_drift(measured, features, limits, report_only, cfg, need)
+    drift, found = _data_drift(measured, features, limits, groups, cfg, need)
     prediction = _prediction_drift(measured, limits.get(RISK, cfg.prediction_threshold))
     checks = [drift, prediction, _data_quality(measured, ref, features, cfg)]
     snapshots = {"drift": snapshot}
     if LABEL in cur:
         labelled = cur[cur[LABEL].notna() & cur[RISK].notna()] if RISK in cur else cur.iloc[:0]
-        perf, perf_snap = _performance(labelled, baseline_auc, cfg)
+        perf, perf_snap = performance_check(labelled, baseline_auc, cfg)
         checks.append(perf)
         if perf_snap is not None:
             snapshots["performance"] = perf_snap

@@ -153,7 +153,7 @@ def thresholds(
 
 def exceedances(
     reference: pd.DataFrame,
-    columns: list[str],
+    groups: list[list[str]],
     categorical: list[str],
     limits: dict[str, float],
     *,
@@ -162,20 +162,21 @@ def exceedances(
     seed: int,
     group: str | None = None,
 ) -> np.ndarray:
-    """How many of ``columns`` reach their ``limits`` in each of ``draws`` reference splits.
+    """How many ``groups`` have a feature at its ``limits`` in each of ``draws`` reference splits.
 
-    The null distribution of the drifted-feature count. Use a ``seed`` other
-    than the one the limits were calibrated with: splits the limits were
-    fitted on undercount (out-of-sample splits give an honest count).
-    Correlated features cross together, which is what this count captures
-    and a fixed share of the features does not.
+    The null distribution of the drifted-group count (a group of one feature
+    each: of the drifted-feature count). Use a ``seed`` other than the one the
+    limits were calibrated with: splits the limits were fitted on undercount
+    (out-of-sample splits give an honest count). Correlated features cross
+    together, which is what this count captures and a fixed share does not.
     """
+    columns = [c for g in groups for c in g]
     scores = null_scores(
         reference, columns, categorical, rows=rows, draws=draws, seed=seed, group=group
     )
-    if not columns:
+    if not groups:
         return np.zeros(draws, dtype=np.int64)
-    over = np.array([scores[c] >= limits[c] for c in columns])
+    over = np.array([np.any([scores[c] >= limits[c] for c in g], axis=0) for g in groups])
     return over.sum(axis=0).astype(np.int64)
 
 
@@ -193,3 +194,42 @@ def count_limit(counts: np.ndarray, alpha: float, minimum: int) -> int:
     while len(counts) and float(np.mean(counts >= k)) > alpha:
         k += 1
     return k
+
+
+# --------------------------------------------------------------------------- performance
+
+
+def performance_noise(
+    risk: np.ndarray, groups: np.ndarray | None, *, draws: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """ECE and ROC AUC that chance alone gives on these predictions, ``draws`` times.
+
+    Labels are drawn as if ``risk`` were exactly right: row ``i`` is positive
+    with probability ``risk[i]``. A session has one outcome, so the rows of
+    one group (``groups``: one key a row) share one uniform draw ``u`` and
+    are positive where ``u < risk``: each row keeps its probability, and the
+    rows of a session mostly agree, as their real labels do. Draws with one
+    class only give an AUC of NaN.
+
+    >>> ece, auc = performance_noise(np.full(40, 0.3), None, draws=200, seed=0)
+    >>> bool(0.03 < ece.mean() < 0.1), bool(np.allclose(auc, 0.5))
+    (True, True)
+    """
+    p = np.asarray(risk, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        u = rng.random((draws, len(p)))
+    else:
+        _, inverse = np.unique(groups, return_inverse=True)
+        u = rng.random((draws, int(inverse.max()) + 1 if len(p) else 0))[:, inverse]
+    y = (u < p).astype(np.float64)
+    bins = np.minimum((p * 10).astype(int), 9)  # as models.metrics.expected_calibration_error
+    onehot = np.eye(10)[bins]
+    ece = np.abs((y - p) @ onehot).sum(axis=1) / max(len(p), 1)
+    ranks = stats.rankdata(p)
+    pos = y.sum(axis=1)
+    neg = len(p) - pos
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = (y @ ranks - pos * (pos + 1) / 2) / (pos * neg)
+    auc[(pos == 0) | (neg == 0)] = np.nan
+    return ece, auc

@@ -186,7 +186,7 @@ def _train_river(
     decided = frame["event_timestamp"].astype("int64").to_numpy() / 1e9
     labelled = frame["session_end"].astype("int64").to_numpy() / 1e9
     model = RiverRiskModel(ModelCard("river", SERVICE, columns, window))
-    result = replay(model, x, y, decided, labelled)
+    result = replay(model, x, y, decided, labelled, frame["session_id"].to_numpy())
     test_mask = (frame["event_timestamp"] >= split.test_start).to_numpy()
     metrics = {
         "progressive_roc_auc": roc_auc(y, result.predictions),

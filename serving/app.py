@@ -29,7 +29,7 @@ from models import registry
 from models.online import RiverRiskModel
 from serving import metrics
 from serving.champions import ModelSet, champion_versions, load_champions
-from serving.learner import WriterLock, learn
+from serving.learner import WriterLock, by_session, learn
 from serving.policy import DEFAULT_POLICY, Policy
 from serving.routes import router
 from serving.scorer import Scorer
@@ -140,8 +140,8 @@ class Runtime:
                 if not examples:
                     continue
                 fired = []
-                for lo in range(0, len(examples), LEARN_CHUNK):
-                    fired += learn(models.river, examples[lo : lo + LEARN_CHUNK])
+                for part in by_session(examples, LEARN_CHUNK):
+                    fired += learn(models.river, part)
                     await asyncio.sleep(0)  # let requests in between chunks
                 metrics.LEARNED.inc(len(examples))
                 if fired:

@@ -29,6 +29,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -158,10 +159,43 @@ class WriterLock:
             self._fh = None
 
 
+def by_session(examples: list[Example], size: int) -> Iterator[list[Example]]:
+    """The examples in chunks of about ``size`` that never split a session.
+
+    Each chunk holds whole sessions, in the order their first example came.
+
+    >>> ex = [(i, s, float(i), {}, None, 1) for i, s in enumerate("aabab")]
+    >>> [[e[1] for e in part] for part in by_session(ex, 2)]
+    [['a', 'a', 'a'], ['b', 'b']]
+    """
+    sessions: dict[str, list[Example]] = {}
+    for e in examples:
+        sessions.setdefault(e[1], []).append(e)
+    part: list[Example] = []
+    for rows in sessions.values():
+        part += rows
+        if len(part) >= size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
 def learn(model: Any, examples: list[Example]) -> list[float]:
-    """Learn labelled examples in order; returns the decision times where ADWIN fired."""
+    """Learn labelled examples session by session; returns the times ADWIN fired.
+
+    Each session's decision points are learnt in time order, then its mean
+    error goes to ADWIN (``RiverRiskModel.learn_session``); a signal is dated
+    by the session's last decision. Pass whole sessions (:func:`by_session`):
+    ``take_labelled`` returns every decision point of an ended session, unless
+    its ``limit`` cuts one, which then counts as two.
+    """
+    sessions: dict[str, list[Example]] = {}
+    for e in examples:
+        sessions.setdefault(e[1], []).append(e)
     fired: list[float] = []
-    for _, _, ts, x, p, y in examples:
-        if model.learn_one(x, y, p):
-            fired.append(ts)
+    for rows in sessions.values():
+        rows.sort(key=lambda e: e[2])
+        if model.learn_session([(x, p) for _, _, _, x, p, _ in rows], rows[0][5]):
+            fired.append(rows[-1][2])
     return fired

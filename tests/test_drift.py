@@ -19,9 +19,11 @@ from flows.drift import (
     DriftVerdict,
     check,
     parse_metrics,
+    performance_check,
     run_check,
     sample,
 )
+from flows.drift_calibration import performance_noise
 from flows.drift_flow import attach_labels, parse_window, post_alert
 from flows.errors import InputError
 from flows.generate import BASELINE, CONCEPT_DRIFTED, GeneratorConfig, generate_events
@@ -273,3 +275,54 @@ def test_concept_only_drift_keeps_behaviour_and_changes_the_link() -> None:
     assert abs(speed[True] / speed[False] - 1) < 0.1
     with pytest.raises(ValueError, match="drift kind"):
         GeneratorConfig(drift_kind="both")  # type: ignore[arg-type]
+
+
+def labelled_sessions(
+    n_sessions: int, seed: int, *, flip: bool = False, bias: float = 0.0
+) -> pd.DataFrame:
+    """Five decision points a session, one label a session; ``risk`` right unless changed."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.2, n_sessions)
+    y = (rng.random(n_sessions) < 1 / (1 + np.exp(-z))).astype(float)
+    rep = np.repeat(np.arange(n_sessions), 5)
+    risk = 1 / (1 + np.exp(-(z[rep] + rng.normal(0, 0.3, len(rep))))) + bias
+    return pd.DataFrame(
+        {
+            "session_id": [f"s{i}" for i in rep],
+            "risk": np.clip(risk, 0.001, 0.999),
+            "label": 1.0 - y[rep] if flip else y[rep],
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_small_labelled_window_is_not_failed_by_chance(seed: int) -> None:
+    # 40 sessions of a model that is exactly right: the fixed 0.1 ECE bound fails it.
+    rows = labelled_sessions(40, seed)
+    old = performance_check(rows, 0.75, DriftConfig(calibrate=False))[0]
+    assert old.status == "fail" and "ECE" in old.detail
+    new = performance_check(rows, 0.75, DriftConfig())[0]
+    assert new.status == "pass", new.detail
+    assert new.values["max_ece"] > 0.15 and new.values["max_auc_drop"] > 0.15
+    assert new.values["sessions"] == 40
+
+
+def test_chance_bounds_shrink_to_the_fixed_ones_and_real_problems_still_fail() -> None:
+    right = performance_check(labelled_sessions(3000, 0), 0.75, DriftConfig())[0]
+    assert right.status == "pass"
+    assert right.values["max_ece"] == 0.1 and right.values["max_auc_drop"] == 0.05
+    biased = performance_check(labelled_sessions(3000, 0, bias=0.15), 0.75, DriftConfig())[0]
+    assert biased.status == "fail" and "ECE 0.146 (fail above 0.100)" in biased.detail
+    # A flipped link fails on AUC from a few dozen sessions on.
+    flipped = performance_check(labelled_sessions(60, 1, flip=True), 0.75, DriftConfig())[0]
+    assert flipped.status == "fail" and "ROC AUC 0.230 vs 0.750" in flipped.detail
+
+
+def test_sessions_share_one_label_in_the_chance_draws() -> None:
+    rows = labelled_sessions(60, 2)
+    risk, keys = rows["risk"].to_numpy(), rows["session_id"].to_numpy()
+    by_session = performance_noise(risk, keys, draws=400, seed=0)
+    by_row = performance_noise(risk, None, draws=400, seed=0)
+    # 300 rows but 60 outcomes: chance spreads much wider than 300 independent rows.
+    assert by_session[0].mean() > 1.5 * by_row[0].mean()
+    assert np.nanstd(by_session[1]) > 1.5 * np.nanstd(by_row[1])

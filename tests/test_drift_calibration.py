@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -127,9 +128,10 @@ COPIES = ["dwell", "dwell0", "dwell1", "dwell2", "dwell3", "speed", "mobile"]
 def test_null_counts_are_counted_on_fresh_splits_and_correlated_features_cross_together() -> None:
     ref = with_copies(1000, 0)
     kw = {"rows": 300, "group": "session_id"}
+    alone = [[c] for c in COPIES]
     limits = thresholds(ref, COPIES, ["mobile"], floor=0.1, draws=40, z=2.0, seed=2, **kw)  # type: ignore[arg-type]
-    counts = exceedances(ref, COPIES, ["mobile"], limits, draws=200, seed=3, **kw)  # type: ignore[arg-type]
-    again = exceedances(ref, COPIES, ["mobile"], limits, draws=200, seed=3, **kw)  # type: ignore[arg-type]
+    counts = exceedances(ref, alone, ["mobile"], limits, draws=200, seed=3, **kw)  # type: ignore[arg-type]
+    again = exceedances(ref, alone, ["mobile"], limits, draws=200, seed=3, **kw)  # type: ignore[arg-type]
     scores = null_scores(ref, COPIES, ["mobile"], draws=200, seed=3, **kw)  # type: ignore[arg-type]
     assert counts.tolist() == again.tolist()
     assert counts.tolist() == [sum(scores[c][d] >= limits[c] for c in COPIES) for d in range(200)]
@@ -137,13 +139,25 @@ def test_null_counts_are_counted_on_fresh_splits_and_correlated_features_cross_t
     assert (counts >= 5).mean() > 0.02
     assert count_limit(counts, alpha=0.02, minimum=2) >= 5
     assert count_limit(counts, alpha=0.5, minimum=2) == 2  # never below the minimum
+    # Counted as one group, they are one vote: the count never exceeds the three groups.
+    grouped = [COPIES[:5], ["speed"], ["mobile"]]
+    by_group = exceedances(ref, grouped, ["mobile"], limits, draws=200, seed=3, **kw)  # type: ignore[arg-type]
+    dwell_over = np.any([scores[c] >= limits[c] for c in COPIES[:5]], axis=0)
+    assert by_group.max() <= 3
+    assert (
+        by_group.tolist()
+        == (counts - sum(scores[c] >= limits[c] for c in COPIES[:5]) + dwell_over).tolist()
+    )
 
 
 def test_the_count_needed_to_fail_is_calibrated_on_the_reference() -> None:
     ref = with_copies(1000, 0)
     kw = {"categorical": ["mobile"], "report_only": ["history"], "features": [*COPIES, "history"]}
-    counted = DriftConfig(calibration_z=2.0, calibrate_count=True, count_alpha=0.02)
-    fixed = DriftConfig(calibration_z=2.0)  # the default count rule
+    # Every feature votes alone here, to see the count rule by itself.
+    counted = DriftConfig(
+        calibration_z=2.0, calibrate_count=True, count_alpha=0.02, group_corr=None
+    )
+    fixed = DriftConfig(calibration_z=2.0, group_corr=None)  # the fixed count rule
     # Only the correlated dwell columns move: what chance alone often gives on this reference.
     cur = with_copies(60, 1, start=10_000)
     cur[["dwell", "dwell0", "dwell1", "dwell2", "dwell3"]] *= 2.0
@@ -157,3 +171,8 @@ def test_the_count_needed_to_fail_is_calibrated_on_the_reference() -> None:
     wide[["dwell", "dwell0", "dwell1", "dwell2", "dwell3"]] *= 2.0
     moved = check(ref, wide, cfg=counted, **kw).check("data_drift")  # type: ignore[arg-type]
     assert moved.status == "fail" and moved.values["drifted"] == 7
+    # With groups, the count is of groups: at most the three groups here.
+    grouped = replace(counted, group_corr=0.7)
+    by_group = check(ref, wide, cfg=grouped, **kw).check("data_drift")  # type: ignore[arg-type]
+    assert by_group.values["groups"] == 3 and by_group.values["need"] <= 3
+    assert by_group.status == "fail"
