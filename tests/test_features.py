@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 from feature_repo.features import SESSION_FOLDS, USER_FOLDS
 from flows.build import build_window, session_features
 from flows.contract import EventType, PageType, validate_rows
-from flows.folds import fold_one, prepare_events, scan, state_columns
+from flows.folds import (
+    LogMean,
+    LogTerm,
+    Match,
+    Share,
+    fold_one,
+    prepare_events,
+    scan,
+    state_columns,
+)
 from flows.ingest import RawEventStore, ingest_files
 
 EPOCH0 = T0.timestamp()
@@ -111,17 +120,36 @@ def _columns(events: list[dict]) -> dict[str, np.ndarray]:
     return cols
 
 
+#: The session folds, plus cases of kinds that they do not exercise fully:
+#: a share of all events with an element filter, and a log mean whose terms
+#: overlap and filter on pages.
+PROPERTY_FOLDS = (
+    *SESSION_FOLDS,
+    Share("price_share", "", Match(types=("hover",), elements=("price",))),
+    LogMean(
+        "mixed_log",
+        "",
+        terms=(
+            LogTerm("duration_ms", Match(pages=("product", "cart")), center=50.0, scale=0.3),
+            LogTerm("duration_ms", Match(types=("hover",)), scale=-2.0, floor=0.5),
+            LogTerm("scroll_depth", floor=1e-3),
+        ),
+        prior=2.5,
+    ),
+)
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(event_st, min_size=1, max_size=60))
 def test_vectorized_scan_equals_step_by_step_folding(events: list[dict]) -> None:
     ev = prepare_events(_columns(events))
-    batch = scan(SESSION_FOLDS, ev)
+    batch = scan(PROPERTY_FOLDS, ev)
     states: dict[str, dict[str, float] | None] = {}
     for i in range(len(ev["entity"])):
         one = {k: v[i] for k, v in ev.items() if k not in ("entity", "entity_names")}
         key = ev["entity"][i]
-        states[key] = fold_one(SESSION_FOLDS, states.get(key), one)
-        for col in state_columns(SESSION_FOLDS):
+        states[key] = fold_one(PROPERTY_FOLDS, states.get(key), one)
+        for col in state_columns(PROPERTY_FOLDS):
             a, b = batch[col][i], states[key][col]
             assert (np.isnan(a) and np.isnan(b)) or a == b, (col, i, a, b)
 
