@@ -679,6 +679,8 @@ class LogTerm:
         """Which events count, and their contributions in :data:`LOG_UNITS` (whole numbers)."""
         x = ev[self.field]
         hit = self.match.mask(ev) & ~np.isnan(x)
+        if not hit.any():  # most events of a live session: skip the arithmetic
+            return hit, np.zeros(len(x))
         logs = np.log(np.maximum(np.where(hit, x, self.floor), self.floor))
         z = (logs - np.log(self.center)) / self.scale
         return hit, np.where(hit, np.round(z * LOG_UNITS), 0.0)
