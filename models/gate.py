@@ -8,8 +8,9 @@ Checks, all on the same recent hold-out window:
 * ``calibration``: expected calibration error <= ``max_ece``;
 * ``invariance``: shuffling a field the outcome does not depend on
   (``hour_of_day``) moves predictions by at most ``max_invariance_shift``;
-* ``direction``: more hesitation (longer hovers, slower scrolls, more
-  size-guide opens and price hovers) does not lower the predicted risk on average;
+* ``direction``: more hesitation (longer hovers, slower scrolls, a higher
+  hesitation score, more size-guide opens and price hovers) does not lower the
+  predicted risk on average;
 * ``minimum_cases``: a hesitant session scores above a decisive one;
 * ``latency``: a single-row prediction takes at most ``latency_budget_us``;
 * ``drift``: the latest drift verdict's data-quality check does not fail on
@@ -84,6 +85,9 @@ HESITATION: tuple[tuple[str, str, float], ...] = (
     ("hover_ms_ewm", "mul", 1.5),
     ("scroll_velocity_mean", "mul", 0.7),
     ("scroll_velocity_ewm", "mul", 0.7),
+    # Hovers 1.5 times longer and scrolls at 0.7 times the speed move the pooled
+    # score by about log(1.5) / 0.76 = 0.53 and -log(0.7) / 0.61 = 0.58.
+    ("hesitation_score", "add", 0.5),
     ("size_guide_opens", "add", 1.0),
     ("price_hover_count", "add", 2.0),
 )
@@ -131,8 +135,8 @@ def behavioural_checks(
         Check(
             "direction",
             delta >= -cfg.direction_tolerance,
-            f"mean Δrisk {delta:+.4f} with longer hovers, slower scrolls, "
-            "more size-guide opens and price hovers",
+            f"mean Δrisk {delta:+.4f} with longer hovers, slower scrolls, a higher "
+            "hesitation score, more size-guide opens and price hovers",
         )
     )
     median = np.nan_to_num(np.nanmedian(sample, axis=0)).reshape(1, -1)

@@ -103,9 +103,7 @@ def model_features(
         features[name] = _present(user.get(name))
     ctx = context_features(
         {
-            "session_start_ts": [session.get("session_start_ts")],
-            "last_event_ts": [session.get("last_event_ts")],
-            "click_count": [session.get("click_count")],
+            **{name: [session.get(name)] for name in CONTEXT_INPUTS},
             "request_ts": [now],
             "device": [context.get("device")],
             "page_type": [context.get("page_type")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from conftest import LATER, T0, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +18,16 @@ from hypothesis import strategies as st
 from feature_repo.features import SESSION_FOLDS, USER_FOLDS
 from flows.build import build_window, session_features
 from flows.contract import EventType, PageType, validate_rows
-from flows.folds import fold_one, prepare_events, scan, state_columns
+from flows.folds import (
+    LogMean,
+    LogTerm,
+    Match,
+    Share,
+    fold_one,
+    prepare_events,
+    scan,
+    state_columns,
+)
 from flows.ingest import RawEventStore, ingest_files
 
 EPOCH0 = T0.timestamp()
@@ -61,6 +72,50 @@ def test_feature_values_match_hand_computation() -> None:
     assert f["cart_value"] == 40 - 40 + 25
     assert f["size_guide_opens"] == 1 and f["click_count"] == 2
     assert f["session_start_ts"] == EPOCH0 and f["last_event_ts"] == EPOCH0 + 1000
+
+
+def test_shares_and_log_means_match_hand_computation() -> None:
+    log = [*HAND_LOG, event(at=1010, event_type="image_zoom", duration_ms=2270 * math.e)]
+    rows = session_features(table(log)).to_pylist()
+    f = rows[-1]
+    # page views: product, cart, product
+    assert f["product_view_share"] == 2 / 3
+    assert f["scroll_log_depth_mean"] == pytest.approx(
+        (math.log(0.3) + math.log(0.6)) / 2, abs=1e-6
+    )
+    # hovers of 400 and 1000 ms, scrolls at 800 and 400 px/s, one zoom of e x 2270 ms,
+    # standardized by the declared centres and spreads, plus one pseudo-event at 0
+    slowness = [
+        math.log(400 / 780) / 0.76,
+        math.log(1000 / 780) / 0.76,
+        math.log(800 / 1320) / -0.61,
+        math.log(400 / 1320) / -0.61,
+        1 / 0.71,
+    ]
+    assert f["hesitation_score"] == pytest.approx(sum(slowness) / (len(slowness) + 1), abs=1e-6)
+    assert f["hesitation_score__n"] == 5
+    # before their first event: a share and a plain log mean are missing, the
+    # shrunk score sits at its centre
+    assert rows[0]["product_view_share"] == 1.0
+    assert np.isnan(rows[0]["scroll_log_depth_mean"]) and rows[0]["hesitation_score"] == 0.0
+    assert rows[1]["hesitation_score"] == pytest.approx(math.log(400 / 780) / 0.76 / 2, abs=1e-6)
+
+
+def test_log_means_floor_zero_and_shares_ignore_other_events() -> None:
+    rows = session_features(
+        table(
+            [
+                event(at=0, event_type="scroll", scroll_velocity=500, scroll_depth=0.0),
+                event(at=5, event_type="page_view", page_type="search"),
+                event(at=9, event_type="scroll", scroll_velocity=500, scroll_depth=0.001),
+                event(at=12, event_type="page_view", page_type="product", consent=False),
+            ]
+        )
+    ).to_pylist()
+    assert [r["product_view_share"] for r in rows][1:] == [0.0, 0.0]
+    assert np.isnan(rows[0]["product_view_share"])
+    # a depth of 0 counts as the floor, 0.001
+    assert [r["scroll_log_depth_mean"] for r in rows] == pytest.approx([math.log(0.001)] * 3)
 
 
 def test_one_row_per_event_time_and_values_as_of_each_event() -> None:
@@ -111,17 +166,36 @@ def _columns(events: list[dict]) -> dict[str, np.ndarray]:
     return cols
 
 
+#: The session folds, plus cases of kinds that they do not exercise fully:
+#: a share of all events with an element filter, and a log mean whose terms
+#: overlap and filter on pages.
+PROPERTY_FOLDS = (
+    *SESSION_FOLDS,
+    Share("price_share", "", Match(types=("hover",), elements=("price",))),
+    LogMean(
+        "mixed_log",
+        "",
+        terms=(
+            LogTerm("duration_ms", Match(pages=("product", "cart")), center=50.0, scale=0.3),
+            LogTerm("duration_ms", Match(types=("hover",)), scale=-2.0, floor=0.5),
+            LogTerm("scroll_depth", floor=1e-3),
+        ),
+        prior=2.5,
+    ),
+)
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(event_st, min_size=1, max_size=60))
 def test_vectorized_scan_equals_step_by_step_folding(events: list[dict]) -> None:
     ev = prepare_events(_columns(events))
-    batch = scan(SESSION_FOLDS, ev)
+    batch = scan(PROPERTY_FOLDS, ev)
     states: dict[str, dict[str, float] | None] = {}
     for i in range(len(ev["entity"])):
         one = {k: v[i] for k, v in ev.items() if k not in ("entity", "entity_names")}
         key = ev["entity"][i]
-        states[key] = fold_one(SESSION_FOLDS, states.get(key), one)
-        for col in state_columns(SESSION_FOLDS):
+        states[key] = fold_one(PROPERTY_FOLDS, states.get(key), one)
+        for col in state_columns(PROPERTY_FOLDS):
             a, b = batch[col][i], states[key][col]
             assert (np.isnan(a) and np.isnan(b)) or a == b, (col, i, a, b)
 
