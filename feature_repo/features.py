@@ -42,7 +42,6 @@ from flows.folds import (
     Max,
     Mean,
     Rate,
-    Share,
     Sum,
 )
 
@@ -69,12 +68,6 @@ SESSION_FOLDS: tuple[Fold, ...] = (
         "product_views",
         "Product page views so far.",
         Match(types=("page_view",), pages=("product",)),
-    ),
-    Share(
-        "product_view_share",
-        "Share of page views that are product pages.",
-        Match(pages=("product",)),
-        of=Match(types=("page_view",)),
     ),
     Dwell("product_dwell_s", "Seconds on product pages (gaps capped at 300 s).", page="product"),
     Count("hover_count", "Hover events so far.", Match(types=("hover",))),
@@ -115,11 +108,6 @@ SESSION_FOLDS: tuple[Fold, ...] = (
         "Deepest scroll so far, as a fraction of the page.",
         field="scroll_depth",
         match=Match(types=("scroll",)),
-    ),
-    LogMean(
-        "scroll_log_depth_mean",
-        "Mean natural log of scroll depth so far (depths below 0.001 count as 0.001).",
-        terms=(LogTerm("scroll_depth", Match(types=("scroll",)), floor=0.001),),
     ),
     LogMean(
         "hesitation_score",

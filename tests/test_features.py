@@ -74,15 +74,10 @@ def test_feature_values_match_hand_computation() -> None:
     assert f["session_start_ts"] == EPOCH0 and f["last_event_ts"] == EPOCH0 + 1000
 
 
-def test_shares_and_log_means_match_hand_computation() -> None:
+def test_hesitation_score_matches_hand_computation() -> None:
     log = [*HAND_LOG, event(at=1010, event_type="image_zoom", duration_ms=2270 * math.e)]
     rows = session_features(table(log)).to_pylist()
     f = rows[-1]
-    # page views: product, cart, product
-    assert f["product_view_share"] == 2 / 3
-    assert f["scroll_log_depth_mean"] == pytest.approx(
-        (math.log(0.3) + math.log(0.6)) / 2, abs=1e-6
-    )
     # hovers of 400 and 1000 ms, scrolls at 800 and 400 px/s, one zoom of e x 2270 ms,
     # standardized by the declared centres and spreads, plus one pseudo-event at 0
     slowness = [
@@ -94,28 +89,40 @@ def test_shares_and_log_means_match_hand_computation() -> None:
     ]
     assert f["hesitation_score"] == pytest.approx(sum(slowness) / (len(slowness) + 1), abs=1e-6)
     assert f["hesitation_score__n"] == 5
-    # before their first event: a share and a plain log mean are missing, the
-    # shrunk score sits at its centre
-    assert rows[0]["product_view_share"] == 1.0
-    assert np.isnan(rows[0]["scroll_log_depth_mean"]) and rows[0]["hesitation_score"] == 0.0
+    # before its first event the shrunk score sits at its centre
+    assert rows[0]["hesitation_score"] == 0.0
     assert rows[1]["hesitation_score"] == pytest.approx(math.log(400 / 780) / 0.76 / 2, abs=1e-6)
 
 
-def test_log_means_floor_zero_and_shares_ignore_other_events() -> None:
-    rows = session_features(
-        table(
-            [
-                event(at=0, event_type="scroll", scroll_velocity=500, scroll_depth=0.0),
-                event(at=5, event_type="page_view", page_type="search"),
-                event(at=9, event_type="scroll", scroll_velocity=500, scroll_depth=0.001),
-                event(at=12, event_type="page_view", page_type="product", consent=False),
-            ]
-        )
-    ).to_pylist()
-    assert [r["product_view_share"] for r in rows][1:] == [0.0, 0.0]
-    assert np.isnan(rows[0]["product_view_share"])
-    # a depth of 0 counts as the floor, 0.001
-    assert [r["scroll_log_depth_mean"] for r in rows] == pytest.approx([math.log(0.001)] * 3)
+def test_shares_and_plain_log_means_match_hand_computation() -> None:
+    views = Share(
+        "product_view_share", "", Match(pages=("product",)), of=Match(types=("page_view",))
+    )
+    depth = LogMean(
+        "log_depth", "", terms=(LogTerm("scroll_depth", Match(types=("scroll",)), floor=0.001),)
+    )
+    log = [
+        ("page_view", "product", np.nan),
+        ("scroll", "product", 0.3),
+        ("page_view", "search", np.nan),
+        ("scroll", "search", 0.0),  # a depth of 0 counts as the floor, 0.001
+        ("hover", "product", np.nan),  # neither a page view nor a scroll
+    ]
+    ev = prepare_events(
+        {
+            "entity": ["s"] * len(log),
+            "ts": np.arange(len(log), dtype=float),
+            "event_type": [t for t, _, _ in log],
+            "page_type": [p for _, p, _ in log],
+            "scroll_depth": np.array([d for _, _, d in log]),
+        }
+    )
+    out = scan([views, depth], ev)
+    assert out["product_view_share"].tolist() == [1.0, 1.0, 0.5, 0.5, 0.5]
+    assert np.isnan(out["log_depth"][0])
+    assert out["log_depth"][1:].tolist() == pytest.approx(
+        [math.log(0.3)] * 2 + [(math.log(0.3) + math.log(0.001)) / 2] * 2, abs=1e-6
+    )
 
 
 def test_one_row_per_event_time_and_values_as_of_each_event() -> None:
@@ -221,14 +228,14 @@ def test_the_builders_encoding_folds_like_the_reference(
         k: pa.array(v.tolist(), pa.string()).dictionary_encode() if v.dtype == object else v
         for k, v in shuffled.items()
     }
-    fast = prepare_events(arrow, folds=SESSION_FOLDS, where=where[order])
+    fast = prepare_events(arrow, folds=PROPERTY_FOLDS, where=where[order])
     plain = prepare_events({k: v[where] for k, v in cols.items()})
 
     def rows(ev: dict[str, np.ndarray]) -> dict[tuple[str, float], list[float]]:
-        values = scan(SESSION_FOLDS, ev)
+        values = scan(PROPERTY_FOLDS, ev)
         names = [ev["entity_names"][c] for c in ev["entity"]]
         return {
-            (name, float(ev["ts"][i])): [values[c][i] for c in state_columns(SESSION_FOLDS)]
+            (name, float(ev["ts"][i])): [values[c][i] for c in state_columns(PROPERTY_FOLDS)]
             for i, name in enumerate(names)
         }
 
