@@ -262,7 +262,7 @@ def fold_session(
     }
     for c in EVENT_INPUTS:  # typed like the raw store's columns, nulls as NaN
         columns[c] = pa.array([e.get(c) for e in events], ARROW_SCHEMA.field(c).type)
-    ev = prepare_events(columns)
+    ev = prepare_events(columns, folds=SESSION_FOLDS)
     # Columns a newer declaration added start from their initial state.
     current = {**_INITIAL, **state.values} if state else None
     since = state.values.get("last_event_ts", -math.inf) if state else -math.inf
