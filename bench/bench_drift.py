@@ -353,9 +353,17 @@ def perf_setups(grid: bool) -> dict[str, tuple[Any, bool]]:
         "old rule, 200 labelled rows at least": (old, False),
     }
     default = DriftConfig()
+    floor = "ECE floor over chance" if default.ece_floor_over_chance else "ECE floor 0.1"
+    setups[f"bounds from chance, auc_z {default.auc_z:g}, ECE floor 0.1"] = (
+        replace(default, ece_floor_over_chance=False),
+        False,
+    )
     for z in AUC_Z_GRID if grid else (default.auc_z,):
         mark = " (default)" if z == default.auc_z else ""
-        setups[f"bounds from chance, auc_z {z:g}{mark}"] = (replace(default, auc_z=z), False)
+        setups[f"bounds from chance, auc_z {z:g}, {floor}{mark}"] = (
+            replace(default, auc_z=z),
+            False,
+        )
     return setups
 
 

@@ -103,6 +103,10 @@ class DriftConfig:
     #: sd, the AUC drop at ``auc_z`` sd).
     performance_draws: int = 200
     auc_z: float = 3.0
+    #: With ``calibrate``: ``max_ece`` is the miscalibration allowed *beyond* chance, so
+    #: the ECE bound is at least ``max_ece`` plus the chance ECE's mean (False: at least
+    #: ``max_ece`` itself). Measured ECE is chance noise on top of any real miscalibration.
+    ece_floor_over_chance: bool = True
     min_rows: int = 200
     min_labelled: int = 200
     min_values: int = 30
@@ -597,7 +601,8 @@ def performance_limits(labelled: pd.DataFrame, cfg: DriftConfig) -> tuple[float,
     ece, auc = performance_noise(
         labelled[RISK].to_numpy(np.float64), keys, draws=cfg.performance_draws, seed=cfg.seed + 4
     )
-    ece_limit = max(cfg.max_ece, float(ece.mean() + cfg.calibration_z * ece.std(ddof=1)))
+    floor = cfg.max_ece + (float(ece.mean()) if cfg.ece_floor_over_chance else 0.0)
+    ece_limit = max(floor, float(ece.mean() + cfg.calibration_z * ece.std(ddof=1)))
     spread = float(np.nanstd(auc, ddof=1)) if np.isfinite(auc).sum() > 1 else 0.0
     return ece_limit, max(cfg.max_auc_drop, cfg.auc_z * spread)
 

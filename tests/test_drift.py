@@ -310,9 +310,13 @@ def test_a_small_labelled_window_is_not_failed_by_chance(seed: int) -> None:
 def test_chance_bounds_shrink_to_the_fixed_ones_and_real_problems_still_fail() -> None:
     right = performance_check(labelled_sessions(3000, 0), 0.75, DriftConfig())[0]
     assert right.status == "pass"
-    assert right.values["max_ece"] == 0.1 and right.values["max_auc_drop"] == 0.05
+    # 0.1 of miscalibration beyond chance: the chance ECE of 3,000 sessions (about 0.013)
+    # on top of it; with the floor at 0.1 itself, the bound is exactly the fixed one.
+    assert 0.105 < right.values["max_ece"] < 0.12 and right.values["max_auc_drop"] == 0.05
+    fixed = DriftConfig(ece_floor_over_chance=False)
+    assert performance_check(labelled_sessions(3000, 0), 0.75, fixed)[0].values["max_ece"] == 0.1
     biased = performance_check(labelled_sessions(3000, 0, bias=0.15), 0.75, DriftConfig())[0]
-    assert biased.status == "fail" and "ECE 0.146 (fail above 0.100)" in biased.detail
+    assert biased.status == "fail" and "ECE 0.146 (fail above 0.11" in biased.detail
     # A flipped link fails on AUC from a few dozen sessions on.
     flipped = performance_check(labelled_sessions(60, 1, flip=True), 0.75, DriftConfig())[0]
     assert flipped.status == "fail" and "ROC AUC 0.230 vs 0.750" in flipped.detail
