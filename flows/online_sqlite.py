@@ -54,6 +54,9 @@ from feast.repo_config import RepoConfig
 
 STORE_TYPE = "flows.online_sqlite.BatchedSqliteOnlineStore"
 _LEN = struct.Struct("<H")
+#: SQLite page size of a new store: a row is stored in its page up to about a
+#: quarter page (4 KB for 16 KB pages); longer rows overflow into more pages.
+PAGE_SIZE = 16_384
 #: A serialized double Value: the tag byte 0x29 (field 5, 64-bit), then 8 bytes.
 _DOUBLE_SIZE = 9
 
@@ -158,6 +161,10 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         fresh = not self._conn
         conn: sqlite3.Connection = super()._get_conn(config)
         if fresh:
+            # A WITHOUT ROWID row longer than about a quarter page spills into
+            # overflow pages; a packed session row is over 1 KB, so 4 KB pages
+            # made loads 2-3x slower. Takes effect when the file is created.
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             st = os.stat(path)

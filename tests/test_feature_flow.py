@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -60,6 +61,14 @@ def test_flow_builds_materializes_and_is_idempotent(
     assert {p: p.read_bytes() for p in sorted(home.paths.offline.rglob("*.parquet"))} == files
     assert second.build == first.build
     assert online_db.exists()
+    # A packed session row (key, payload, times: about 1 KB, over what a 4 KB page keeps
+    # in place for a WITHOUT ROWID table) fits in a 16 KB page without overflow pages.
+    with sqlite3.connect(online_db) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16_384
+        payload = conn.execute(
+            "SELECT max(length(payload)) FROM microtune_session_behaviour_packed"
+        ).fetchone()[0]
+    assert 900 < payload < 16_384 // 4
 
 
 def test_feature_service_serves_context_and_user_history(
