@@ -419,7 +419,7 @@ def rate(runs: list[dict[int, tuple[bool, bool, bool]]], n: int) -> str:
 def concept_part(sessions: int, seed: int, cache: Path | None, grid: bool = False) -> None:
     from flows.drift import RISK
     from models.card import ModelCard
-    from models.online import ADWIN_DELTA, ADWIN_RISES_ONLY, ErrorDrift, RiverRiskModel, replay
+    from models.online import ADWIN_DELTA, ADWIN_RISES_ONLY, RiverRiskModel, replay
 
     frame, cols = decision_frame(sessions, seed, "concept", cache)
     ref, _, start = windows(frame)
@@ -475,9 +475,7 @@ def concept_part(sessions: int, seed: int, cache: Path | None, grid: bool = Fals
         ("default: one mean error a session", True, ADWIN_DELTA, ADWIN_RISES_ONLY),
     ):
         errors, times, _ = error_stream(frame, cols, per_session)
-        d = ErrorDrift(delta=delta, rises_only=rises)
-        signals = [i for i, e in enumerate(errors) if d.update(float(e))]
-        before, delays = adwin_delays(whole, times, signals, drift_at)
+        d, signals, before, delays = adwin_run(errors, whole, times, drift_at, delta, rises)
         print(
             f"  ADWIN [{name}, delta {delta:g}, rises only {rises}]: {d.changes} changes, "
             f"{len(signals)} signals; {before} in the {days_before:.0f} days before the drift "
@@ -541,6 +539,22 @@ def error_stream(
     return np.asarray(seen), done["end"].reset_index(drop=True), whole
 
 
+def adwin_run(
+    errors: np.ndarray,
+    whole: pd.DataFrame,
+    times: pd.Series,
+    drift_at: Any,
+    delta: float,
+    rises: bool,
+) -> tuple[Any, list[int], int, list[int]]:
+    """ADWIN on an error stream: the detector, its signals, and :func:`adwin_delays`."""
+    from models.online import ErrorDrift
+
+    d = ErrorDrift(delta=delta, rises_only=rises)
+    signals = [i for i, e in enumerate(errors) if d.update(float(e))]
+    return (d, signals, *adwin_delays(whole, times, signals, drift_at))
+
+
 def adwin_delays(
     whole: pd.DataFrame, times: pd.Series, signals: list[int], drift_at: Any
 ) -> tuple[int, list[int]]:
@@ -557,8 +571,6 @@ def adwin_delays(
 
 def adwin_part(sessions: int, seed: int, cache: Path | None, kind: str) -> None:
     """ADWIN settings on river's error stream: signals before the drift day, delay after it."""
-    from models.online import ErrorDrift
-
     frame, cols = decision_frame(sessions, seed, kind, cache)
     print(
         f"adwin: seed {seed}, {kind} drift from day {DRIFT_DAY}; signals in the days before "
@@ -570,9 +582,7 @@ def adwin_part(sessions: int, seed: int, cache: Path | None, kind: str) -> None:
         drift_at = whole["event_timestamp"].min().floor("D") + pd.Timedelta(days=DRIFT_DAY)
         name = "one a session" if per_session else "one a decision"
         for delta, rises in ADWIN_GRID:
-            d = ErrorDrift(delta=delta, rises_only=rises)
-            signals = [i for i, e in enumerate(errors) if d.update(float(e))]
-            before, delays = adwin_delays(whole, times, signals, drift_at)
+            d, _, before, delays = adwin_run(errors, whole, times, drift_at, delta, rises)
             print(
                 f"  {name:<20} {delta:<8.0e} {rises!s:<11} {d.changes:>7}  {before:>14}  "
                 f"{delays if delays else 'none'}"

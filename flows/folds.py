@@ -324,7 +324,39 @@ class Ewm(Fold):
 
 
 @dataclass(frozen=True)
-class Mean(Fold):
+class _RunningRatio(Fold):
+    """A value from two running sums of whole numbers, kept as its extra state.
+
+    Subclasses say what each event adds to the numerator and the denominator
+    (:meth:`_increments`) and how the two make the value (:meth:`_ratio`: NaN
+    while the denominator is 0). Whole numbers sum exactly in any order, so
+    the scan's cumulative sums equal the step's additions.
+    """
+
+    def initial(self, n: int) -> State:
+        return (np.full(n, np.nan), np.zeros(n), np.zeros(n))
+
+    @abstractmethod
+    def _increments(self, ev: Events) -> tuple[np.ndarray, np.ndarray]:
+        """What each event adds to the numerator and to the denominator."""
+
+    def _ratio(self, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+    def step(self, state: State, ev: Events) -> State:
+        num, den = self._increments(ev)
+        num, den = state[1] + num, state[2] + den
+        return (self._ratio(num, den), num, den)
+
+    def scan(self, ev: Events, seg: Segments) -> State:
+        num, den = self._increments(ev)
+        num = seg.cumsum(num.astype(np.int64)).astype(np.float64)
+        den = seg.cumsum(den.astype(np.int64)).astype(np.float64)
+        return (self._ratio(num, den), num, den)
+
+
+@dataclass(frozen=True)
+class Mean(_RunningRatio):
     """Running mean of ``field`` over matching events (NaN before the first).
 
     Values are summed in whole units (rounded), so the sum is exact in any order.
@@ -337,28 +369,10 @@ class Mean(Fold):
     def inputs(self) -> set[str]:
         return {self.field}
 
-    def initial(self, n: int) -> State:
-        return (np.full(n, np.nan), np.zeros(n), np.zeros(n))
-
-    def _hits(self, ev: Events) -> tuple[np.ndarray, np.ndarray]:
+    def _increments(self, ev: Events) -> tuple[np.ndarray, np.ndarray]:
         x = ev[self.field]
         hit = self.match.mask(ev) & ~np.isnan(x)
-        return hit, np.where(hit, np.round(np.nan_to_num(x)), 0.0)
-
-    @staticmethod
-    def _mean(total: np.ndarray, n: np.ndarray) -> np.ndarray:
-        return np.where(n > 0, total / np.where(n > 0, n, 1.0), np.nan)
-
-    def step(self, state: State, ev: Events) -> State:
-        hit, x = self._hits(ev)
-        total, n = state[1] + x, state[2] + hit
-        return (self._mean(total, n), total, n)
-
-    def scan(self, ev: Events, seg: Segments) -> State:
-        hit, x = self._hits(ev)
-        total = seg.cumsum(x.astype(np.int64)).astype(np.float64)
-        n = seg.cumsum(hit.astype(np.int64)).astype(np.float64)
-        return (self._mean(total, n), total, n)
+        return np.where(hit, np.round(np.nan_to_num(x)), 0.0), hit
 
 
 @dataclass(frozen=True)
@@ -699,7 +713,7 @@ def state_columns(folds: Sequence[Fold]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Share(Fold):
+class Share(_RunningRatio):
     """Share of the events matching ``of`` that also match ``match`` (NaN before the first).
 
     Trees split one column at a time, so a ratio of two counts is hard for them
@@ -724,27 +738,9 @@ class Share(Fold):
     def inputs(self) -> set[str]:
         return self.of.columns
 
-    def initial(self, n: int) -> State:
-        return (np.full(n, np.nan), np.zeros(n), np.zeros(n))
-
-    def _hits(self, ev: Events) -> tuple[np.ndarray, np.ndarray]:
+    def _increments(self, ev: Events) -> tuple[np.ndarray, np.ndarray]:
         den = self.of.mask(ev)
         return den & self.match.mask(ev), den
-
-    @staticmethod
-    def _share(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-    def step(self, state: State, ev: Events) -> State:
-        num, den = self._hits(ev)
-        num, den = state[1] + num, state[2] + den
-        return (self._share(num, den), num, den)
-
-    def scan(self, ev: Events, seg: Segments) -> State:
-        num, den = self._hits(ev)
-        num = seg.cumsum(num.astype(np.int64)).astype(np.float64)
-        den = seg.cumsum(den.astype(np.int64)).astype(np.float64)
-        return (self._share(num, den), num, den)
 
 
 #: A :class:`LogMean` sums its terms in millionths, as integers.
@@ -791,7 +787,7 @@ class LogTerm:
 
 
 @dataclass(frozen=True)
-class LogMean(Fold):
+class LogMean(_RunningRatio):
     """Running mean of the :class:`LogTerm` contributions of matching events.
 
     ``prior`` adds that many pseudo-events at 0 (the terms' centres), which
@@ -827,26 +823,15 @@ class LogMean(Fold):
     def initial(self, n: int) -> State:
         return (np.full(n, np.nan if self.prior <= 0 else 0.0), np.zeros(n), np.zeros(n))
 
-    def _units(self, ev: Events) -> tuple[np.ndarray, np.ndarray]:
+    def _increments(self, ev: Events) -> tuple[np.ndarray, np.ndarray]:
         hits = np.zeros(len(ev["ts"]))
         units = np.zeros(len(ev["ts"]))
         for term in self.terms:
             hit, u = term.units(ev)
             hits = hits + hit
             units = units + u
-        return hits, units
+        return units, hits
 
-    def _mean(self, units: np.ndarray, n: np.ndarray) -> np.ndarray:
+    def _ratio(self, units: np.ndarray, n: np.ndarray) -> np.ndarray:
         den = n + self.prior
         return np.where(den > 0, units / LOG_UNITS / np.where(den > 0, den, 1.0), np.nan)
-
-    def step(self, state: State, ev: Events) -> State:
-        hits, units = self._units(ev)
-        units, n = state[1] + units, state[2] + hits
-        return (self._mean(units, n), units, n)
-
-    def scan(self, ev: Events, seg: Segments) -> State:
-        hits, units = self._units(ev)
-        units = seg.cumsum(units.astype(np.int64)).astype(np.float64)
-        n = seg.cumsum(hits.astype(np.int64)).astype(np.float64)
-        return (self._mean(units, n), units, n)
