@@ -38,7 +38,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,19 @@ _DICTIONARY_SCHEMA = pa.schema(
     ]
 )
 _READ_THREADS = max(1, min(4, os.cpu_count() or 1))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _micros(t: datetime) -> int:
-    """``t`` as integer microseconds since the epoch (the raw store's ``ts`` unit)."""
-    return int(t.timestamp()) * 1_000_000 + t.microsecond
+    """``t`` as integer microseconds since the epoch (the raw store's ``ts`` unit).
+
+    A time without a zone is taken as UTC.
+
+    >>> _micros(datetime(1970, 1, 1, 0, 0, 1, 5))
+    1000005
+    """
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    return (t - _EPOCH) // timedelta(microseconds=1)
 
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
