@@ -21,7 +21,6 @@ crossing its start are folded whole.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from flows.files import atomic_write_parquet
 from flows.folds import EVENT_TYPE_CODES, Fold, Segments, dictionary_codes, prepare_events, scan
 from flows.ingest import RawEventStore
 from flows.memory import keep_freed_memory
+from flows.parallel import PARALLEL_MIN_ROWS, THREADS
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
 #: Event columns the session folds read, besides the key and the time.
@@ -53,8 +53,6 @@ EVENT_INPUTS = (
     "cart_value",
 )
 DAY = timedelta(days=1)
-#: Threads for the builder's column gathers and day-file writes.
-_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: Raw columns the builder reads (ids, device and browser are not features).
 RAW_COLUMNS = ("session_id", "user_id", "ts", "consent", *EVENT_INPUTS)
 
@@ -136,9 +134,9 @@ def _rows_table(
 
 def _gather(values: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     """``v[rows]`` for every column; large tables gather on several threads."""
-    if len(rows) < 200_000:
+    if len(rows) < PARALLEL_MIN_ROWS:
         return {c: v[rows] for c, v in values.items()}
-    with ThreadPoolExecutor(_THREADS) as pool:
+    with ThreadPoolExecutor(THREADS) as pool:
         return dict(zip(values, pool.map(lambda v: v[rows], values.values()), strict=True))
 
 
@@ -290,7 +288,7 @@ def write_days(table: pa.Table, root: Path, start: datetime, end: datetime) -> l
             target.unlink()
         day += DAY
     # Parquet encoding releases the GIL: the day files are written side by side.
-    with ThreadPoolExecutor(_THREADS) as pool:
+    with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(lambda item: _write_day(*item), parts.items()))
     return [str(p) for p in parts]
 

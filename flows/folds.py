@@ -35,7 +35,6 @@ Examples
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flows.contract import EventType, PageType
+from flows.parallel import PARALLEL_MIN_ROWS, THREADS
 
 State = tuple[np.ndarray, ...]
 #: Event columns as the folds see them; see :func:`prepare_events`.
@@ -109,6 +109,26 @@ class Match:
         if self.elements:
             m &= np.isin(ev["element_id"], np.array(self.elements, dtype=object))
         return m
+
+    def mask_coded(self, texts: Mapping[str, tuple[np.ndarray, list[Any]]], n: int) -> np.ndarray:
+        """:meth:`mask` of ``n`` events from dictionary-encoded columns: per column,
+        the indices (-1 for null) and the distinct values (see :func:`dictionary_codes`).
+        Each distinct value is tested once, not each event.
+
+        >>> texts = {"event_type": (np.array([0, 1, -1]), ["hover", "click"])}
+        >>> Match(types=("hover",)).mask_coded(texts, 3).tolist()
+        [True, False, False]
+        """
+        m = np.ones(n, dtype=bool)
+        for name, allowed in zip(_MATCHED, (self.types, self.pages, self.elements), strict=True):
+            if allowed:
+                idx, values = texts[name]
+                m &= np.array([v in allowed for v in values] + [False])[idx]
+        return m
+
+
+#: The event columns a :class:`Match` filters on, in the order of its fields.
+_MATCHED = ("event_type", "page_type", "element_id")
 
 
 ANY = Match()
@@ -565,18 +585,11 @@ def prepare_events(
             prepared[name] = _numpy(v)[order]
     # Event filters straight from the dictionaries: one test per distinct value.
     for key, m in matches.items():
-        mask = np.ones(len(order), dtype=bool)
-        for name, allowed in zip(_MATCHED, (m.types, m.pages, m.elements), strict=True):
-            if allowed:
-                idx, values = texts[name]
-                mask &= np.array([v in allowed for v in values] + [False])[idx]
-        prepared[key] = mask
+        prepared[key] = m.mask_coded(texts, len(order))
     prepared["entity_names"] = np.asarray(entity_names, dtype=object)
     return prepared
 
 
-#: The event columns a :class:`Match` filters on, in the order of its fields.
-_MATCHED = ("event_type", "page_type", "element_id")
 #: String columns that folds see as small integer codes.
 _CODED = {"event_type": EVENT_TYPE_CODES, "page_type": PAGE_TYPE_CODES}
 
@@ -651,8 +664,8 @@ def scan(folds: Sequence[Fold], ev: Events) -> dict[str, np.ndarray]:
     # Folds are independent, and numpy releases the GIL in its array loops, so
     # large batches scan their folds on several threads. Values do not depend
     # on the threads: every fold runs the same operations either way.
-    if len(ev["ts"]) >= _PARALLEL_MIN_EVENTS and len(folds) > 1:
-        with ThreadPoolExecutor(_scan_threads()) as pool:
+    if len(ev["ts"]) >= PARALLEL_MIN_ROWS and len(folds) > 1:
+        with ThreadPoolExecutor(THREADS) as pool:
             states = list(pool.map(lambda f: f.scan(ev, seg), folds))
     else:
         states = [f.scan(ev, seg) for f in folds]
@@ -660,14 +673,6 @@ def scan(folds: Sequence[Fold], ev: Events) -> dict[str, np.ndarray]:
     for f, state in zip(folds, states, strict=True):
         out.update(zip(f.columns, state, strict=True))
     return out
-
-
-#: Batches smaller than this scan on one thread (thread start-up would dominate).
-_PARALLEL_MIN_EVENTS = 200_000
-
-
-def _scan_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _matches(f: Fold) -> list[Match]:

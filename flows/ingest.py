@@ -34,7 +34,6 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from flows.contract import (
 )
 from flows.errors import InputError
 from flows.files import atomic_write_bytes, atomic_write_parquet
+from flows.parallel import THREADS
 
 #: String columns of the raw store; ``read(encoded=True)`` keeps them dictionary-encoded.
 _TEXT_COLUMNS = [f.name for f in ARROW_SCHEMA if pa.types.is_string(f.type)]
@@ -66,7 +66,6 @@ _DICTIONARY_SCHEMA = pa.schema(
         for f in ARROW_SCHEMA
     ]
 )
-_READ_THREADS = max(1, min(4, os.cpu_count() or 1))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -188,7 +187,7 @@ class RawEventStore:
         files = self.part_files(days)
         if not files:
             return wanted.empty_table()
-        with ThreadPoolExecutor(_READ_THREADS) as pool:
+        with ThreadPoolExecutor(THREADS) as pool:
             tables = list(
                 pool.map(
                     lambda f: pq.read_table(

@@ -159,6 +159,14 @@ class WriterLock:
             self._fh = None
 
 
+def _sessions(examples: list[Example]) -> list[list[Example]]:
+    """The examples grouped by session, in the order each session's first example came."""
+    sessions: dict[str, list[Example]] = {}
+    for e in examples:
+        sessions.setdefault(e[1], []).append(e)
+    return list(sessions.values())
+
+
 def by_session(examples: list[Example], size: int) -> Iterator[list[Example]]:
     """The examples in chunks of about ``size`` that never split a session.
 
@@ -168,11 +176,8 @@ def by_session(examples: list[Example], size: int) -> Iterator[list[Example]]:
     >>> [[e[1] for e in part] for part in by_session(ex, 2)]
     [['a', 'a', 'a'], ['b', 'b']]
     """
-    sessions: dict[str, list[Example]] = {}
-    for e in examples:
-        sessions.setdefault(e[1], []).append(e)
     part: list[Example] = []
-    for rows in sessions.values():
+    for rows in _sessions(examples):
         part += rows
         if len(part) >= size:
             yield part
@@ -190,11 +195,8 @@ def learn(model: Any, examples: list[Example]) -> list[float]:
     ``take_labelled`` returns every decision point of an ended session, unless
     its ``limit`` cuts one, which then counts as two.
     """
-    sessions: dict[str, list[Example]] = {}
-    for e in examples:
-        sessions.setdefault(e[1], []).append(e)
     fired: list[float] = []
-    for rows in sessions.values():
+    for rows in _sessions(examples):
         rows.sort(key=lambda e: e[2])
         if model.learn_session([(x, p) for _, _, _, x, p, _ in rows], rows[0][5]):
             fired.append(rows[-1][2])
