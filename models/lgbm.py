@@ -2,16 +2,18 @@
 
 Training uses the time split from :mod:`models.dataset`: early stopping on
 validation AUC, classes weighted to balance (abandonment is the majority
-class). Class weights shift every raw log-odds by exactly
-``log(scale_pos_weight)``; the model undoes that shift, which restores
-calibration without fitting anything. The result is then checked on the
-validation window and recalibrated with Platt scaling only when its expected
-calibration error exceeds ``ece_tolerance`` (0.1, i.e. grossly off): a single
-day's base rate swings by several points, and a Platt fit on it carries that
-day's rate into every prediction. Measured: hold-out ECE 0.045 with Platt
-against 0.025 without (``bench/bench_models.py`` data), and 0.078 against 0.032
-on the demo's week, whose validation day had a 0.59 abandonment rate against
-0.64 in training and 0.67 in the hold-out.
+class). The booster is trained on top of a logistic regression over the same
+columns (:mod:`models.linear_base`): it starts every row from the
+regression's log-odds and learns only what the regression misses. Class
+weights shift every raw log-odds by exactly ``log(scale_pos_weight)``; the
+model undoes that shift, which restores calibration without fitting anything.
+The result is then checked on the validation window and recalibrated with Platt
+scaling only when its expected calibration error exceeds ``ece_tolerance``
+(0.1, i.e. grossly off): a single day's base rate swings by several points, and
+a Platt fit on it carries that day's rate into every prediction. Measured:
+hold-out ECE 0.045 with Platt against 0.025 without (``bench/bench_models.py``
+data), and 0.078 against 0.032 on the demo's week, whose validation day had a
+0.59 abandonment rate against 0.64 in training and 0.67 in the hold-out.
 Platt scaling is monotonic, so it never changes the ranking (AUC). Metrics
 are reported on the held-out window.
 """
@@ -28,6 +30,7 @@ import numpy as np
 
 from models.card import ModelCard, RiskModel
 from models.fastpredict import SingleRowPredictor
+from models.linear_base import LinearBase, fit_linear_base
 from models.metrics import calibration_curve, expected_calibration_error, score
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -75,11 +78,23 @@ class LgbmRiskModel:
     platt: tuple[float, float] = (1.0, 0.0)
     #: log(scale_pos_weight): class weighting shifts every raw logit by exactly this.
     prior_shift: float = 0.0
+    #: The regression the booster was trained on top of (its initial score), if any.
+    base: LinearBase | None = None
+
+    def _offset(self, x: np.ndarray) -> np.ndarray | float:
+        """What to add to the booster's raw score: the base, minus the class-weight shift.
+
+        With a base, training started every row from ``base + prior_shift``, so the
+        weighted model's log-odds are ``booster + base + prior_shift``.
+        """
+        if self.base is None:
+            return -self.prior_shift
+        return self.base.logit(x)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities of the weighted booster with the class-weight shift undone."""
+        """Probabilities of the weighted model with the class-weight shift undone."""
         raw = np.asarray(self.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
-        z = raw - self.prior_shift
+        z = raw + self._offset(x)
         return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -95,22 +110,33 @@ class LgbmRiskModel:
         fast = self.__dict__.get("_fast_raw")
         if fast is None:
             fast = self.__dict__["_fast_raw"] = SingleRowPredictor(self.booster, "raw")
-        z = fast(row) - self.prior_shift
+        z = fast(row) + (self.base.logit_row(row) if self.base else -self.prior_shift)
         p = min(max(1.0 / (1.0 + math.exp(-z)), 1e-6), 1 - 1e-6)
         a, b = self.platt
         return 1.0 / (1.0 + math.exp(-(a * math.log(p / (1 - p)) + b)))
 
     def contributions_row(self, row: np.ndarray) -> np.ndarray:
-        """Signed log-odds contributions of one row, in column order (no bias term)."""
+        """Signed log-odds contributions of one row, in column order (no bias term).
+
+        The booster's SHAP values plus, with a base, the base's exact linear terms.
+        """
         fast = self.__dict__.get("_fast_contrib")
         if fast is None:
             fast = self.__dict__["_fast_contrib"] = SingleRowPredictor(self.booster, "contrib")
-        return np.asarray(fast(row))[:-1]
+        trees = np.asarray(fast(row))[:-1]
+        return trees + self.base.contributions(row)[0] if self.base else trees
+
+    def contribution_matrix(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`contributions_row` of every row of ``x``: rows by columns."""
+        trees = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1))[:, :-1]
+        return trees + self.base.contributions(x) if self.base else trees
 
     def contributions(self, x: np.ndarray) -> list[dict[str, float]]:
         """Signed per-feature contributions (log-odds, before calibration) of each row."""
-        contrib = self.booster.predict(x, pred_contrib=True, num_threads=1)
-        return [dict(zip(self.card.columns, row[:-1].tolist(), strict=True)) for row in contrib]
+        return [
+            dict(zip(self.card.columns, row.tolist(), strict=True))
+            for row in self.contribution_matrix(x)
+        ]
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -118,6 +144,7 @@ class LgbmRiskModel:
             "card": self.card.as_dict(),
             "platt": self.platt,
             "prior_shift": self.prior_shift,
+            "base": self.base.as_dict() if self.base else None,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -126,6 +153,8 @@ class LgbmRiskModel:
         a, b = state["platt"]
         self.platt = (float(a), float(b))
         self.prior_shift = float(state["prior_shift"])
+        base = state.get("base")
+        self.base = LinearBase.from_dict(base) if base else None
 
 
 def fit_platt(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
@@ -156,14 +185,28 @@ def train_lgbm(
     params: dict[str, Any] | None = None,
     ece_tolerance: float = 0.1,
     max_rounds: int = 2000,
+    linear_base: bool = True,
+    groups: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train with early stopping on the validation window, then calibrate."""
+    """Train with early stopping on the validation window, then calibrate.
+
+    With ``linear_base`` (the default) the booster starts every row from a
+    logistic regression's log-odds (:mod:`models.linear_base`) instead of the
+    base rate, and learns the rest. ``groups`` (each training row's session)
+    keeps a session's rows together when the base's regularization is chosen.
+    """
     pos = max(float(y_train.sum()), 1.0)
     neg = max(float(len(y_train) - y_train.sum()), 1.0)
     scale = LARGE_DATA_PARAMS if len(y_train) > LARGE_DATA_ROWS else {}
     p = {**DEFAULT_PARAMS, **scale, "seed": seed, "scale_pos_weight": neg / pos, **(params or {})}
-    train = lgb.Dataset(x_train, y_train, feature_name=card.columns, free_raw_data=False)
-    valid = lgb.Dataset(x_valid, y_valid, reference=train)
+    shift = math.log(p["scale_pos_weight"])
+    base = fit_linear_base(x_train, y_train, groups=groups, seed=seed) if linear_base else None
+    init_train = None if base is None else base.logit(x_train) + shift
+    init_valid = None if base is None else base.logit(x_valid) + shift
+    train = lgb.Dataset(
+        x_train, y_train, init_score=init_train, feature_name=card.columns, free_raw_data=False
+    )
+    valid = lgb.Dataset(x_valid, y_valid, init_score=init_valid, reference=train)
     booster = lgb.train(
         p,
         train,
@@ -171,7 +214,7 @@ def train_lgbm(
         valid_sets=[valid],
         callbacks=[lgb.early_stopping(50, verbose=False)],
     )
-    model = LgbmRiskModel(booster, card, prior_shift=math.log(p["scale_pos_weight"]))
+    model = LgbmRiskModel(booster, card, prior_shift=shift, base=base)
     raw_valid = model.raw(x_valid)
     ece_before = expected_calibration_error(y_valid, raw_valid)
     recalibrated = ece_before > ece_tolerance
@@ -183,7 +226,7 @@ def train_lgbm(
         "valid_ece_raw": ece_before,
         **score(y_valid, after).as_dict("valid_"),
     }
-    card.params = {k: v for k, v in p.items() if k != "verbose"}
+    card.params = {k: v for k, v in p.items() if k != "verbose"} | {"linear_base": linear_base}
     card.thresholds = risk_thresholds(after)
     return TrainResult(model, metrics, int(metrics["best_iteration"]), recalibrated)
 
@@ -215,20 +258,24 @@ def plot_calibration(y: np.ndarray, p: np.ndarray, path: Path, title: str) -> Pa
     return _save(fig, path)
 
 
-def plot_importance(model: LgbmRiskModel, path: Path, top: int = 20) -> Path:
-    """Total gain per feature, largest first."""
+def plot_importance(model: LgbmRiskModel, x: np.ndarray, path: Path, top: int = 20) -> Path:
+    """Mean absolute contribution (log-odds) of each feature over the rows of ``x``.
+
+    Contributions include the linear base, so the bars show what drives the
+    whole model's predictions, not only the booster's residual trees.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    gain = model.booster.feature_importance(importance_type="gain")
-    order = np.argsort(gain)[::-1][:top][::-1]
+    weight = np.abs(model.contribution_matrix(x)).mean(axis=0) if len(x) else np.zeros(0)
+    order = np.argsort(weight)[::-1][:top][::-1]
     names = [model.card.columns[i] for i in order]
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.3 * len(names) + 1)))
-    ax.barh(names, gain[order] / max(gain.sum(), 1e-12), color="tab:orange")
-    ax.set_xlabel("share of total gain")
-    ax.set_title("LightGBM feature importance")
+    ax.barh(names, weight[order], color="tab:orange")
+    ax.set_xlabel("mean |contribution| to the log-odds")
+    ax.set_title("Feature importance (LightGBM with its linear base)")
     return _save(fig, path)
 
 

@@ -114,7 +114,8 @@ def train_models(
     x_te, y_te = _xy(split.test, columns)
 
     card = ModelCard("lightgbm", SERVICE, columns, window)
-    result = train_lgbm(x_tr, y_tr, x_va, y_va, card, seed=seed)
+    groups = split.train["session_id"].to_numpy()
+    result = train_lgbm(x_tr, y_tr, x_va, y_va, card, seed=seed, groups=groups)
     p_te = result.model.predict(x_te)
     lgbm_metrics = {
         **result.metrics,
@@ -134,7 +135,7 @@ def train_models(
         plot_calibration(
             y_te, p_te, report_dir / "calibration.png", "LightGBM hold-out calibration"
         ),
-        plot_importance(result.model, report_dir / "importance.png"),
+        plot_importance(result.model, x_te, report_dir / "importance.png"),
     ]
     client = registry.configure(settings.tracking_uri, settings.artifact_root)
     lg = registry.register(

@@ -131,13 +131,46 @@ def test_single_row_fast_path_gives_the_same_numbers() -> None:
     model = pickle.loads(pickle.dumps(model))  # as loaded from the registry
     rows = x[5000:5200].copy()
     rows[::7, 1] = np.nan
+    assert model.base is not None
     batch = model.predict(rows)
-    contrib = model.booster.predict(rows, pred_contrib=True)[:, :-1]
+    contrib = model.contribution_matrix(rows)
     for i, row in enumerate(rows):
         assert model.predict_row(row) == pytest.approx(batch[i], rel=0, abs=1e-12)
         np.testing.assert_allclose(model.contributions_row(row), contrib[i], rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="expected 5 features"):
         model.predict_row(rows[0, :2])
+
+
+def test_contributions_add_up_to_the_models_log_odds() -> None:
+    """Trees' SHAP values plus the linear base's terms explain the whole prediction."""
+    x, y, _ = synthetic(6000)
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    model = train_lgbm(x[:4000], y[:4000], x[4000:5000], y[4000:5000], card, seed=0).model
+    assert model.base is not None and model.platt == (1.0, 0.0)
+    rows = x[5000:5100]
+    p = model.raw(rows)
+    tree_bias = model.booster.predict(rows, pred_contrib=True)[:, -1]
+    total = model.contribution_matrix(rows).sum(axis=1) + tree_bias + model.base.bias
+    np.testing.assert_allclose(total, np.log(p / (1 - p)), rtol=0, atol=1e-9)
+    # The base is not decoration: without the booster's trees it still ranks well.
+    base_only = model.base.logit(x[5000:])
+    assert roc_auc(y[5000:], base_only) > 0.7
+
+
+def test_a_model_without_linear_base_still_loads_and_scores() -> None:
+    """Models registered before the linear base (no "base" in their state) keep working."""
+    import pickle
+
+    x, y, _ = synthetic(3000)
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    r = train_lgbm(x[:2000], y[:2000], x[2000:2500], y[2000:2500], card, linear_base=False)
+    state = r.model.__getstate__()
+    del state["base"]  # the older format
+    old = pickle.loads(pickle.dumps(r.model))
+    old.__setstate__(state)
+    assert old.base is None
+    np.testing.assert_allclose(old.predict(x[2500:]), r.model.predict(x[2500:]), rtol=0, atol=0)
+    assert old.predict_row(x[2600]) == pytest.approx(r.model.predict(x[2600:2601])[0], abs=1e-12)
 
 
 def test_river_checkpoint_restores_exactly(tmp_path: Path) -> None:
