@@ -1,8 +1,11 @@
 """river incremental abandonment model, with ADWIN on its error stream.
 
-The model is ``StandardScaler | LogisticRegression`` over the same columns as
-the LightGBM model (missing values are left out of the feature dict, which
-river's scaler and linear model treat as absent). It learns by replaying
+The model is ``signed log | StandardScaler | LogisticRegression`` over the
+same columns as the LightGBM model, with the signed log of its linear base
+(:func:`models.linear_base.signed_log_features`; counts and durations are
+heavy-tailed, and the log gained 0.011 to 0.016 progressive AUC on the
+benchmark data). Missing values are left out of the feature dict, which
+river's scaler and linear model treat as absent. It learns by replaying
 decision points in time order with progressive validation: each decision is
 predicted first, and learnt only when its label arrives, i.e. when its session
 ends.
@@ -38,6 +41,7 @@ from river import compose, drift, linear_model, optim, preprocessing
 
 from flows.files import atomic_write_bytes
 from models.card import ModelCard
+from models.linear_base import signed_log_features
 
 #: ADWIN's significance on the per-session error stream (river's own default). It
 #: bounds the chance of a false change at each of ADWIN's checks (one every 32
@@ -107,6 +111,7 @@ class RiverRiskModel:
     def __post_init__(self) -> None:
         if self.pipeline is None:
             self.pipeline = compose.Pipeline(
+                compose.FuncTransformer(signed_log_features),
                 preprocessing.StandardScaler(),
                 linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.05), l2=1e-4),
             )
