@@ -82,10 +82,11 @@ class LgbmRiskModel:
     base: LinearBase | None = None
 
     def _offset(self, x: np.ndarray) -> np.ndarray | float:
-        """What to add to the booster's raw score: the base, minus the class-weight shift.
+        """What turns the booster's raw score into the model's log-odds.
 
-        With a base, training started every row from ``base + prior_shift``, so the
-        weighted model's log-odds are ``booster + base + prior_shift``.
+        Without a base: minus the class-weight shift. With one, training started
+        every row from ``base + prior_shift``, so the weighted model's log-odds are
+        ``booster + base + prior_shift`` and the model's are ``booster + base``.
         """
         if self.base is None:
             return -self.prior_shift
@@ -193,7 +194,8 @@ def train_lgbm(
     With ``linear_base`` (the default) the booster starts every row from a
     logistic regression's log-odds (:mod:`models.linear_base`) instead of the
     base rate, and learns the rest. ``groups`` (each training row's session)
-    keeps a session's rows together when the base's regularization is chosen.
+    keeps a session's rows in one fold when the base's regularization is
+    chosen, and weighs every session once in its fit.
     """
     pos = max(float(y_train.sum()), 1.0)
     neg = max(float(len(y_train) - y_train.sum()), 1.0)
