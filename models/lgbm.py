@@ -142,8 +142,12 @@ class LgbmRiskModel:
         ]
 
     def __getstate__(self) -> dict[str, Any]:
+        # With a base, the booster alone scores only a residual: it is stored under
+        # another key, so that code older than the base fails to load the model
+        # (KeyError "model") instead of scoring with the residual alone.
+        key = "model" if self.base is None else "residual_model"
         return {
-            "model": self.booster.model_to_string(),
+            key: self.booster.model_to_string(),
             "card": self.card.as_dict(),
             "platt": self.platt,
             "prior_shift": self.prior_shift,
@@ -151,7 +155,7 @@ class LgbmRiskModel:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.booster = lgb.Booster(model_str=state["model"])
+        self.booster = lgb.Booster(model_str=state.get("model") or state["residual_model"])
         self.card = ModelCard.from_dict(state["card"])
         a, b = state["platt"]
         self.platt = (float(a), float(b))

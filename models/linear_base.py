@@ -40,6 +40,7 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,8 @@ C_GRID: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULT_MAX_ROWS = 200_000
 #: Rows sampled for choosing ``C`` when there are more.
 DEFAULT_CV_ROWS = 40_000
+#: ``C`` when there is too little data to cross-validate (the grid's most chosen value).
+FALLBACK_C = 0.1
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
@@ -121,6 +124,13 @@ def _design(t: np.ndarray, fill: np.ndarray, mean: np.ndarray, scale: np.ndarray
     return np.hstack([(np.where(miss, fill, t) - mean) / scale, miss.astype(np.float64)])
 
 
+def _sample(n: int, at_most: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded sample of ``at_most`` of ``n`` rows (all when fewer)."""
+    if n <= at_most:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, at_most, replace=False))
+
+
 def session_weights(groups: np.ndarray | None, n: int) -> np.ndarray:
     """Row weights that make every session (group) count once: 1 / its row count."""
     if groups is None:
@@ -141,23 +151,28 @@ def choose_c(
 
     Decision points of one session share its label, so folds keep a session's
     points together (otherwise a fold would be scored on sessions it learnt),
-    and fits and scores weigh every session once.
+    and fits and scores weigh every session once. With fewer than five
+    sessions there are as many folds as sessions; with one, or when no fold
+    has both outcomes to learn from, it is :data:`FALLBACK_C`.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
     from sklearn.model_selection import GroupKFold, KFold
 
-    if len(design) > max_rows:
-        keep = np.sort(np.random.default_rng(seed).choice(len(design), max_rows, replace=False))
-        design, y = design[keep], y[keep]
-        groups = None if groups is None else groups[keep]
+    keep = _sample(len(design), max_rows, seed)
+    design, y = design[keep], y[keep]
+    groups = None if groups is None else groups[keep]
     weight = session_weights(groups, len(y))
-    folds = 5
-    if groups is None or len(np.unique(groups)) < folds:
+    units = len(y) if groups is None else len(np.unique(groups))
+    folds = min(5, units)
+    if folds < 2:
+        return FALLBACK_C
+    if groups is None:
         splits = KFold(folds, shuffle=True, random_state=seed).split(design)
     else:
         splits = GroupKFold(folds).split(design, y, groups)
     loss = np.zeros(len(C_GRID))
+    scored = False
     for fit, held in splits:
         if len(np.unique(y[fit])) < 2:
             continue
@@ -166,7 +181,8 @@ def choose_c(
             lr.fit(design[fit], y[fit], sample_weight=weight[fit])
             p = lr.predict_proba(design[held])[:, 1]
             loss[i] += log_loss(y[held], p, sample_weight=weight[held], labels=[0, 1])
-    return float(C_GRID[int(np.argmin(loss))])
+        scored = True
+    return float(C_GRID[int(np.argmin(loss))]) if scored else FALLBACK_C
 
 
 def fit_linear_base(
@@ -186,32 +202,70 @@ def fit_linear_base(
     """
     from sklearn.linear_model import LogisticRegression
 
-    if len(x) > max_rows:
-        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_rows, replace=False))
-        x, y = x[keep], y[keep]
-        groups = None if groups is None else groups[keep]
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            "the training rows hold only one outcome; a risk model needs both "
+            "abandoned and purchased sessions"
+        )
+    keep = _sample(len(x), max_rows, seed)
+    x, y = x[keep], y[keep]
+    groups = None if groups is None else groups[keep]
     t = _signed_log(x)
     miss = np.isnan(t)
-    with np.errstate(all="ignore"):
-        fill = np.nanmedian(t, axis=0) if len(t) else np.zeros(x.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: filled with 0
+        fill = np.nanmedian(t, axis=0)
     fill = np.where(np.isnan(fill), 0.0, fill)
     filled = np.where(miss, fill, t)
-    mean = filled.mean(axis=0)
-    scale = filled.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    # A column with one value in training carries no information, and its float
+    # spread (1e-16, not 0) would blow up any other value at serving: it is
+    # centred on that value and left unscaled, so every row's term is 0 there.
+    constant = np.ptp(filled, axis=0) == 0
+    mean = np.where(constant, filled[0], filled.mean(axis=0))
+    scale = np.where(constant, 1.0, filled.std(axis=0))
     design = _design(t, fill, mean, scale)
+    weight = session_weights(groups, len(y))
     if c is None:
-        c = choose_c(design, y, groups, seed=seed)
+        cv = _sample(len(y), DEFAULT_CV_ROWS, seed)
+        cv_groups = None if groups is None else groups[cv]
+        # C multiplies the sum of the weighted losses: scale the C chosen on the
+        # cross-validation sample to the fit's sum of weights, for the same strength.
+        cv_weight = session_weights(cv_groups, len(cv)).sum()
+        c = choose_c(design[cv], y[cv], cv_groups, seed=seed) * cv_weight / weight.sum()
     lr = LogisticRegression(C=c, max_iter=3000)
-    lr.fit(design, y, sample_weight=session_weights(groups, len(y)))
+    lr.fit(design, y, sample_weight=weight)
     k = x.shape[1]
+    coef = np.where(constant, 0.0, lr.coef_[0, :k]).astype(np.float64)
+    miss_coef = lr.coef_[0, k:].astype(np.float64)
     return LinearBase(
         fill=fill,
         mean=mean,
         scale=scale,
-        coef=lr.coef_[0, :k].astype(np.float64),
-        miss_coef=lr.coef_[0, k:].astype(np.float64),
+        coef=coef,
+        miss_coef=miss_coef,
         miss_mean=miss.mean(axis=0).astype(np.float64),
-        intercept=float(lr.intercept_[0]),
+        intercept=_row_intercept(design @ np.concatenate([coef, miss_coef]), y),
         c=float(c),
     )
+
+
+def _row_intercept(score: np.ndarray, y: np.ndarray, steps: int = 25) -> float:
+    """The intercept that makes the mean predicted risk of the rows their outcome rate.
+
+    The slopes are fitted with every session weighed once, which calibrates the
+    regression per session; the scorer decides per decision point, so the
+    intercept is fitted per row (maximum likelihood with the slopes fixed, by
+    Newton's method).
+    """
+    b = float(np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6)))
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(score + b)))
+        grad = float(np.sum(y - p))
+        hess = float(np.sum(p * (1 - p)))
+        if hess <= 0:
+            break
+        step = grad / hess
+        b += step
+        if abs(step) < 1e-10:
+            break
+    return b

@@ -113,6 +113,11 @@ def train_models(
     x_va, y_va = _xy(split.valid, columns)
     x_te, y_te = _xy(split.test, columns)
 
+    if len(np.unique(y_tr)) < 2:
+        raise NotReadyError(
+            "the training window holds only one outcome (every labelled session was "
+            "abandoned, or every one purchased); ingest more days and build features again"
+        )
     card = ModelCard("lightgbm", SERVICE, columns, window)
     groups = split.train["session_id"].to_numpy()
     result = train_lgbm(x_tr, y_tr, x_va, y_va, card, seed=seed, groups=groups)

@@ -173,6 +173,68 @@ def test_a_model_without_linear_base_still_loads_and_scores() -> None:
     assert old.predict_row(x[2600]) == pytest.approx(r.model.predict(x[2600:2601])[0], abs=1e-12)
 
 
+def sessions(n_sessions: int = 600, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decision points grouped in sessions; abandoning sessions have more of them."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=n_sessions)
+    label = (rng.random(n_sessions) < 1 / (1 + np.exp(-(0.3 + 1.5 * signal)))).astype(int)
+    points = 1 + rng.poisson(np.where(label == 1, 12, 3))
+    group = np.repeat(np.arange(n_sessions), points)
+    x = np.column_stack(
+        [signal[group] + rng.normal(0, 0.5, len(group)), np.ones(len(group))]
+    )
+    return x, label[group], group
+
+
+def test_linear_base_is_calibrated_per_row_though_sessions_weigh_once() -> None:
+    """Slopes weigh every session once; the intercept makes the rows' mean risk their rate."""
+    from models.linear_base import fit_linear_base
+
+    x, y, group = sessions()
+    base = fit_linear_base(x, y, groups=group)
+    p = 1 / (1 + np.exp(-base.logit(x)))
+    assert p.mean() == pytest.approx(y.mean(), abs=1e-6)
+    # Per session the row rate over-counts long (abandoning) sessions; the check
+    # above could not pass with the session-weighted intercept.
+    assert abs(y.mean() - np.mean([y[group == g][0] for g in range(600)])) > 0.1
+
+
+def test_a_column_constant_in_training_does_not_move_serving_risk() -> None:
+    """Its float spread is ~1e-16, not 0: another value at serving must not blow up."""
+    x, y, group = sessions()
+    card = ModelCard("lightgbm", "svc", ["signal", "always_one"], {})
+    half = len(x) // 2
+    model = train_lgbm(x[:half], y[:half], x[half:], y[half:], card, groups=group[:half]).model
+    assert model.base is not None and model.base.coef[1] == 0.0
+    row = x[0].copy()
+    risk = model.predict_row(row)
+    for other in (0.0, 2.0, float("nan")):
+        row[1] = other
+        assert model.predict_row(row) == pytest.approx(risk, abs=1e-12)
+        assert model.predict(row[None, :])[0] == pytest.approx(risk, abs=1e-12)
+        assert np.all(np.abs(model.contributions_row(row)) < 10)
+
+
+def test_a_model_with_a_base_cannot_be_read_as_a_plain_booster() -> None:
+    """Its booster scores only a residual: older loaders must fail, not score with it."""
+    x, y, _ = synthetic(3000)
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    state = train_lgbm(x[:2000], y[:2000], x[2000:2500], y[2000:2500], card).model.__getstate__()
+    assert "model" not in state and state["residual_model"] and state["base"]
+
+
+def test_one_outcome_or_few_sessions_get_a_clear_answer() -> None:
+    from models.linear_base import FALLBACK_C, choose_c, fit_linear_base
+
+    x, y, group = sessions(40)
+    with pytest.raises(ValueError, match="only one outcome"):
+        fit_linear_base(x, np.ones_like(y))
+    few = group < 3  # three sessions: three folds, one per session
+    c = choose_c(x[few], y[few], group[few])
+    assert c in (FALLBACK_C, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    assert choose_c(x[group == 0], y[group == 0], group[group == 0]) == FALLBACK_C
+
+
 def test_river_checkpoint_restores_exactly(tmp_path: Path) -> None:
     x, y, _ = synthetic(3000)
     t = np.arange(len(x), dtype=float)
