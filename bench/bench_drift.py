@@ -135,6 +135,7 @@ def fit(ref: pd.DataFrame, cols: list[str]) -> Any:
         va["label"].to_numpy(int),
         ModelCard("lightgbm", "abandonment_v1", cols, {}),
         seed=0,
+        groups=tr["session_id"].to_numpy(),
     ).model
     return model
 
