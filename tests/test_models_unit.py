@@ -180,9 +180,7 @@ def sessions(n_sessions: int = 600, seed: int = 1) -> tuple[np.ndarray, np.ndarr
     label = (rng.random(n_sessions) < 1 / (1 + np.exp(-(0.3 + 1.5 * signal)))).astype(int)
     points = 1 + rng.poisson(np.where(label == 1, 12, 3))
     group = np.repeat(np.arange(n_sessions), points)
-    x = np.column_stack(
-        [signal[group] + rng.normal(0, 0.5, len(group)), np.ones(len(group))]
-    )
+    x = np.column_stack([signal[group] + rng.normal(0, 0.5, len(group)), np.ones(len(group))])
     return x, label[group], group
 
 
