@@ -88,10 +88,7 @@ class LinearBase:
         return float(self.intercept + self.miss_coef @ self.miss_mean)
 
     def _terms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        t = _signed_log(x)
-        miss = np.isnan(t)
-        z = (np.where(miss, self.fill, t) - self.mean) / self.scale
-        return z, miss.astype(np.float64)
+        return _standardize(_signed_log(x), self.fill, self.mean, self.scale)
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """Log-odds contribution of each column of each row; they sum to ``logit - bias``."""
@@ -119,9 +116,12 @@ class LinearBase:
         return cls(intercept=float(d["intercept"]), c=float(d.get("c", 1.0)), **arrays)
 
 
-def _design(t: np.ndarray, fill: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _standardize(
+    t: np.ndarray, fill: np.ndarray, mean: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardized signed-log values (missing ones filled) and the missing indicators."""
     miss = np.isnan(t)
-    return np.hstack([(np.where(miss, fill, t) - mean) / scale, miss.astype(np.float64)])
+    return (np.where(miss, fill, t) - mean) / scale, miss.astype(np.float64)
 
 
 def _sample(n: int, at_most: int, seed: int) -> np.ndarray:
@@ -145,7 +145,6 @@ def choose_c(
     groups: np.ndarray | None,
     *,
     seed: int = 0,
-    max_rows: int = DEFAULT_CV_ROWS,
 ) -> float:
     """The ``C`` of :data:`C_GRID` with the best 5-fold log loss, folds grouped by ``groups``.
 
@@ -153,15 +152,14 @@ def choose_c(
     points together (otherwise a fold would be scored on sessions it learnt),
     and fits and scores weigh every session once. With fewer than five
     sessions there are as many folds as sessions; with one, or when no fold
-    has both outcomes to learn from, it is :data:`FALLBACK_C`.
+    has both outcomes to learn from, it is :data:`FALLBACK_C`. It fits
+    ``len(C_GRID) * 5`` regressions: :func:`fit_linear_base` passes it at most
+    :data:`DEFAULT_CV_ROWS` rows.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
     from sklearn.model_selection import GroupKFold, KFold
 
-    keep = _sample(len(design), max_rows, seed)
-    design, y = design[keep], y[keep]
-    groups = None if groups is None else groups[keep]
     weight = session_weights(groups, len(y))
     units = len(y) if groups is None else len(np.unique(groups))
     folds = min(5, units)
@@ -211,19 +209,19 @@ def fit_linear_base(
     x, y = x[keep], y[keep]
     groups = None if groups is None else groups[keep]
     t = _signed_log(x)
-    miss = np.isnan(t)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: filled with 0
         fill = np.nanmedian(t, axis=0)
     fill = np.where(np.isnan(fill), 0.0, fill)
-    filled = np.where(miss, fill, t)
+    filled = np.where(np.isnan(t), fill, t)
     # A column with one value in training carries no information, and its float
     # spread (1e-16, not 0) would blow up any other value at serving: it is
     # centred on that value and left unscaled, so every row's term is 0 there.
     constant = np.ptp(filled, axis=0) == 0
     mean = np.where(constant, filled[0], filled.mean(axis=0))
     scale = np.where(constant, 1.0, filled.std(axis=0))
-    design = _design(t, fill, mean, scale)
+    z, miss = _standardize(t, fill, mean, scale)
+    design = np.hstack([z, miss])
     weight = session_weights(groups, len(y))
     if c is None:
         cv = _sample(len(y), DEFAULT_CV_ROWS, seed)
@@ -243,7 +241,7 @@ def fit_linear_base(
         scale=scale,
         coef=coef,
         miss_coef=miss_coef,
-        miss_mean=miss.mean(axis=0).astype(np.float64),
+        miss_mean=miss.mean(axis=0),
         intercept=_row_intercept(design @ np.concatenate([coef, miss_coef]), y),
         c=float(c),
     )
