@@ -39,10 +39,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "first_metric_only": True,
     "learning_rate": 0.03,
     "num_leaves": 7,
-    # The trees learn the linear base's residual, mostly noise: a leaf needs the
-    # evidence of a few hundred sessions, or it fits the validation day
-    # (docs/models.md, "Leaves of 2,000 rows").
-    "min_data_in_leaf": 2000,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.9,
     "bagging_freq": 1,
@@ -52,6 +48,29 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "force_row_wise": True,
     "num_threads": 2,
 }
+
+
+#: The trees learn the linear base's residual, mostly noise: a leaf needs the
+#: evidence of a few hundred sessions, or it fits the validation day
+#: (docs/models.md, "Leaves of a few hundred sessions"). ``min_data_in_leaf`` is
+#: that many sessions' worth of rows (:func:`leaf_rows`).
+MIN_LEAF_SESSIONS = 350
+
+
+def leaf_rows(n_rows: int, groups: np.ndarray | None) -> int:
+    """``min_data_in_leaf`` for ``n_rows`` training rows: :data:`MIN_LEAF_SESSIONS` sessions.
+
+    A session of the generated logs has about 5.7 decision points, so a leaf
+    there needs about 2,000 rows; with one row per session (``groups`` None,
+    as in the UCI data) it needs 350.
+
+    >>> leaf_rows(10_000, None)
+    350
+    >>> leaf_rows(6, np.array(["a", "a", "a", "b", "b", "b"]))
+    1050
+    """
+    per_session = 1.0 if groups is None else n_rows / max(len(np.unique(groups)), 1)
+    return max(1, round(MIN_LEAF_SESSIONS * per_session))
 
 
 #: Above this many training rows, trees grow larger and learn faster: small,
@@ -201,12 +220,20 @@ def train_lgbm(
     logistic regression's log-odds (:mod:`models.linear_base`) instead of the
     base rate, and learns the rest. ``groups`` (each training row's session)
     keeps a session's rows in one fold when the base's regularization is
-    chosen, and weighs every session once in its fit.
+    chosen, and weighs every session once in its fit; it also sets the trees'
+    leaf size (:func:`leaf_rows`).
     """
     pos = max(float(y_train.sum()), 1.0)
     neg = max(float(len(y_train) - y_train.sum()), 1.0)
     scale = LARGE_DATA_PARAMS if len(y_train) > LARGE_DATA_ROWS else {}
-    p = {**DEFAULT_PARAMS, **scale, "seed": seed, "scale_pos_weight": neg / pos, **(params or {})}
+    p = {
+        **DEFAULT_PARAMS,
+        **scale,
+        "min_data_in_leaf": leaf_rows(len(y_train), groups),
+        "seed": seed,
+        "scale_pos_weight": neg / pos,
+        **(params or {}),
+    }
     shift = math.log(p["scale_pos_weight"])
     base = fit_linear_base(x_train, y_train, groups=groups, seed=seed) if linear_base else None
     init_train = None if base is None else base.logit(x_train) + shift

@@ -121,6 +121,28 @@ def test_large_data_parameters_apply_only_above_the_switch(
     assert {k: large.params[k] for k in lgbm.LARGE_DATA_PARAMS} == lgbm.LARGE_DATA_PARAMS
 
 
+def test_leaves_hold_the_same_number_of_sessions_whatever_the_rows_per_session() -> None:
+    """min_data_in_leaf is MIN_LEAF_SESSIONS sessions' worth of rows, not a fixed row count."""
+    from models.lgbm import MIN_LEAF_SESSIONS
+
+    x, y, _ = synthetic(3000)
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    one_row_each = train_lgbm(x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0).model.card
+    assert one_row_each.params["min_data_in_leaf"] == MIN_LEAF_SESSIONS
+    four_rows_each = np.repeat(np.arange(500), 4)  # 500 sessions of 4 decision points
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    grouped = train_lgbm(
+        x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0, groups=four_rows_each
+    ).model.card
+    assert grouped.params["min_data_in_leaf"] == 4 * MIN_LEAF_SESSIONS
+    # An explicit parameter still wins.
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    fixed = train_lgbm(
+        x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0, params={"min_data_in_leaf": 50}
+    ).model.card
+    assert fixed.params["min_data_in_leaf"] == 50
+
+
 def test_single_row_fast_path_gives_the_same_numbers() -> None:
     """The scorer's LightGBM C fast path equals Booster.predict, missing values included."""
     import pickle
