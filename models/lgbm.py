@@ -223,6 +223,11 @@ def train_lgbm(
     chosen, and weighs every session once in its fit; it also sets the trees'
     leaf size (:func:`leaf_rows`).
     """
+    if groups is not None and len(groups) != len(y_train):
+        raise ValueError(
+            f"groups has {len(groups)} entries for {len(y_train)} training rows; "
+            "pass the session id of every training row"
+        )
     pos = max(float(y_train.sum()), 1.0)
     neg = max(float(len(y_train) - y_train.sum()), 1.0)
     scale = LARGE_DATA_PARAMS if len(y_train) > LARGE_DATA_ROWS else {}

@@ -141,6 +141,8 @@ def test_leaves_hold_the_same_number_of_sessions_whatever_the_rows_per_session()
         x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0, params={"min_data_in_leaf": 50}
     ).model.card
     assert fixed.params["min_data_in_leaf"] == 50
+    with pytest.raises(ValueError, match="session id of every training row"):
+        train_lgbm(x[:2000], y[:2000], x[2000:], y[2000:], card, groups=four_rows_each[:10])
 
 
 def test_single_row_fast_path_gives_the_same_numbers() -> None:
