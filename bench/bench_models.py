@@ -1,12 +1,16 @@
 """Model quality bars and training speed, each with its baseline in the same run.
 
-    python bench/bench_models.py [--part oracle|uci|speed|all] [--sessions 20000] [--seed 7]
+    python bench/bench_models.py [--part oracle|week|uci|speed|all] [--sessions 20000] [--seed 7]
+                                 [--train-sessions 100000]
 
 * oracle: on generator data (default 20k sessions over 7 days), LightGBM's
   hold-out ROC AUC against the oracle AUC (true abandonment probability) on
   the same rows, and river's progressive AUC on those rows. The same gap on
   the validation day is printed too: one day holds under a thousand cart
   sessions, and the gap moves by about 0.01 from one day to the next.
+* week (not part of ``all``): the same hold-out day, with the model trained on
+  its own training days and on an independent, larger week of the same
+  simulated world (``--train-sessions``, default 100k): what more data buys.
 * uci: on the real UCI Online Shoppers data, read through the ``uci_purchase_v1``
   feature service, 5-fold stratified CV ROC AUC (published gradient boosting:
   0.937 with tuning, about 0.93 plain): plain LightGBM, and the platform's own
@@ -90,6 +94,50 @@ def oracle_part(sessions: int, seed: int) -> None:
         f"river - LightGBM {river_auc - auc:+.4f}; bars: gap <= 0.02, never < -0.005, "
         "river within 0.05"
     )
+
+
+def week_part(sessions: int, seed: int, train_sessions: int) -> None:
+    """What more training data buys: the same hold-out day, trained on a larger week.
+
+    The model is trained once on the seed's own training days (as ``oracle``
+    does) and once on every day of an independent log of ``train_sessions``
+    sessions from the same simulated world (data seed ``seed + 1000``), with
+    early stopping on the seed's validation day both times. Both are scored on
+    the seed's hold-out day against the oracle.
+    """
+    from flows.generate import GeneratorConfig
+    from models.card import ModelCard
+    from models.dataset import service_columns, time_split
+    from models.lgbm import train_lgbm
+    from models.metrics import roc_auc
+    from models.train import SERVICE, _oracle_auc, _xy, load_oracle, training_frame
+
+    fresh_home("mt-bench-week-")
+    s, store = built_store(GeneratorConfig(sessions=sessions, days=7, seed=seed))
+    cols = service_columns(store, SERVICE).columns
+    split = time_split(training_frame(s, store))
+    xva, yva = _xy(split.valid, cols)
+    xte, yte = _xy(split.test, cols)
+    oracle = _oracle_auc(load_oracle(s), split.test, yte)
+    assert oracle is not None
+    own = (*_xy(split.train, cols), split.train["session_id"].to_numpy())
+    fresh_home("mt-bench-week-large-")
+    s2, store2 = built_store(GeneratorConfig(sessions=train_sessions, days=7, seed=seed + 1000))
+    large_frame = training_frame(s2, store2)
+    large = (*_xy(large_frame, cols), large_frame["session_id"].to_numpy())
+    print(
+        f"hold-out day of seed {seed} ({sessions:,} sessions x 7 days): "
+        f"{len(yte):,} decision points, oracle AUC {oracle:.4f}"
+    )
+    print(f"{'trained on':<52}{'rows':>9}{'hold-out AUC':>14}{'gap':>8}")
+    for name, (x, y, groups) in (
+        (f"its own training days (seed {seed})", own),
+        (f"an independent week of {train_sessions:,} sessions (seed {seed + 1000})", large),
+    ):
+        card = ModelCard("lightgbm", SERVICE, cols, {})
+        model = train_lgbm(x, y, xva, yva, card, seed=0, groups=groups).model
+        auc = roc_auc(yte, model.predict(xte))
+        print(f"{name:<52}{len(y):>9,}{auc:>14.4f}{oracle - auc:>8.4f}", flush=True)
 
 
 def uci_part() -> None:
@@ -192,12 +240,20 @@ def speed_part() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", default="all", choices=["oracle", "uci", "speed", "all"])
+    ap.add_argument("--part", default="all", choices=["oracle", "week", "uci", "speed", "all"])
     ap.add_argument("--sessions", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--train-sessions",
+        type=int,
+        default=100_000,
+        help="sessions of the independent week that --part week trains on",
+    )
     args = ap.parse_args()
     if args.part in ("oracle", "all"):
         oracle_part(args.sessions, args.seed)
+    if args.part == "week":
+        week_part(args.sessions, args.seed, args.train_sessions)
     if args.part in ("uci", "all"):
         uci_part()
     if args.part in ("speed", "all"):
