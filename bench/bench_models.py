@@ -25,28 +25,40 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 from pipeline import built_store, fresh_home
+
+
+def _generated(sessions: int, seed: int) -> tuple[Any, list[str], Any]:
+    """Generate ``sessions`` over 7 days, build them, and read the labelled decision points.
+
+    Returns the settings, the columns of the model's feature service, and the
+    training frame (every labelled decision point with its features).
+    """
+    from flows.generate import GeneratorConfig
+    from models.dataset import service_columns
+    from models.train import SERVICE, training_frame
+
+    s, store = built_store(GeneratorConfig(sessions=sessions, days=7, seed=seed))
+    return s, service_columns(store, SERVICE).columns, training_frame(s, store)
 
 
 def oracle_part(sessions: int, seed: int) -> None:
     fresh_home("mt-bench-models-")
     import pandas as pd
 
-    from flows.generate import GeneratorConfig
     from models.card import ModelCard
-    from models.dataset import service_columns, time_split
+    from models.dataset import time_split
     from models.lgbm import train_lgbm
     from models.metrics import expected_calibration_error, roc_auc
     from models.online import RiverRiskModel, replay
-    from models.train import SERVICE, _oracle_auc, _xy, load_oracle, training_frame
+    from models.train import SERVICE, _oracle_auc, _xy, load_oracle
 
     t0 = time.perf_counter()
-    s, store = built_store(GeneratorConfig(sessions=sessions, days=7, seed=seed))
-    frame = training_frame(s, store)
+    s, cols, frame = _generated(sessions, seed)
     prep = time.perf_counter() - t0
-    cols = service_columns(store, SERVICE).columns
     split = time_split(frame)
     xtr, ytr = _xy(split.train, cols)
     xva, yva = _xy(split.valid, cols)
@@ -105,25 +117,22 @@ def week_part(sessions: int, seed: int, train_sessions: int) -> None:
     early stopping on the seed's validation day both times. Both are scored on
     the seed's hold-out day against the oracle.
     """
-    from flows.generate import GeneratorConfig
     from models.card import ModelCard
-    from models.dataset import service_columns, time_split
+    from models.dataset import time_split
     from models.lgbm import train_lgbm
     from models.metrics import roc_auc
-    from models.train import SERVICE, _oracle_auc, _xy, load_oracle, training_frame
+    from models.train import SERVICE, _oracle_auc, _xy, load_oracle
 
     fresh_home("mt-bench-week-")
-    s, store = built_store(GeneratorConfig(sessions=sessions, days=7, seed=seed))
-    cols = service_columns(store, SERVICE).columns
-    split = time_split(training_frame(s, store))
+    s, cols, frame = _generated(sessions, seed)
+    split = time_split(frame)
     xva, yva = _xy(split.valid, cols)
     xte, yte = _xy(split.test, cols)
     oracle = _oracle_auc(load_oracle(s), split.test, yte)
     assert oracle is not None
     own = (*_xy(split.train, cols), split.train["session_id"].to_numpy())
     fresh_home("mt-bench-week-large-")
-    s2, store2 = built_store(GeneratorConfig(sessions=train_sessions, days=7, seed=seed + 1000))
-    large_frame = training_frame(s2, store2)
+    _, _, large_frame = _generated(train_sessions, seed + 1000)
     large = (*_xy(large_frame, cols), large_frame["session_id"].to_numpy())
     print(
         f"hold-out day of seed {seed} ({sessions:,} sessions x 7 days): "
