@@ -213,8 +213,10 @@ def train_lgbm(
     max_rounds: int = 2000,
     linear_base: bool = True,
     groups: np.ndarray | None = None,
+    valid_groups: np.ndarray | None = None,
+    refit: bool = True,
 ) -> TrainResult:
-    """Train with early stopping on the validation window, then calibrate.
+    """Train with early stopping on the validation window, calibrate, then refit.
 
     With ``linear_base`` (the default) the booster starts every row from a
     logistic regression's log-odds (:mod:`models.linear_base`) instead of the
@@ -222,23 +224,31 @@ def train_lgbm(
     keeps a session's rows in one fold when the base's regularization is
     chosen, and weighs every session once in its fit; it also sets the trees'
     leaf size (:func:`leaf_rows`).
+
+    With ``refit`` (the default), once early stopping has chosen the number of
+    rounds and the calibration check has passed, the same recipe is fitted
+    again on the training and validation rows together, for that many rounds,
+    so the model also learns from the most recent labelled day. ``valid_groups``
+    are then the validation rows' sessions (required with ``groups``). The
+    ``valid_*`` metrics are always those of the model fitted on the training
+    rows alone, the only ones measured on rows the model did not learn from.
+    A model that needed Platt scaling is not refitted: the scaling was fitted
+    to that model's validation predictions.
     """
-    if groups is not None and len(groups) != len(y_train):
+    for name, ids, rows in (("groups", groups, y_train), ("valid_groups", valid_groups, y_valid)):
+        if ids is not None and len(ids) != len(rows):
+            raise ValueError(
+                f"{name} has {len(ids)} entries for {len(rows)} rows; "
+                "pass the session id of every row"
+            )
+    if refit and (groups is None) != (valid_groups is None):
         raise ValueError(
-            f"groups has {len(groups)} entries for {len(y_train)} training rows; "
-            "pass the session id of every training row"
+            "pass the sessions of both windows (groups and valid_groups) or of neither: "
+            "the refit weighs the sessions of both"
         )
-    pos = max(float(y_train.sum()), 1.0)
-    neg = max(float(len(y_train) - y_train.sum()), 1.0)
     scale = LARGE_DATA_PARAMS if len(y_train) > LARGE_DATA_ROWS else {}
-    p = {
-        **DEFAULT_PARAMS,
-        **scale,
-        "min_data_in_leaf": leaf_rows(len(y_train), groups),
-        "seed": seed,
-        "scale_pos_weight": neg / pos,
-        **(params or {}),
-    }
+    fixed = {**DEFAULT_PARAMS, **scale, "seed": seed}
+    p = _fit_params(fixed, params or {}, y_train, groups)
     shift = math.log(p["scale_pos_weight"])
     base = fit_linear_base(x_train, y_train, groups=groups, seed=seed) if linear_base else None
     init_train = None if base is None else base.logit(x_train) + shift
@@ -261,14 +271,72 @@ def train_lgbm(
     if recalibrated:
         model.platt = fit_platt(y_valid, raw_valid)
     after = model.predict(x_valid)
+    rounds = int(booster.best_iteration or booster.current_iteration())
     metrics = {
-        "best_iteration": float(booster.best_iteration or booster.current_iteration()),
+        "best_iteration": float(rounds),
         "valid_ece_raw": ece_before,
         **score(y_valid, after).as_dict("valid_"),
     }
-    card.params = {k: v for k, v in p.items() if k != "verbose"} | {"linear_base": linear_base}
+    refitted = refit and not recalibrated
+    if refitted:
+        x_all = np.vstack([x_train, x_valid])
+        y_all = np.concatenate([y_train, y_valid])
+        ids = None if groups is None else np.concatenate([groups, valid_groups])
+        p = _fit_params(fixed, params or {}, y_all, ids)
+        model = _refit(p, rounds, card, x_all, y_all, ids, base_c=None if base is None else base.c)
+        after = model.predict(x_valid)
+    metrics["refit"] = float(refitted)
+    metrics["fit_rows"] = float(len(y_train) + (len(y_valid) if refitted else 0))
+    # The parameters of the model returned: after a refit, its leaf size and class weight.
+    card.params = {k: v for k, v in p.items() if k != "verbose"} | {
+        "linear_base": linear_base,
+        "refit": refitted,
+    }
     card.thresholds = risk_thresholds(after)
-    return TrainResult(model, metrics, int(metrics["best_iteration"]), recalibrated)
+    return TrainResult(model, metrics, rounds, recalibrated)
+
+
+def _fit_params(
+    fixed: dict[str, Any], explicit: dict[str, Any], y: np.ndarray, groups: np.ndarray | None
+) -> dict[str, Any]:
+    """LightGBM parameters for fitting on ``y``: leaf size and class weight follow the rows.
+
+    ``explicit`` (the caller's ``params``) wins over both.
+    """
+    pos = max(float(y.sum()), 1.0)
+    neg = max(float(len(y) - y.sum()), 1.0)
+    return {
+        **fixed,
+        "min_data_in_leaf": leaf_rows(len(y), groups),
+        "scale_pos_weight": neg / pos,
+        **explicit,
+    }
+
+
+def _refit(
+    params: dict[str, Any],
+    rounds: int,
+    card: ModelCard,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    *,
+    base_c: float | None,
+) -> LgbmRiskModel:
+    """The selected recipe fitted again on ``x`` (the training and validation rows).
+
+    The linear base (none when ``base_c`` is None) keeps the selection fit's
+    regularization ``base_c``; the trees keep its parameters (``params``, with
+    leaf size and class weight for these rows) and grow the ``rounds`` early
+    stopping chose.
+    """
+    shift = math.log(params["scale_pos_weight"])
+    seed = params["seed"]
+    base = None if base_c is None else fit_linear_base(x, y, groups=groups, seed=seed, c=base_c)
+    init = None if base is None else base.logit(x) + shift
+    data = lgb.Dataset(x, y, init_score=init, feature_name=card.columns)
+    booster = lgb.train(params, data, num_boost_round=rounds)
+    return LgbmRiskModel(booster, card, prior_shift=shift, base=base)
 
 
 def risk_thresholds(p: np.ndarray) -> dict[str, float]:

@@ -118,9 +118,19 @@ def train_models(
             "the training window holds only one outcome (every labelled session was "
             "abandoned, or every one purchased); ingest more days and build features again"
         )
-    card = ModelCard("lightgbm", SERVICE, columns, window)
-    groups = split.train["session_id"].to_numpy()
-    result = train_lgbm(x_tr, y_tr, x_va, y_va, card, seed=seed, groups=groups)
+    card = ModelCard("lightgbm", SERVICE, columns, dict(window))
+    result = train_lgbm(
+        x_tr,
+        y_tr,
+        x_va,
+        y_va,
+        card,
+        seed=seed,
+        groups=split.train["session_id"].to_numpy(),
+        valid_groups=split.valid["session_id"].to_numpy(),
+    )
+    if result.metrics["refit"]:  # the model returned learnt from both windows
+        card.training_window["fit"] = [window["train"][0], window["valid"][1]]
     p_te = result.model.predict(x_te)
     lgbm_metrics = {
         **result.metrics,

@@ -99,7 +99,11 @@ def test_train_promote_and_rollback_flows(
         assert registry.version_of(client, registry.LGBM, registry.CHAMPION) == "1"
     model = registry.load(registry.LGBM, "champion")
     assert model.card.feature_service == "abandonment_v1"
-    assert model.card.training_window["test"][0]
+    window = model.card.training_window
+    assert window["test"][0]
+    # Refitted after early stopping: the model learnt from the training and validation days.
+    assert model.card.params["refit"] is True
+    assert window["fit"] == [window["train"][0], window["valid"][1]]
     assert set(model.card.thresholds) == {"medium", "high"}
     x = np.zeros((1, len(model.card.columns)))
     assert 0.0 < float(model.predict(x)[0]) < 1.0

@@ -129,10 +129,17 @@ def test_leaves_hold_the_same_number_of_sessions_whatever_the_rows_per_session()
     card = ModelCard("lightgbm", "svc", COLUMNS, {})
     one_row_each = train_lgbm(x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0).model.card
     assert one_row_each.params["min_data_in_leaf"] == MIN_LEAF_SESSIONS
-    four_rows_each = np.repeat(np.arange(500), 4)  # 500 sessions of 4 decision points
+    four_rows_each = np.repeat(np.arange(750), 4)  # 750 sessions of 4 decision points
     card = ModelCard("lightgbm", "svc", COLUMNS, {})
     grouped = train_lgbm(
-        x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0, groups=four_rows_each
+        x[:2000],
+        y[:2000],
+        x[2000:],
+        y[2000:],
+        card,
+        seed=0,
+        groups=four_rows_each[:2000],
+        valid_groups=four_rows_each[2000:],
     ).model.card
     assert grouped.params["min_data_in_leaf"] == 4 * MIN_LEAF_SESSIONS
     # An explicit parameter still wins.
@@ -141,8 +148,60 @@ def test_leaves_hold_the_same_number_of_sessions_whatever_the_rows_per_session()
         x[:2000], y[:2000], x[2000:], y[2000:], card, seed=0, params={"min_data_in_leaf": 50}
     ).model.card
     assert fixed.params["min_data_in_leaf"] == 50
-    with pytest.raises(ValueError, match="session id of every training row"):
+    with pytest.raises(ValueError, match="groups has 10 entries for 2000 rows"):
         train_lgbm(x[:2000], y[:2000], x[2000:], y[2000:], card, groups=four_rows_each[:10])
+    with pytest.raises(ValueError, match="valid_groups has 10 entries for 1000 rows"):
+        train_lgbm(
+            x[:2000],
+            y[:2000],
+            x[2000:],
+            y[2000:],
+            card,
+            groups=four_rows_each[:2000],
+            valid_groups=four_rows_each[:10],
+        )
+    with pytest.raises(ValueError, match="groups and valid_groups"):
+        train_lgbm(x[:2000], y[:2000], x[2000:], y[2000:], card, groups=four_rows_each[:2000])
+
+
+def test_the_model_returned_is_refitted_on_training_and_validation_rows() -> None:
+    """Selection (rounds, calibration check, valid_* metrics) sees the training rows alone;
+    the model returned is the same recipe fitted again on both windows."""
+    from models.linear_base import fit_linear_base
+
+    x, y, group = sessions(900)
+    tr, va = group < 600, group >= 600
+    runs = {}
+    for refit in (False, True):
+        card = ModelCard("lightgbm", "svc", ["signal", "always_one"], {})
+        runs[refit] = train_lgbm(
+            x[tr], y[tr], x[va], y[va], card, groups=group[tr], valid_groups=group[va], refit=refit
+        )
+    kept, refitted = runs[False], runs[True]
+    assert refitted.best_iteration == kept.best_iteration
+    valid = {k: v for k, v in kept.metrics.items() if k.startswith("valid_")}
+    assert valid and all(refitted.metrics[k] == v for k, v in valid.items())
+    assert (kept.metrics["fit_rows"], refitted.metrics["fit_rows"]) == (tr.sum(), len(y))
+    assert (kept.model.card.params["refit"], refitted.model.card.params["refit"]) == (False, True)
+    assert refitted.model.booster.num_trees() == refitted.best_iteration
+    assert refitted.model.base is not None and kept.model.base is not None
+    both = fit_linear_base(x, y, groups=group, seed=0, c=kept.model.base.c)
+    np.testing.assert_allclose(refitted.model.base.coef, both.coef)
+    assert not np.allclose(kept.model.base.coef, both.coef)
+    # A model that needed Platt scaling keeps the fit the scaling was made for.
+    card = ModelCard("lightgbm", "svc", ["signal", "always_one"], {})
+    scaled = train_lgbm(
+        x[tr],
+        y[tr],
+        x[va],
+        y[va],
+        card,
+        groups=group[tr],
+        valid_groups=group[va],
+        ece_tolerance=0.0,
+    )
+    assert scaled.recalibrated and scaled.metrics["refit"] == 0.0
+    assert scaled.metrics["fit_rows"] == tr.sum()
 
 
 def test_single_row_fast_path_gives_the_same_numbers() -> None:
@@ -226,7 +285,9 @@ def test_a_column_constant_in_training_does_not_move_serving_risk() -> None:
     x, y, group = sessions()
     card = ModelCard("lightgbm", "svc", ["signal", "always_one"], {})
     half = len(x) // 2
-    model = train_lgbm(x[:half], y[:half], x[half:], y[half:], card, groups=group[:half]).model
+    model = train_lgbm(
+        x[:half], y[:half], x[half:], y[half:], card, groups=group[:half], valid_groups=group[half:]
+    ).model
     assert model.base is not None and model.base.coef[1] == 0.0
     row = x[0].copy()
     risk = model.predict_row(row)
