@@ -136,6 +136,7 @@ def fit(ref: pd.DataFrame, cols: list[str]) -> Any:
         ModelCard("lightgbm", "abandonment_v1", cols, {}),
         seed=0,
         groups=tr["session_id"].to_numpy(),
+        valid_groups=va["session_id"].to_numpy(),
     ).model
     return model
 
