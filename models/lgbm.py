@@ -14,8 +14,11 @@ a Platt fit on it carries that day's rate into every prediction. Measured:
 hold-out ECE 0.045 with Platt against 0.025 without (``bench/bench_models.py``
 data), and 0.078 against 0.032 on the demo's week, whose validation day had a
 0.59 abandonment rate against 0.64 in training and 0.67 in the hold-out.
-Platt scaling is monotonic, so it never changes the ranking (AUC). Metrics
-are reported on the held-out window.
+Platt scaling is monotonic, so it never changes the ranking (AUC). Once
+early stopping has chosen the rounds, the same recipe is fitted again on the
+training and validation windows together (``refit``), so the model returned
+also learns from the latest labelled day. Metrics are reported on the
+held-out window.
 """
 
 from __future__ import annotations
@@ -283,7 +286,8 @@ def train_lgbm(
         y_all = np.concatenate([y_train, y_valid])
         ids = None if groups is None else np.concatenate([groups, valid_groups])
         p = _fit_params(fixed, params or {}, y_all, ids)
-        model = _refit(p, rounds, card, x_all, y_all, ids, base_c=None if base is None else base.c)
+        base_c = None if base is None else base.c
+        model = _refit(p, rounds, card, x_all, y_all, ids, seed=seed, base_c=base_c)
         after = model.predict(x_valid)
     metrics["refit"] = float(refitted)
     metrics["fit_rows"] = float(len(y_train) + (len(y_valid) if refitted else 0))
@@ -321,17 +325,22 @@ def _refit(
     y: np.ndarray,
     groups: np.ndarray | None,
     *,
+    seed: int,
     base_c: float | None,
 ) -> LgbmRiskModel:
     """The selected recipe fitted again on ``x`` (the training and validation rows).
 
     The linear base (none when ``base_c`` is None) keeps the selection fit's
-    regularization ``base_c``; the trees keep its parameters (``params``, with
-    leaf size and class weight for these rows) and grow the ``rounds`` early
-    stopping chose.
+    ``C``, ``base_c``: the same prior, with the validation window's sessions
+    also weighing against it (not the same ``C`` times sum of weights, the rule
+    :func:`models.linear_base.fit_linear_base` applies between its
+    cross-validation sample and its fit). The trees keep the selection fit's
+    parameters (``params``, with leaf size and class weight for these rows)
+    and grow the ``rounds`` early stopping chose. With 5 training days the
+    selection trees may not split at all; the refit's larger leaves may then
+    split once or twice at the learning rate of 0.03, unvalidated.
     """
     shift = math.log(params["scale_pos_weight"])
-    seed = params["seed"]
     base = None if base_c is None else fit_linear_base(x, y, groups=groups, seed=seed, c=base_c)
     init = None if base is None else base.logit(x) + shift
     data = lgb.Dataset(x, y, init_score=init, feature_name=card.columns)

@@ -167,41 +167,41 @@ def test_leaves_hold_the_same_number_of_sessions_whatever_the_rows_per_session()
 def test_the_model_returned_is_refitted_on_training_and_validation_rows() -> None:
     """Selection (rounds, calibration check, valid_* metrics) sees the training rows alone;
     the model returned is the same recipe fitted again on both windows."""
+    from models.lgbm import risk_thresholds
     from models.linear_base import fit_linear_base
 
-    x, y, group = sessions(900)
-    tr, va = group < 600, group >= 600
+    x, y, _ = synthetic(6000)
+    tr, va = slice(0, 4000), slice(4000, 6000)
     runs = {}
     for refit in (False, True):
-        card = ModelCard("lightgbm", "svc", ["signal", "always_one"], {})
-        runs[refit] = train_lgbm(
-            x[tr], y[tr], x[va], y[va], card, groups=group[tr], valid_groups=group[va], refit=refit
-        )
+        card = ModelCard("lightgbm", "svc", COLUMNS, {})
+        runs[refit] = train_lgbm(x[tr], y[tr], x[va], y[va], card, seed=0, refit=refit)
     kept, refitted = runs[False], runs[True]
     assert refitted.best_iteration == kept.best_iteration
     valid = {k: v for k, v in kept.metrics.items() if k.startswith("valid_")}
     assert valid and all(refitted.metrics[k] == v for k, v in valid.items())
-    assert (kept.metrics["fit_rows"], refitted.metrics["fit_rows"]) == (tr.sum(), len(y))
-    assert (kept.model.card.params["refit"], refitted.model.card.params["refit"]) == (False, True)
-    assert refitted.model.booster.num_trees() == refitted.best_iteration
-    assert refitted.model.base is not None and kept.model.base is not None
-    both = fit_linear_base(x, y, groups=group, seed=0, c=kept.model.base.c)
-    np.testing.assert_allclose(refitted.model.base.coef, both.coef)
+    assert (kept.metrics["fit_rows"], refitted.metrics["fit_rows"]) == (4000, 6000)
+    model, params = refitted.model, refitted.model.card.params
+    assert (kept.model.card.params["refit"], params["refit"]) == (False, True)
+    # The trees grew the chosen rounds on both windows (bagging keeps 90 % of 6,000 rows).
+    assert model.booster.num_trees() == refitted.best_iteration
+    assert model.booster.dump_model()["tree_info"][0]["tree_structure"]["internal_count"] > 4000
+    # Class weight and its exact correction are those of all 6,000 rows.
+    weight = (y[:6000] == 0).sum() / y[:6000].sum()
+    assert params["scale_pos_weight"] == pytest.approx(weight)
+    assert model.prior_shift == pytest.approx(np.log(weight))
+    # The base is refitted on all rows with the C cross-validation chose.
+    assert model.base is not None and kept.model.base is not None
+    both = fit_linear_base(x[:6000], y[:6000], seed=0, c=kept.model.base.c)
+    np.testing.assert_allclose(model.base.coef, both.coef)
     assert not np.allclose(kept.model.base.coef, both.coef)
+    assert model.card.thresholds == risk_thresholds(model.predict(x[va]))
     # A model that needed Platt scaling keeps the fit the scaling was made for.
-    card = ModelCard("lightgbm", "svc", ["signal", "always_one"], {})
-    scaled = train_lgbm(
-        x[tr],
-        y[tr],
-        x[va],
-        y[va],
-        card,
-        groups=group[tr],
-        valid_groups=group[va],
-        ece_tolerance=0.0,
-    )
-    assert scaled.recalibrated and scaled.metrics["refit"] == 0.0
-    assert scaled.metrics["fit_rows"] == tr.sum()
+    card = ModelCard("lightgbm", "svc", COLUMNS, {})
+    scaled = train_lgbm(x[tr], y[tr], x[va], y[va], card, seed=0, ece_tolerance=0.0)
+    assert scaled.recalibrated and scaled.model.platt != (1.0, 0.0)
+    assert scaled.metrics["refit"] == 0.0 and scaled.model.card.params["refit"] is False
+    assert scaled.metrics["fit_rows"] == 4000
 
 
 def test_single_row_fast_path_gives_the_same_numbers() -> None:
