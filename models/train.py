@@ -177,7 +177,7 @@ def train_models(
         lgbm=lgbm_metrics,
         river=river_metrics,
         versions={"lgbm": lg.version, "river": rv.version},
-        window=window,
+        window=card.training_window,
         oracle_auc=oracle_auc,
         plots=[str(p) for p in plots],
     )

@@ -67,6 +67,8 @@ def test_train_promote_and_rollback_flows(
 
     first = train(seed=0, oracle=str(model_log / "oracle.parquet"))
     assert first["versions"] == {"lgbm": "1", "river": "1"}
+    # The report's window is the card's: refitted, the model learnt from train and valid.
+    assert first["window"]["fit"] == [first["window"]["train"][0], first["window"]["valid"][1]]
     assert 0.6 < first["lgbm"]["test_roc_auc"] <= first["oracle_auc"] + 0.005
     # The 0.05 bar against LightGBM is measured on 20k sessions in bench/bench_models.py.
     assert first["river"]["test_progressive_roc_auc"] > 0.6
