@@ -9,15 +9,17 @@
   the validation day is printed too: one day holds under a thousand cart
   sessions, and the gap moves by about 0.01 from one day to the next.
 * week (not part of ``all``): the same hold-out day, with the model trained on
-  its own training days and on an independent, larger week of the same
-  simulated world (``--train-sessions``, default 100k): what more data buys.
+  its own training and validation days and on an independent, larger week of
+  the same simulated world (``--train-sessions``, default 100k): what more
+  data buys.
 * uci: on the real UCI Online Shoppers data, read through the ``uci_purchase_v1``
   feature service, 5-fold stratified CV ROC AUC (published gradient boosting:
   0.937 with tuning, about 0.93 plain): plain LightGBM, and the platform's own
   ``train_lgbm`` (linear base and trees, early stopping on a fifth of the
-  training folds).
-* speed: LightGBM training time (the project's parameters and early stopping)
-  at 100k, 300k and 1M decision points with 40 features, in sessions of 6.
+  training folds, then the refit on the whole fold).
+* speed: LightGBM training time (the project's parameters, early stopping on
+  100k validation rows and the refit on both) at 100k, 300k and 1M decision
+  points with 40 features, in sessions of 6.
 """
 
 from __future__ import annotations
@@ -207,7 +209,8 @@ def uci_part() -> None:
         booster = lgb.train(params, lgb.Dataset(x[train_idx], y[train_idx]), num_boost_round=400)
         aucs.append(roc_auc(y[test_idx], booster.predict(x[test_idx])))
         # The platform's own training function: linear base, trees, early
-        # stopping on a stratified fifth of the training folds.
+        # stopping on a stratified fifth of the training folds, then the refit
+        # on the whole fold.
         fit, stop = train_test_split(
             train_idx, test_size=0.2, stratify=y[train_idx], random_state=0
         )
