@@ -24,6 +24,7 @@ held-out window.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,22 +253,9 @@ def train_lgbm(
     scale = LARGE_DATA_PARAMS if len(y_train) > LARGE_DATA_ROWS else {}
     fixed = {**DEFAULT_PARAMS, **scale, "seed": seed}
     p = _fit_params(fixed, params or {}, y_train, groups)
-    shift = math.log(p["scale_pos_weight"])
     base = fit_linear_base(x_train, y_train, groups=groups, seed=seed) if linear_base else None
-    init_train = None if base is None else base.logit(x_train) + shift
-    init_valid = None if base is None else base.logit(x_valid) + shift
-    train = lgb.Dataset(
-        x_train, y_train, init_score=init_train, feature_name=card.columns, free_raw_data=False
-    )
-    valid = lgb.Dataset(x_valid, y_valid, init_score=init_valid, reference=train)
-    booster = lgb.train(
-        p,
-        train,
-        num_boost_round=max_rounds,
-        valid_sets=[valid],
-        callbacks=[lgb.early_stopping(50, verbose=False)],
-    )
-    model = LgbmRiskModel(booster, card, prior_shift=shift, base=base)
+    model = _boost(p, card, x_train, y_train, base, max_rounds, valid=(x_valid, y_valid))
+    booster = model.booster
     raw_valid = model.raw(x_valid)
     ece_before = expected_calibration_error(y_valid, raw_valid)
     recalibrated = ece_before > ece_tolerance
@@ -286,8 +274,15 @@ def train_lgbm(
         y_all = np.concatenate([y_train, y_valid])
         ids = None if groups is None else np.concatenate([groups, valid_groups])
         p = _fit_params(fixed, params or {}, y_all, ids)
-        base_c = None if base is None else base.c
-        model = _refit(p, rounds, card, x_all, y_all, ids, seed=seed, base_c=base_c)
+        # The base keeps the selection fit's C: the same prior, with the validation
+        # window's sessions also weighing against it (not C times the sum of
+        # weights, the rule fit_linear_base applies between its cross-validation
+        # sample and its fit). With 5 training days the selection trees may not
+        # split at all; the refit's larger leaves may then split once or twice at
+        # the learning rate of 0.03, unvalidated.
+        if base is not None:
+            base = fit_linear_base(x_all, y_all, groups=ids, seed=seed, c=base.c)
+        model = _boost(p, card, x_all, y_all, base, rounds)
         after = model.predict(x_valid)
     metrics["refit"] = float(refitted)
     metrics["fit_rows"] = float(len(y_train) + (len(y_valid) if refitted else 0))
@@ -317,34 +312,34 @@ def _fit_params(
     }
 
 
-def _refit(
+def _boost(
     params: dict[str, Any],
-    rounds: int,
     card: ModelCard,
     x: np.ndarray,
     y: np.ndarray,
-    groups: np.ndarray | None,
+    base: LinearBase | None,
+    rounds: int,
     *,
-    seed: int,
-    base_c: float | None,
+    valid: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> LgbmRiskModel:
-    """The selected recipe fitted again on ``x`` (the training and validation rows).
+    """Boost ``rounds`` trees on ``x``, each row starting from the base's log-odds.
 
-    The linear base (none when ``base_c`` is None) keeps the selection fit's
-    ``C``, ``base_c``: the same prior, with the validation window's sessions
-    also weighing against it (not the same ``C`` times sum of weights, the rule
-    :func:`models.linear_base.fit_linear_base` applies between its
-    cross-validation sample and its fit). The trees keep the selection fit's
-    parameters (``params``, with leaf size and class weight for these rows)
-    and grow the ``rounds`` early stopping chose. With 5 training days the
-    selection trees may not split at all; the refit's larger leaves may then
-    split once or twice at the learning rate of 0.03, unvalidated.
+    Class weights shift the weighted loss's log-odds by ``log(scale_pos_weight)``:
+    the trees start from ``base + shift`` and the model takes the shift out again.
+    With ``valid``, training stops 50 rounds after the last gain in its AUC.
     """
     shift = math.log(params["scale_pos_weight"])
-    base = None if base_c is None else fit_linear_base(x, y, groups=groups, seed=seed, c=base_c)
-    init = None if base is None else base.logit(x) + shift
-    data = lgb.Dataset(x, y, init_score=init, feature_name=card.columns)
-    booster = lgb.train(params, data, num_boost_round=rounds)
+
+    def init(rows: np.ndarray) -> np.ndarray | None:
+        return None if base is None else base.logit(rows) + shift
+
+    data = lgb.Dataset(x, y, init_score=init(x), feature_name=card.columns, free_raw_data=False)
+    sets: list[lgb.Dataset] = []
+    stop: list[Callable[..., Any]] = []
+    if valid is not None:
+        sets = [lgb.Dataset(valid[0], valid[1], init_score=init(valid[0]), reference=data)]
+        stop = [lgb.early_stopping(50, verbose=False)]
+    booster = lgb.train(params, data, num_boost_round=rounds, valid_sets=sets, callbacks=stop)
     return LgbmRiskModel(booster, card, prior_shift=shift, base=base)
 
 
