@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksu
 UV_VERSION := 0.13.9
 
 export MICROTUNE_HOME ?= $(CURDIR)/.microtune
+# The stage packages, in the order data flows through them (docs/architecture.md).
+PACKAGES := core events folds feature_repo features stores models monitoring serving flows cli
 
-.PHONY: install demo test lint typecheck unit bench clean help
+.PHONY: install demo test test-fast lint unit bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,13 +27,17 @@ install: $(STAMP)  ## create .venv and install the locked dependencies
 demo: $(STAMP)  ## generate, ingest, build features, train and promote, print a summary
 	$(BIN)/microtune demo
 
-lint: $(STAMP)  ## ruff and mypy
-	$(BIN)/ruff check flows models serving feature_repo tests bench
-	$(BIN)/ruff format --check flows models serving feature_repo tests bench
-	$(BIN)/mypy flows models serving feature_repo
+lint: $(STAMP)  ## ruff, mypy, and the import layers between the stages (import-linter)
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/ruff format --check $(PACKAGES) tests bench
+	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/lint-imports --no-cache
 
-unit: $(STAMP)  ## the tests only
+unit: $(STAMP)  ## the tests only, every one of them
 	$(BIN)/pytest
+
+test-fast: lint  ## lint and the quick tests (no slow, integration or production test)
+	$(BIN)/pytest -m "not slow and not integration and not production"
 
 test: lint unit  ## lint, type-check and run the whole test suite
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build import build_window, ceil_day, floor_day
-from flows.generate import GeneratorConfig, generate_events
-from flows.ingest import RawEventStore
+from events.ingest import RawEventStore
+from events.synth import GeneratorConfig, generate_events
+from features import build_window, ceil_day, floor_day
 
 FLOOR_SQL = """
 SELECT session_id, count(*) AS event_count,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from flows.generate import GeneratorConfig, generate_events, write_event_log
+from events.synth import GeneratorConfig, generate_events, write_event_log
 
 TARGET_EVENTS = 1_000_000
 TARGET_SECONDS = 30.0

@@ -27,44 +27,47 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pipeline import built_store, fresh_home
 
+if TYPE_CHECKING:
+    from core.settings import Settings
 
-def _generated(sessions: int, seed: int) -> tuple[Any, list[str], Any]:
+
+def _generated(home: Settings, sessions: int, seed: int) -> tuple[Any, list[str], Any]:
     """Generate ``sessions`` over 7 days, build them, and read the labelled decision points.
 
     Returns the settings, the columns of the model's feature service, and the
     training frame (every labelled decision point with its features).
     """
-    from flows.generate import GeneratorConfig
-    from models.dataset import service_columns
-    from models.train import SERVICE, training_frame
+    from events.synth import GeneratorConfig
+    from models.dataset import service_columns, training_frame
+    from models.train import SERVICE
 
-    s, store = built_store(GeneratorConfig(sessions=sessions, days=7, seed=seed))
+    s, store = built_store(home, GeneratorConfig(sessions=sessions, days=7, seed=seed))
     return s, service_columns(store, SERVICE).columns, training_frame(s, store)
 
 
 def oracle_part(sessions: int, seed: int) -> None:
-    fresh_home("mt-bench-models-")
+    home = fresh_home("mt-bench-models-")
     import pandas as pd
 
     from models.card import ModelCard
-    from models.dataset import time_split
+    from models.dataset import load_oracle, time_split
     from models.lgbm import train_lgbm
     from models.metrics import expected_calibration_error, roc_auc
     from models.online import RiverRiskModel, replay
-    from models.train import SERVICE, _oracle_auc, _xy, load_oracle
+    from models.train import SERVICE, oracle_auc, xy
 
     t0 = time.perf_counter()
-    s, cols, frame = _generated(sessions, seed)
+    s, cols, frame = _generated(home, sessions, seed)
     prep = time.perf_counter() - t0
     split = time_split(frame)
-    xtr, ytr = _xy(split.train, cols)
-    xva, yva = _xy(split.valid, cols)
-    xte, yte = _xy(split.test, cols)
+    xtr, ytr = xy(split.train, cols)
+    xva, yva = xy(split.valid, cols)
+    xte, yte = xy(split.test, cols)
     card = ModelCard("lightgbm", SERVICE, cols, {})
     groups = split.train["session_id"].to_numpy()
     valid_groups = split.valid["session_id"].to_numpy()
@@ -72,16 +75,16 @@ def oracle_part(sessions: int, seed: int) -> None:
     p = r.model.predict(xte)
     auc = roc_auc(yte, p)
     truth = load_oracle(s)
-    oracle = _oracle_auc(truth, split.test, yte)
+    oracle = oracle_auc(truth, split.test, yte)
     assert oracle is not None
     # The model fitted on the training days alone, before the refit: early
     # stopping reads the validation day, so its gap is slightly flattering, but
     # the refitted model has learnt that day outright.
     valid_auc = r.metrics["valid_roc_auc"]
-    valid_oracle = _oracle_auc(truth, split.valid, yva)
+    valid_oracle = oracle_auc(truth, split.valid, yva)
     assert valid_oracle is not None
     whole = pd.concat([split.train, split.valid, split.test]).sort_values("event_timestamp")
-    x, y = _xy(whole, cols)
+    x, y = xy(whole, cols)
     river = RiverRiskModel(ModelCard("river", SERVICE, cols, {}))
     rep = replay(
         river,
@@ -125,22 +128,20 @@ def week_part(sessions: int, seed: int, train_sessions: int) -> None:
     on the seed's hold-out day against the oracle.
     """
     from models.card import ModelCard
-    from models.dataset import time_split
+    from models.dataset import load_oracle, time_split
     from models.lgbm import train_lgbm
     from models.metrics import roc_auc
-    from models.train import SERVICE, _oracle_auc, _xy, load_oracle
+    from models.train import SERVICE, oracle_auc, xy
 
-    fresh_home("mt-bench-week-")
-    s, cols, frame = _generated(sessions, seed)
+    s, cols, frame = _generated(fresh_home("mt-bench-week-"), sessions, seed)
     split = time_split(frame)
-    xva, yva = _xy(split.valid, cols)
-    xte, yte = _xy(split.test, cols)
-    oracle = _oracle_auc(load_oracle(s), split.test, yte)
+    xva, yva = xy(split.valid, cols)
+    xte, yte = xy(split.test, cols)
+    oracle = oracle_auc(load_oracle(s), split.test, yte)
     assert oracle is not None
-    own = (*_xy(split.train, cols), split.train["session_id"].to_numpy(), True)
-    fresh_home("mt-bench-week-large-")
-    _, _, large_frame = _generated(train_sessions, seed + 1000)
-    large = (*_xy(large_frame, cols), large_frame["session_id"].to_numpy(), False)
+    own = (*xy(split.train, cols), split.train["session_id"].to_numpy(), True)
+    _, _, large_frame = _generated(fresh_home("mt-bench-week-large-"), train_sessions, seed + 1000)
+    large = (*xy(large_frame, cols), large_frame["session_id"].to_numpy(), False)
     print(
         f"hold-out day of seed {seed} ({sessions:,} sessions x 7 days): "
         f"{len(yte):,} decision points, oracle AUC {oracle:.4f}"
@@ -160,22 +161,18 @@ def week_part(sessions: int, seed: int, train_sessions: int) -> None:
 
 
 def uci_part() -> None:
-    home = fresh_home("mt-bench-models-")
+    s = fresh_home("mt-bench-models-")
     import lightgbm as lgb
     import pandas as pd
     import pyarrow.parquet as pq
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     from feature_repo.uci import UCI_KEY, UCI_LABEL
-    from flows.feaststore import apply_definitions, ensure_uci, open_store
-    from flows.settings import get_settings
     from models.card import ModelCard
     from models.lgbm import train_lgbm
     from models.metrics import roc_auc
+    from stores.feature_store import apply_definitions, ensure_uci, open_store
 
-    s = get_settings()
-    s.export_env()
-    s.paths.ensure()
     path = ensure_uci(s)
     store = open_store(s)
     apply_definitions(s, store)
@@ -219,7 +216,7 @@ def uci_part() -> None:
         ours.append(roc_auc(y[test_idx], r.model.predict(x[test_idx])))
     print(
         f"UCI Online Shoppers: {len(frame):,} sessions read through uci_purchase_v1 "
-        f"in {read_s:.1f} s ({home})"
+        f"in {read_s:.1f} s ({s.home})"
     )
     for name, folds in (("plain LightGBM, 400 rounds", aucs), ("microtune train_lgbm", ours)):
         print(

@@ -5,7 +5,7 @@
 All paths load the same offline rows (the latest row of each session of the
 session_behaviour view: every stored fold column):
 
-* ours: flows.feaststore.write_online into microtune's packed SQLite store
+* ours: stores.online_load.write_online into microtune's packed SQLite store
   (one row per entity), numpy columns packed without protobuf objects;
 * feast materialize into the packed store: Feast's path (Parquet through
   Arrow and pandas to protobuf) ending in the packed store's online_write_batch;
@@ -18,7 +18,6 @@ Figures are medians of --repeat runs, in entity rows per second.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -34,22 +33,14 @@ def main() -> None:
     ap.add_argument("--entities", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="mt-bench-online-"))
-    os.environ["MICROTUNE_HOME"] = str(home)
-    from flows.build import build_window, ceil_day, floor_day
-    from flows.feaststore import (
-        apply_definitions,
-        ensure_uci,
-        latest_per_entity,
-        open_store,
-        write_online,
-    )
-    from flows.generate import GeneratorConfig, generate_events
-    from flows.ingest import RawEventStore
-    from flows.settings import get_settings
+    from core.settings import Settings
+    from events.ingest import RawEventStore
+    from events.synth import GeneratorConfig, generate_events
+    from features import build_window, ceil_day, floor_day
+    from stores.feature_store import apply_definitions, ensure_uci, open_store
+    from stores.online_load import latest_per_entity, write_online
 
-    s = get_settings()
-    s.export_env()
+    s = Settings(home=Path(tempfile.mkdtemp(prefix="mt-bench-online-")))
     s.paths.ensure()
     events, _ = generate_events(GeneratorConfig(sessions=int(args.entities / 0.9), days=3, seed=2))
     raw = RawEventStore(s.paths.raw_events)
@@ -86,17 +77,13 @@ def main() -> None:
 
 def _stock_store(s: Any) -> Any:
     """A FeatureStore on the same registry with Feast's own SQLite online store."""
-    import yaml
     from feast import FeatureStore
 
-    from flows.settings import FEATURE_REPO
+    from core.settings import FEATURE_REPO
+    from stores.feature_store import repo_config
 
-    conf = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
-    conf["registry"]["path"] = str(s.paths.feast / "registry.db")
-    conf["online_store"] = {"type": "sqlite", "path": str(s.paths.feast / "online_stock.db")}
-    path = s.paths.feast / "feature_store.stock.yaml"
-    path.write_text(yaml.safe_dump(conf))
-    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=path)
+    stock = {"type": "sqlite", "path": str(s.paths.feast / "online_stock.db")}
+    return FeatureStore(repo_path=str(FEATURE_REPO), config=repo_config(s, online_store=stock))
 
 
 if __name__ == "__main__":

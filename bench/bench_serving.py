@@ -124,14 +124,12 @@ def loadgen(url: str, bodies: Path, concurrency: int, duration: float) -> dict[s
 
 def floor(home_env: dict[str, str], n: int = 2000) -> dict[str, float]:
     """In-process: online read + context + LightGBM predict; and Feast's get_online_features."""
-    os.environ.update(home_env)
-    from flows.feaststore import open_store
-    from flows.settings import get_settings
+    from core.settings import Settings
     from serving.champions import load_champions
     from serving.online import OnlineFeatures
+    from stores.feature_store import open_store
 
-    get_settings.cache_clear()
-    s = get_settings()
+    s = Settings(home=Path(home_env["MICROTUNE_HOME"]))
     store = open_store(s)
     online = OnlineFeatures(store)
     lgbm = load_champions(s).lgbm
@@ -199,104 +197,95 @@ def freshness(url: str, rounds: int = 300) -> dict[str, float]:
     return {"p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", type=Path, help="A home with promoted champions (else built).")
-    ap.add_argument("--duration", type=float, default=8.0)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mt-bench-serve-"))
-    home = args.home
-    if home is None:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from serving_harness import environment, trained_home
+def trained(home: Path | None, work: Path) -> Path:
+    """``home`` when given, else a trained home built under ``work``."""
+    if home is not None:
+        return home
+    sys.path.insert(0, str(ROOT / "tests"))
+    from serving_harness import trained_home
 
-        home = work / "home"
-        print("building a trained home (4 days, 2,500 sessions) ...", flush=True)
-        with environment(
-            MICROTUNE_HOME=str(home),
-            MICROTUNE_PROFILE="embedded",
-            MICROTUNE_PROJECT="microtune",
-            MICROTUNE_GATE_MAX_ECE="0.15",
-        ):
-            trained_home(work)
-        print(f"home: {home} (reuse it with --home)", flush=True)
-    home_env = {
-        "MICROTUNE_HOME": str(home),
-        "MICROTUNE_PROFILE": "embedded",
-        "MICROTUNE_PROJECT": "microtune",
-    }
-    env = {**os.environ, **home_env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    ours_url, feast_url = "http://127.0.0.1:18731", "http://127.0.0.1:18732"
-    procs = [
-        start([str(BIN / "microtune"), "serve", "--port", "18731"], 0, env, work / "serve.log"),
+    from core.settings import Settings
+
+    home = work / "home"
+    print("building a trained home (4 days, 2,500 sessions) ...", flush=True)
+    built = Settings(home=home, profile="embedded", project="microtune")
+    trained_home(built.override(gate={"max_ece": 0.15}), work)
+    print(f"home: {home} (reuse it with --home)", flush=True)
+    return home
+
+
+def request_bodies(work: Path, now: datetime) -> tuple[Path, Path]:
+    """One JSON body a line for each side: ``/v1/score`` and Feast's ``/get-online-features``."""
+    ours_bodies, feast_bodies = work / "score.jsonl", work / "feast.jsonl"
+    with open(ours_bodies, "w") as f, open(feast_bodies, "w") as g:
+        for i in range(SESSIONS):
+            ctx = {"device": DEVICES[i % 3], "page_type": PAGES[i % 3]}
+            sid, uid = f"bench-{i}", f"bench-user-{i}"
+            f.write(json.dumps({"session_id": sid, "user_id": uid, "context": ctx}) + "\n")
+            entities = {
+                "session_id": [sid],
+                "user_id": [uid],
+                "request_ts": [now.timestamp()],
+                "device": [ctx["device"]],
+                "page_type": [ctx["page_type"]],
+            }
+            g.write(json.dumps({"feature_service": "abandonment_v1", "entities": entities}) + "\n")
+    return ours_bodies, feast_bodies
+
+
+def feast_serve_command() -> list[str]:
+    return [
+        str(BIN / "feast"),
+        "-c",
+        str(ROOT / "feature_repo"),
+        "-f",
+        str(ROOT / "feature_repo" / "feature_store.yaml"),
+        "serve",
+        "--port",
+        "18732",
+        "--workers",
+        "1",
+        "--no-access-log",
     ]
-    try:
-        wait_ready(f"{ours_url}/readyz", procs[0])
-        now = datetime.now(UTC)
-        with httpx.Client(base_url=ours_url) as c:
-            for i in range(SESSIONS):
-                c.post("/v1/events", json={"events": live_session(i, now)}).raise_for_status()
-        feast_cmd = [
-            str(BIN / "feast"),
-            "-c",
-            str(ROOT / "feature_repo"),
-            "-f",
-            str(ROOT / "feature_repo" / "feature_store.yaml"),
-            "serve",
-            "--port",
-            "18732",
-            "--workers",
-            "1",
-            "--no-access-log",
-        ]
-        procs.append(start(feast_cmd, 0, env, work / "feast.log"))
-        wait_ready(f"{feast_url}/health", procs[1])
-        ours_bodies, feast_bodies = work / "score.jsonl", work / "feast.jsonl"
-        with open(ours_bodies, "w") as f, open(feast_bodies, "w") as g:
-            for i in range(SESSIONS):
-                ctx = {"device": DEVICES[i % 3], "page_type": PAGES[i % 3]}
-                sid, uid = f"bench-{i}", f"bench-user-{i}"
-                f.write(json.dumps({"session_id": sid, "user_id": uid, "context": ctx}) + "\n")
-                entities = {
-                    "session_id": [sid],
-                    "user_id": [uid],
-                    "request_ts": [now.timestamp()],
-                    "device": [ctx["device"]],
-                    "page_type": [ctx["page_type"]],
-                }
-                g.write(
-                    json.dumps({"feature_service": "abandonment_v1", "entities": entities}) + "\n"
-                )
-        first = json.loads(ours_bodies.read_text().split("\n")[0])
-        probe = httpx.post(f"{ours_url}/v1/score", json=first)
-        assert probe.status_code == 200 and not probe.json()["degraded"], probe.text
-        ffirst = json.loads(feast_bodies.read_text().split("\n")[0])
-        fprobe = httpx.post(f"{feast_url}/get-online-features", json=ffirst)
-        assert fprobe.status_code == 200, fprobe.text
-        results: dict[str, list[dict[str, Any]]] = {}
-        for r in range(args.repeat):
-            for conc in (1, 16):
-                for name, url, bodies in (
-                    ("ours", f"{ours_url}/v1/score", ours_bodies),
-                    ("feast", f"{feast_url}/get-online-features", feast_bodies),
-                ):
-                    out = loadgen(url, bodies, conc, args.duration)
-                    results.setdefault(f"{name}_c{conc}", []).append(out)
-                    print(f"round {r + 1} {name:5s} c={conc:2d}: {json.dumps(out)}", flush=True)
-        fresh = freshness(ours_url)
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
-    fl = floor(home_env)
 
+
+def probe(url: str, bodies: Path, degraded_ok: bool = True) -> None:
+    """The first body answers 200 (and, for the scorer, not degraded)."""
+    first = json.loads(bodies.read_text().split("\n")[0])
+    r = httpx.post(url, json=first)
+    assert r.status_code == 200, r.text
+    assert degraded_ok or not r.json()["degraded"], r.text
+
+
+def measure(
+    ours_url: str, feast_url: str, bodies: tuple[Path, Path], repeat: int, duration: float
+) -> dict[str, list[dict[str, Any]]]:
+    """Rounds of the load generator, c=1 and c=16, alternating between the two servers."""
+    results: dict[str, list[dict[str, Any]]] = {}
+    for r in range(repeat):
+        for conc in (1, 16):
+            for name, url, body in (
+                ("ours", f"{ours_url}/v1/score", bodies[0]),
+                ("feast", f"{feast_url}/get-online-features", bodies[1]),
+            ):
+                out = loadgen(url, body, conc, duration)
+                results.setdefault(f"{name}_c{conc}", []).append(out)
+                print(f"round {r + 1} {name:5s} c={conc:2d}: {json.dumps(out)}", flush=True)
+    return results
+
+
+def report(
+    results: dict[str, list[dict[str, Any]]],
+    fl: dict[str, float],
+    fresh: dict[str, float],
+    repeat: int,
+    duration: float,
+) -> None:
     def med(key: str, field: str) -> float:
         return statistics.median(o[field] for o in results[key])
 
     print()
-    print(f"scoring over HTTP, medians of {args.repeat} rounds of {args.duration:.0f} s")
+    print(f"scoring over HTTP, medians of {repeat} rounds of {duration:.0f} s")
     print(f"{'':18s}{'p50 ms':>9s}{'p99 ms':>9s}{'req/s':>9s}{'5xx':>6s}")
     for key in ("ours_c1", "feast_c1", "ours_c16", "feast_c16"):
         print(
@@ -327,6 +316,45 @@ def main() -> None:
         f"p99 {fresh['p99_ms']:.2f} ms (target p99 <= 20 ms)"
     )
     print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", type=Path, help="A home with promoted champions (else built).")
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mt-bench-serve-"))
+    home = trained(args.home, work)
+    home_env = {
+        "MICROTUNE_HOME": str(home),
+        "MICROTUNE_PROFILE": "embedded",
+        "MICROTUNE_PROJECT": "microtune",
+    }
+    env = {**os.environ, **home_env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    ours_url, feast_url = "http://127.0.0.1:18731", "http://127.0.0.1:18732"
+    procs = [
+        start([str(BIN / "microtune"), "serve", "--port", "18731"], 0, env, work / "serve.log"),
+    ]
+    try:
+        wait_ready(f"{ours_url}/readyz", procs[0])
+        now = datetime.now(UTC)
+        with httpx.Client(base_url=ours_url) as c:
+            for i in range(SESSIONS):
+                c.post("/v1/events", json={"events": live_session(i, now)}).raise_for_status()
+        procs.append(start(feast_serve_command(), 0, env, work / "feast.log"))
+        wait_ready(f"{feast_url}/health", procs[1])
+        bodies = request_bodies(work, now)
+        probe(f"{ours_url}/v1/score", bodies[0], degraded_ok=False)
+        probe(f"{feast_url}/get-online-features", bodies[1])
+        results = measure(ours_url, feast_url, bodies, args.repeat, args.duration)
+        fresh = freshness(ours_url)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    report(results, floor(home_env), fresh, args.repeat, args.duration)
 
 
 if __name__ == "__main__":

@@ -6,39 +6,36 @@ other's state.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flows.generate import GeneratorConfig
-    from flows.settings import Settings
+    from core.settings import Settings
+    from events.synth import GeneratorConfig
 
 
-def fresh_home(prefix: str) -> Path:
-    """A new temporary MICROTUNE_HOME, exported for everything started afterwards."""
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    os.environ["MICROTUNE_HOME"] = str(home)
-    return home
+def fresh_home(prefix: str) -> Settings:
+    """Settings on a new temporary home (the environment's other settings kept)."""
+    from core.settings import Settings
+
+    s = Settings(home=Path(tempfile.mkdtemp(prefix=prefix)))
+    s.paths.ensure()
+    return s
 
 
-def built_store(cfg: GeneratorConfig) -> tuple[Settings, Any]:
-    """Generate ``cfg`` into the home, ingest it, build every day and register Feast.
+def built_store(s: Settings, cfg: GeneratorConfig) -> tuple[Settings, Any]:
+    """Generate ``cfg`` into the home of ``s``, ingest it, build every day and register Feast.
 
     Returns the settings and the FeatureStore, ready for ``training_frame``.
     """
-    from flows.build import build_window, ceil_day, floor_day
-    from flows.feaststore import apply_definitions, ensure_uci, open_store
-    from flows.generate import write_event_log
-    from flows.ingest import RawEventStore, ingest_files
-    from flows.settings import get_settings
+    from events.ingest import ingest_files
+    from events.raw_store import RawEventStore
+    from events.synth import write_event_log
+    from features import build_window, ceil_day, floor_day
+    from stores.feature_store import apply_definitions, ensure_uci, open_store
 
-    get_settings.cache_clear()
-    s = get_settings()
-    s.export_env()
-    s.paths.ensure()
     out = s.home / "generated" / "bench"
     write_event_log(cfg, out)
     raw = RawEventStore(s.paths.raw_events)

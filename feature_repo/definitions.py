@@ -27,36 +27,39 @@ from feast.types import Float64, Int64, String
 
 from feature_repo.features import (
     ABANDONMENT_CONTEXT_FEATURES,
+    ABANDONMENT_SERVICE,
     ABANDONMENT_SESSION_FEATURES,
     ABANDONMENT_USER_FEATURES,
     CONTEXT_FEATURES,
     CONTEXT_INPUTS,
     REQUEST_FIELDS,
     SESSION_FOLDS,
+    SESSION_KEY,
+    SESSION_VIEW,
     USER_FOLDS,
+    USER_KEY,
+    USER_VIEW,
     session_context,
 )
-from feature_repo.uci import UCI_FEATURES, UCI_KEY
-from flows.folds import state_columns
+from feature_repo.uci import UCI_FEATURES, UCI_KEY, UCI_SERVICE, UCI_VIEW
+from folds import state_columns
 
-if "MICROTUNE_HOME" not in os.environ:
-    raise RuntimeError(
-        "MICROTUNE_HOME is not set. Export it before running feast, e.g. "
-        "`export MICROTUNE_HOME=$PWD/.microtune` (and, for the production profile, "
-        "MICROTUNE_PROJECT; see docs/features.md)."
-    )
-OFFLINE = Path(os.environ["MICROTUNE_HOME"]).resolve() / "offline"
+#: Where the offline tables are. The variable is the one the Feast yaml files
+#: use, so ``feast`` run by hand on a home sees the same paths; microtune
+#: re-points every file source at the home it is given before it applies
+#: (``stores.feature_store.repo_contents``).
+OFFLINE = Path(os.environ.get("MICROTUNE_HOME", ".microtune")).resolve() / "offline"
 _DTYPES = {"float": Float64, "int": Int64, "str": String}
 
 session = Entity(
     name="session",
-    join_keys=["session_id"],
+    join_keys=[SESSION_KEY],
     value_type=ValueType.STRING,
     description="One visit of one visitor.",
 )
 user = Entity(
     name="user",
-    join_keys=["user_id"],
+    join_keys=[USER_KEY],
     value_type=ValueType.STRING,
     description="Pseudonymous visitor across sessions.",
 )
@@ -84,7 +87,7 @@ user_source = FileSource(
 user_push = PushSource(name="user_push", batch_source=user_source)
 
 session_behaviour = FeatureView(
-    name="session_behaviour",
+    name=SESSION_VIEW,
     entities=[session],
     ttl=timedelta(hours=6),
     schema=[Field(name=c, dtype=Float64) for c in state_columns(SESSION_FOLDS)],
@@ -94,7 +97,7 @@ session_behaviour = FeatureView(
 )
 
 user_history = FeatureView(
-    name="user_history",
+    name=USER_VIEW,
     entities=[user],
     ttl=timedelta(days=365),
     schema=[Field(name=c, dtype=Float64) for c in state_columns(USER_FOLDS)],
@@ -117,7 +120,7 @@ session_context_view = on_demand_feature_view(
 )(session_context)
 
 abandonment_v1 = FeatureService(
-    name="abandonment_v1",
+    name=ABANDONMENT_SERVICE,
     features=[
         session_behaviour[list(ABANDONMENT_SESSION_FEATURES)],
         user_history[list(ABANDONMENT_USER_FEATURES)],
@@ -133,7 +136,7 @@ uci_source = FileSource(
     description="UCI Online Shoppers Purchasing Intention (real sessions, CC BY 4.0).",
 )
 uci_sessions = FeatureView(
-    name="uci_sessions",
+    name=UCI_VIEW,
     entities=[uci_session],
     ttl=timedelta(days=400),
     schema=[Field(name=f.name, dtype=_DTYPES[f.dtype]) for f in UCI_FEATURES],
@@ -142,7 +145,7 @@ uci_sessions = FeatureView(
     description="Session-level aggregates of the UCI data set, one row per session.",
 )
 uci_purchase_v1 = FeatureService(
-    name="uci_purchase_v1",
+    name=UCI_SERVICE,
     features=[uci_sessions],
     description="Features of the real-data check models (label: Revenue).",
 )

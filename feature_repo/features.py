@@ -5,7 +5,7 @@ live. Everything else derives from it:
 
 * ``definitions.py`` builds the Feast feature views, the on-demand view and the
   feature services from these lists;
-* the batch builder (``flows/build.py``) scans the folds over raw events;
+* the batch builder (``features/build.py``) scans the folds over raw events;
 * the live event route folds one event at a time with the same folds;
 * training and serving read features only through the feature services.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.folds import (
+from folds import (
     Count,
     Dwell,
     Ewm,
@@ -44,6 +44,19 @@ from flows.folds import (
     Rate,
     Sum,
 )
+
+# ---------------------------------------------------------------------------
+# Names of the Feast objects, declared once: definitions.py builds the objects
+# under them, and every other stage imports them from here.
+
+#: Join keys: the event contract's session and user ids.
+SESSION_KEY = "session_id"
+USER_KEY = "user_id"
+#: Feature views.
+SESSION_VIEW = "session_behaviour"
+USER_VIEW = "user_history"
+#: The feature service of the abandonment-risk models.
+ABANDONMENT_SERVICE = "abandonment_v1"
 
 # ---------------------------------------------------------------------------
 # Session behaviour: folds over a session's consented events
@@ -134,7 +147,7 @@ SESSION_FOLDS: tuple[Fold, ...] = (
 )
 
 # ---------------------------------------------------------------------------
-# User history: folds over the user's ended sessions (see flows/build.py)
+# User history: folds over the user's ended sessions (see features/build.py)
 
 USER_FOLDS: tuple[Fold, ...] = (
     Count("past_sessions", "Ended sessions of the user before now."),

@@ -38,6 +38,9 @@ UCI_CSV = (
 )
 UCI_SHA256 = "b3055ee355f59134d851d32641183cb4a8b45def7124d2f50442a042f358e0d9"
 UCI_KEY = "uci_session_id"
+#: The feature view and the feature service of the data set.
+UCI_VIEW = "uci_sessions"
+UCI_SERVICE = "uci_purchase_v1"
 UCI_LABEL = "revenue"
 UCI_YEAR = 2017
 MONTHS = {

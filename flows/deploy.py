@@ -6,9 +6,9 @@ after creating what that command expects to find: the process work pool and
 the global concurrency limits of :mod:`flows.locks`. :func:`worker_command`
 is the ``prefect worker start`` line that runs the pool's flow runs.
 
-Deployments need a Prefect server that outlives one command, so both need
-``MICROTUNE_PREFECT_API_URL`` (or ``PREFECT_API_URL``): the CLI's temporary
-server stops when its command ends.
+Deployments need a Prefect server that outlives one command: the one
+``microtune server`` runs for the home, or ``MICROTUNE_PREFECT_API_URL`` (or
+``PREFECT_API_URL``). A temporary server stops when its command ends.
 
 Examples
 --------
@@ -29,9 +29,9 @@ from typing import Any
 
 import yaml
 
-from flows import locks
-from flows.errors import InputError, MicrotuneError, StoreError
-from flows.settings import FEATURE_REPO, Settings
+from core.errors import InputError, MicrotuneError, StoreError
+from core.settings import FEATURE_REPO, Settings
+from flows import locks, server
 
 #: The repository root: ``prefect deploy`` runs there, and workers run flows from there.
 REPO = FEATURE_REPO.parent
@@ -61,11 +61,11 @@ def pool_name(cfg: dict[str, Any]) -> str:
 
 def api_url(settings: Settings) -> str:
     """The configured Prefect server, or an error that says how to configure one."""
-    url = settings.prefect_api_url or os.environ.get("PREFECT_API_URL")
+    url = server.api_url(settings) or os.environ.get("PREFECT_API_URL")
     if not url:
         raise InputError(
-            "deployments need a long-running Prefect server: start one with "
-            "`prefect server start` and set MICROTUNE_PREFECT_API_URL=http://127.0.0.1:4200/api"
+            "deployments need a long-running Prefect server: start one for this home with "
+            "`microtune server`, or set MICROTUNE_PREFECT_API_URL to a shared one"
         )
     return url
 

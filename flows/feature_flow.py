@@ -1,16 +1,14 @@
 """Prefect flow ``build_features``: ingest, validate, build, apply, materialize.
 
-The flow only wires the pure cores together (``flows.ingest``, ``flows.build``,
-``flows.feaststore``). Tasks are coarse: one per step and window, never per
+The flow only wires the pure cores together (``events``, ``features``,
+``stores``). Tasks are coarse: one per step and window, never per
 event or session. Tasks that touch stores retry with backoff. Re-running a
 window gives the same offline files and the same online rows.
-
-Import this module only after ``Settings.export_env()`` (the CLI does), so
-that Prefect keeps its state under the home.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,25 +18,18 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.build import (
-    BuildResult,
-    build_window,
-    ceil_day,
-    floor_day,
-    read_offline,
-)
-from flows.errors import InputError
-from flows.feaststore import apply_definitions, ensure_uci, open_store, write_online
-from flows.ingest import (
-    IngestReport,
-    RawEventStore,
-    ingest_files,
-    live_inbox_files,
-    retire_inbox_files,
-)
+from core.errors import InputError
+from core.settings import Settings
+from events.ingest import IngestReport, ingest_files, live_inbox_files, retire_inbox_files
+from events.raw_store import RawEventStore
+from feature_repo.features import SESSION_KEY, SESSION_VIEW, USER_KEY, USER_VIEW
+from features import BuildResult, build_window, ceil_day, floor_day, read_offline
+from flows.context import flow_settings
 from flows.locks import FEATURES, exclusive
 from flows.retry import IO_RETRIES
-from flows.settings import Settings, get_settings
+from stores.feature_store import apply_definitions, ensure_uci, open_store
+from stores.online_load import write_online
+from stores.online_state import record_write
 
 
 @dataclass
@@ -85,8 +76,8 @@ def build_task(settings: Settings, start: datetime, end: datetime) -> BuildResul
         settings.paths.offline,
         start,
         end,
-        gap=timedelta(minutes=settings.session_gap_minutes),
-        lookback=timedelta(hours=settings.session_lookback_hours),
+        gap=timedelta(minutes=settings.features.session_gap_minutes),
+        lookback=timedelta(hours=settings.features.session_lookback_hours),
     )
 
 
@@ -107,11 +98,13 @@ def materialize_task(settings: Settings, start: datetime) -> dict[str, int]:
     store = open_store(settings)
     written: dict[str, int] = {}
     for view, key, table_dir in (
-        ("session_behaviour", "session_id", settings.paths.session_features),
-        ("user_history", "user_id", settings.paths.user_features),
+        (SESSION_VIEW, SESSION_KEY, settings.paths.session_features),
+        (USER_VIEW, USER_KEY, settings.paths.user_features),
     ):
         recent = read_offline(table_dir, start=start)
         written[view] = 0 if recent is None else write_online(store, view, recent, key)
+        if written[view]:
+            record_write(settings.paths.feast, view, time.time())
     return written
 
 
@@ -169,13 +162,13 @@ def build_features(
     The window is ``[start, end)`` rounded out to whole UTC days, or the days
     covering the last ``hours`` hours, or every stored event when neither is given.
     """
-    settings = get_settings()
+    settings = flow_settings()
     logger = get_run_logger()
     # Events the scorer took live are always collected (nothing typed in is lost).
     live = live_inbox_files(settings.paths.live_inbox)
     paths = [*(inbox or []), *map(str, live)]
     ingest = ingest_task(settings, paths) if paths else IngestReport()
-    retired = retire_inbox_files(live, settings.paths.home / "inbox" / "ingested")
+    retired = retire_inbox_files(live, settings.paths.ingested_inbox)
     if retired:
         logger.info("moved %d ingested live-event files to inbox/ingested", len(retired))
     lo, hi = resolve_window(settings, start, end, hours)

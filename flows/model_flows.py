@@ -1,12 +1,15 @@
-"""Prefect flows ``train`` and ``promote``: thin wiring around :mod:`models.train`.
+"""Prefect flows ``train``, ``promote``, ``rollback`` and ``retrain``.
 
-Import after ``Settings.export_env()`` (the CLI does), so Prefect and MLflow
-keep their state under the home.
+Each task reads its inputs from the home's stores, calls a pure core
+(:func:`models.train.fit_models`, :func:`models.gate.decide`) and writes what
+it produced: MLflow runs and aliases, plots, reports and checkpoints.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,31 +17,79 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.feaststore import open_store
+from core.errors import NotReadyError
+from core.settings import Settings
+from flows.context import flow_settings
 from flows.locks import MODELS, exclusive
 from flows.retry import MODEL_RETRIES
-from flows.settings import get_settings
 from models import registry
-from models.train import PromotionReport, TrainReport, promote_models, train_models
+from models.dataset import load_oracle, service_columns, time_split, training_frame
+from models.gate import PromotionReport, decide, drift_quality
+from models.lgbm import single_row_latency_us
+from models.plots import plot_calibration, plot_importance
+from models.train import SERVICE, Fitted, TrainReport, fit_models, xy
+from monitoring.verdict import read_latest
+from stores.feature_store import open_store
 
 
 @task(name="train-models", cache_policy=NO_CACHE, **MODEL_RETRIES)
-def train_task(seed: int, every_n: int, oracle: str | None) -> TrainReport:
-    settings = get_settings()
-    return train_models(
-        settings,
-        open_store(settings),
-        seed=seed,
-        every_n=every_n,
-        oracle=Path(oracle) if oracle else None,
+def train_task(settings: Settings, seed: int, every_n: int, oracle: str | None) -> TrainReport:
+    """Read the training frame, fit both models, then register them, plot and report."""
+    store = open_store(settings)
+    columns = service_columns(store, SERVICE).columns
+    frame = training_frame(settings, store, every_n)
+    truth = load_oracle(settings, Path(oracle) if oracle else None)
+    return save_training(settings, fit_models(frame, columns, seed=seed, oracle=truth))
+
+
+def save_training(settings: Settings, fitted: Fitted) -> TrainReport:
+    """Plots and ``report.json`` under ``reports/training/<UTC time>/``; both models in
+    MLflow as challengers; river's checkpoint for the scorer's live learner."""
+    folder = settings.paths.reports / "training" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    title = "LightGBM hold-out calibration"
+    plots = [
+        plot_calibration(fitted.test_y, fitted.test_p, folder / "calibration.png", title),
+        plot_importance(fitted.lgbm, fitted.test_x, folder / "importance.png"),
+    ]
+    client = registry.configure(settings.tracking_uri, settings.artifact_root)
+    lg = registry.register(
+        client,
+        registry.LGBM,
+        fitted.lgbm,
+        metrics=fitted.lgbm_metrics,
+        artifacts=plots,
+        run_name="train-lightgbm",
+        params=fitted.lgbm.card.params,
     )
+    rv = registry.register(
+        client,
+        registry.RIVER,
+        fitted.river,
+        metrics=fitted.river_metrics,
+        artifacts=[],
+        run_name="train-river",
+        params={"model": "logreg"},
+    )
+    fitted.river.checkpoint(settings.paths.river_checkpoint)
+    report = TrainReport(
+        rows=fitted.rows,
+        lgbm=fitted.lgbm_metrics,
+        river=fitted.river_metrics,
+        versions={"lgbm": lg.version, "river": rv.version},
+        window=fitted.window,
+        oracle_auc=fitted.oracle_auc,
+        plots=[str(p) for p in plots],
+    )
+    (folder / "report.json").write_text(json.dumps(asdict(report), indent=2, default=str))
+    return report
 
 
 @flow(name="train", flow_run_name="train-seed-{seed}")
 @exclusive(MODELS)
 def train(seed: int = 0, every_n: int = 10, oracle: str | None = None) -> dict[str, Any]:
     """Train LightGBM and river on the point-in-time training set; register challengers."""
-    report = train_task(seed, every_n, oracle)
+    report = train_task(flow_settings(), seed, every_n, oracle)
     rows = [
         {
             "model": "lightgbm",
@@ -57,16 +108,52 @@ def train(seed: int = 0, every_n: int = 10, oracle: str | None = None) -> dict[s
 
 
 @task(name="promotion-gate", cache_policy=NO_CACHE, **MODEL_RETRIES)
-def gate_task() -> PromotionReport:
-    settings = get_settings()
-    return promote_models(settings, open_store(settings))
+def gate_task(settings: Settings) -> PromotionReport:
+    """Gate each model family's challenger against its champion on the newest hold-out day.
+
+    A challenger that passes every check becomes the champion; each decision is
+    logged to MLflow's promotion experiment and tagged on the challenger.
+    """
+    store = open_store(settings)
+    columns = service_columns(store, SERVICE).columns
+    split = time_split(training_frame(settings, store))
+    x, y = xy(split.test, columns)
+    window = split.window()
+    verdict = read_latest(settings.paths.drift_reports)
+    client = registry.configure(settings.tracking_uri, settings.artifact_root)
+    report = PromotionReport({}, {})
+    for name in (registry.LGBM, registry.RIVER):
+        challenger_v = registry.version_of(client, name, registry.CHALLENGER)
+        if challenger_v is None:
+            raise NotReadyError(f"{name} has no challenger: run `microtune train` first")
+        champion_v = registry.version_of(client, name, registry.CHAMPION)
+        if champion_v == challenger_v:
+            continue
+        challenger = registry.load(name, challenger_v)
+        champion = registry.load(name, champion_v) if champion_v else None
+        decision = decide(
+            challenger,
+            champion,
+            x,
+            y,
+            settings.gate,
+            latency_us=single_row_latency_us(challenger, x),
+            drift_verdict=drift_quality(verdict, challenger.card.training_window),
+        )
+        registry.record_gate(client, name, challenger_v, champion_v, decision.as_dict(), window)
+        report.decisions[name] = decision
+        report.challengers[name] = challenger_v
+        if decision.promote:
+            registry.set_champion(client, name, challenger_v)
+            report.promoted[name] = challenger_v
+    return report
 
 
 @flow(name="promote", flow_run_name="promote")
 @exclusive(MODELS)
 def promote() -> dict[str, Any]:
     """Gate each challenger against its champion; move the champion alias if it passes."""
-    report = gate_task()
+    report = gate_task(flow_settings())
     for name, decision in report.decisions.items():
         version = report.challengers[name]
         create_markdown_artifact(
@@ -84,7 +171,8 @@ def promote() -> dict[str, Any]:
 @exclusive(MODELS)
 def rollback(model: str = registry.LGBM) -> dict[str, str]:
     """Restore the previous champion of ``model``."""
-    client = registry.configure(get_settings().tracking_uri, get_settings().artifact_root)
+    settings = flow_settings()
+    client = registry.configure(settings.tracking_uri, settings.artifact_root)
     replaced, restored = registry.rollback(client, model)
     create_markdown_artifact(
         key="rollback", markdown=f"# {model}: champion v{replaced} -> v{restored} (rollback)"

@@ -1,10 +1,10 @@
 """Retry policies of the flows' tasks: store hiccups retry with backoff, bad input does not.
 
 Delays grow (backoff) and carry ±20 % jitter, so runs that failed together do
-not all come back at the same second. Bad input (:class:`~flows.errors.InputError`:
+not all come back at the same second. Bad input (:class:`~core.errors.InputError`:
 a wrong path, an empty or inverted window, duplicate ids in the raw store), a
-missing prerequisite (:class:`~flows.errors.NotReadyError`: too few days to
-train) and a missing object (:class:`~flows.errors.NotFoundError`) fail the
+missing prerequisite (:class:`~core.errors.NotReadyError`: too few days to
+train) and a missing object (:class:`~core.errors.NotFoundError`) fail the
 same way on every try, so they fail the task at once.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.errors import InputError, NotFoundError, NotReadyError
+from core.errors import InputError, NotFoundError, NotReadyError
 
 
 def transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -28,13 +28,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from flows.contract import EventType
+from core.errors import NotReadyError
+from core.settings import Settings
+from events.contract import EventType
+from events.raw_store import RawEventStore
+from feature_repo.features import ABANDONMENT_SERVICE
+from features import read_offline
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -186,3 +193,41 @@ def time_split(frame: pd.DataFrame, valid_days: float = 1.0, test_days: float = 
     valid = frame[(ts >= valid_start) & (ts < test_start) & (frame["session_end"] < test_start)]
     test = frame[ts >= test_start]
     return Split(train, valid, test, valid_start.to_pydatetime(), test_start.to_pydatetime())
+
+
+# ---------------------------------------------------------------------------
+# Reading a home's training inputs (the flows call these, then the pure cores)
+
+#: Fewer labelled decision points than this cannot train a model worth gating.
+MIN_ROWS = 200
+
+
+def training_frame(settings: Settings, store: FeatureStore, every_n: int = 10) -> pd.DataFrame:
+    """Labelled decision points of the home, with their point-in-time features."""
+    raw = RawEventStore(settings.paths.raw_events)
+    span = raw.time_range()
+    outcomes = read_offline(settings.paths.session_outcomes)
+    if span is None or outcomes is None:
+        raise NotReadyError("no features built yet: run `microtune features build` first")
+    events = raw.read(span[0], span[1] + pd.Timedelta(seconds=1))
+    points = decision_points(events, outcomes, every_n)
+    if len(points) < MIN_ROWS:
+        raise NotReadyError(
+            f"only {len(points)} labelled decision points; at least {MIN_ROWS} are needed. "
+            "Ingest more events (or wait for sessions to end) and build features again."
+        )
+    frame, _ = historical_features(store, points, ABANDONMENT_SERVICE)
+    return frame
+
+
+def load_oracle(settings: Settings, explicit: Path | None = None) -> pd.DataFrame | None:
+    """Ground truth of generated sessions, if any generated log lives under the home."""
+    paths = (
+        [explicit] if explicit else sorted((settings.home / "generated").glob("*/oracle.parquet"))
+    )
+    frames = [
+        pq.read_table(p, columns=["session_id", "p_abandon"]).to_pandas()
+        for p in paths
+        if p is not None and p.exists()
+    ]
+    return pd.concat(frames).drop_duplicates("session_id") if frames else None

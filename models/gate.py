@@ -14,30 +14,19 @@ Checks, all on the same recent hold-out window:
 * ``minimum_cases``: a hesitant session scores above a decisive one;
 * ``latency``: a single-row prediction takes at most ``latency_budget_us``;
 * ``drift``: the latest drift verdict's data-quality check does not fail on
-  data the challenger was trained on (see :func:`latest_drift_verdict`).
+  data the challenger was trained on (see :func:`drift_quality`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.settings import GateSettings
 from models.metrics import expected_calibration_error, log_loss, roc_auc
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    auc_tolerance: float = 0.01
-    max_ece: float = 0.08
-    min_first_auc: float = 0.55
-    max_invariance_shift: float = 0.03
-    direction_tolerance: float = 0.005
-    latency_budget_us: float = 2000.0
 
 
 @dataclass(frozen=True)
@@ -109,7 +98,7 @@ def behavioural_checks(
     predict: Callable[[np.ndarray], np.ndarray],
     columns: list[str],
     x: np.ndarray,
-    cfg: GateConfig,
+    cfg: GateSettings,
     seed: int = 0,
 ) -> list[Check]:
     """Invariance, direction and minimum-functionality checks on hold-out rows."""
@@ -153,7 +142,7 @@ def decide(
     champion: Any | None,
     x: np.ndarray,
     y: np.ndarray,
-    cfg: GateConfig,
+    cfg: GateSettings,
     *,
     latency_us: float,
     drift_verdict: tuple[str, str],
@@ -225,33 +214,28 @@ def _span(window: dict[str, Any]) -> list[str]:
     return [times[0], times[-1]] if times else []
 
 
-def latest_drift_verdict(
-    reports: Path, training_window: dict[str, Any] | None = None
+def drift_quality(
+    verdict: Mapping[str, Any] | None, training_window: dict[str, Any] | None = None
 ) -> tuple[str, str]:
-    """What the newest drift verdict says about a challenger's training data.
+    """What a drift verdict (the newest one, as a mapping) says about a challenger's data.
 
     Only the ``data_quality`` check counts: a challenger retrained because
     the data drifted must stay promotable, but one trained on broken data
     must not. The verdict applies when its current window overlaps the
     challenger's ``training_window`` (always, when no window is given).
-    Returns ``("pass", reason)`` when no check has run yet.
+    Returns ``("pass", reason)`` when no check has run yet (``verdict`` None).
 
-    >>> import json, tempfile
-    >>> root = Path(tempfile.mkdtemp()); (root / "drift").mkdir()
-    >>> latest_drift_verdict(root)[0]
+    >>> drift_quality(None)[0]
     'pass'
     >>> quality = {"name": "data_quality", "status": "fail", "detail": "x: 40% missing"}
     >>> verdict = {"windows": {"current": ["2026-06-03", "2026-06-04"]}, "checks": [quality]}
-    >>> _ = (root / "drift" / "latest.json").write_text(json.dumps(verdict))
-    >>> latest_drift_verdict(root, {"train": ["2026-06-01", "2026-06-03T12:00"]})
+    >>> drift_quality(verdict, {"train": ["2026-06-01", "2026-06-03T12:00"]})
     ('fail', 'data quality failed on 2026-06-03..2026-06-04: x: 40% missing')
-    >>> latest_drift_verdict(root, {"train": ["2026-05-01", "2026-05-20"]})[0]
+    >>> drift_quality(verdict, {"train": ["2026-05-01", "2026-05-20"]})[0]
     'pass'
     """
-    latest = reports / "drift" / "latest.json"
-    if not latest.exists():
+    if verdict is None:
         return "pass", "no drift check has run yet"
-    verdict = json.loads(latest.read_text())
     current = list((verdict.get("windows") or {}).get("current") or [])
     quality = next((c for c in verdict.get("checks", []) if c.get("name") == "data_quality"), None)
     if quality is None:
@@ -264,3 +248,12 @@ def latest_drift_verdict(
     if status == "fail":
         return "fail", f"data quality failed{where}: {detail}"
     return status, f"data quality {status}{where}"
+
+
+@dataclass
+class PromotionReport:
+    """What one run of the gate decided, per model family."""
+
+    decisions: dict[str, GateDecision]
+    promoted: dict[str, str]
+    challengers: dict[str, str] = field(default_factory=dict)

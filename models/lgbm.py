@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -35,7 +34,7 @@ import numpy as np
 from models.card import ModelCard, RiskModel
 from models.fastpredict import SingleRowPredictor
 from models.linear_base import LinearBase, fit_linear_base
-from models.metrics import calibration_curve, expected_calibration_error, score
+from models.metrics import expected_calibration_error, score
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -348,56 +347,6 @@ def risk_thresholds(p: np.ndarray) -> dict[str, float]:
     if len(p) == 0:
         return {"medium": 0.5, "high": 0.8}
     return {"medium": float(np.quantile(p, 0.5)), "high": float(np.quantile(p, 0.8))}
-
-
-def plot_calibration(y: np.ndarray, p: np.ndarray, path: Path, title: str) -> Path:
-    """Reliability diagram with the prediction histogram underneath."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pred, obs = calibration_curve(y, p)
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(6, 6.5), height_ratios=[3, 1], sharex=True)
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", label="perfect")
-    ax.plot(pred, obs, marker="o", label=f"model (ECE {expected_calibration_error(y, p):.3f})")
-    ax.set_ylabel("observed abandonment rate")
-    ax.set_title(title)
-    ax.legend(loc="upper left")
-    hist.hist(p, bins=20, range=(0, 1), color="tab:blue", alpha=0.7)
-    hist.set_xlabel("predicted abandonment risk")
-    hist.set_ylabel("decisions")
-    return _save(fig, path)
-
-
-def plot_importance(model: LgbmRiskModel, x: np.ndarray, path: Path, top: int = 20) -> Path:
-    """Mean absolute contribution (log-odds) of each feature over the rows of ``x``.
-
-    Contributions include the linear base, so the bars show what drives the
-    whole model's predictions, not only the booster's residual trees.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    weight = np.abs(model.contribution_matrix(x)).mean(axis=0) if len(x) else np.zeros(0)
-    order = np.argsort(weight)[::-1][:top][::-1]
-    names = [model.card.columns[i] for i in order]
-    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.3 * len(names) + 1)))
-    ax.barh(names, weight[order], color="tab:orange")
-    ax.set_xlabel("mean |contribution| to the log-odds")
-    ax.set_title("Feature importance (LightGBM with its linear base)")
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def single_row_latency_us(model: RiskModel, x: np.ndarray, calls: int = 300) -> float:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from river import compose, drift, linear_model, optim, preprocessing
 
-from flows.files import atomic_write_bytes
+from core.files import atomic_write_bytes
 from models.card import ModelCard
 from models.linear_base import signed_log_features
 

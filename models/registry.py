@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
-from flows.errors import NotFoundError
+from core.errors import NotFoundError
 from models.card import ModelCard
 
 LGBM = "abandonment-lgbm"
@@ -132,14 +132,33 @@ def version_of(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def load(name: str, alias_or_version: str) -> Any:
-    """The model object of ``name`` at an alias or version number."""
+def reader(tracking_uri: str) -> MlflowClient:
+    """A client on ``tracking_uri`` that leaves MLflow's process-wide URIs alone.
+
+    The scorer polls the registry from a background thread; a reader keeps
+    that thread from moving the URIs another part of the process writes to.
+    """
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def load(name: str, alias_or_version: str, client: MlflowClient | None = None) -> Any:
+    """The model object of ``name`` at an alias or version number.
+
+    With ``client`` (a :func:`reader`), the model is located through that
+    client's registry; without, through MLflow's process-wide URIs
+    (:func:`configure`).
+    """
     ref = (
         f"models:/{name}/{alias_or_version}"
         if alias_or_version.isdigit()
         else (f"models:/{name}@{alias_or_version}")
     )
     try:
+        if client is not None:
+            version = alias_or_version
+            if not version.isdigit():
+                version = str(client.get_model_version_by_alias(name, version).version)
+            ref = client.get_model_version_download_uri(name, version)
         return mlflow.pyfunc.load_model(ref).unwrap_python_model().model
     except MlflowException as exc:
         raise NotFoundError(
@@ -186,3 +205,35 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     else:
         client.delete_registered_model_alias(name, PREVIOUS)
     return current, restored
+
+
+def record_gate(
+    client: MlflowClient,
+    name: str,
+    challenger: str,
+    champion: str | None,
+    decision: dict[str, Any],
+    window: dict[str, Any],
+) -> None:
+    """Log one gate decision as a run of the promotion experiment, and tag the challenger.
+
+    ``decision`` is :meth:`models.gate.GateDecision.as_dict`.
+    """
+    mlflow.set_experiment(PROMOTION_EXPERIMENT)
+    promoted = bool(decision["promote"])
+    with mlflow.start_run(run_name=f"gate-{name}-v{challenger}"):
+        mlflow.set_tags(
+            {
+                "model": name,
+                "challenger": challenger,
+                "champion": champion or "none",
+                "decision": "promote" if promoted else "refuse",
+            }
+        )
+        mlflow.log_metrics({f"challenger_{k}": v for k, v in decision["challenger"].items()})
+        mlflow.log_metrics({f"champion_{k}": v for k, v in decision["champion"].items()})
+        mlflow.log_dict({**decision, "window": window}, "decision.json")
+    failed = [f"{c['name']}: {c['detail']}" for c in decision["checks"] if not c["passed"]]
+    client.set_model_version_tag(
+        name, challenger, "gate", "passed" if promoted else "; ".join(failed)
+    )

@@ -1,50 +1,54 @@
-"""Training and promotion, as plain functions the Prefect flows call.
+"""Training, as a pure function: a labelled frame in, fitted models and their figures out.
 
-``train_models`` builds the point-in-time training set through the feature
-service, trains LightGBM and river on the same time split, compares them with
-the generator's oracle when one is known, logs everything to MLflow and
-registers both as challengers. ``promote_models`` runs the gate on the most
-recent hold-out window and moves the champion alias when it passes.
+:func:`fit_models` splits the point-in-time training frame by time, trains
+LightGBM (early stopping on the validation day, then refitted on both days)
+and river (replayed over every row with delayed labels), scores both on the
+held-out day, and compares LightGBM with the generator's oracle when one is
+known. It reads no store and writes nothing: the ``train`` flow loads the
+frame (:func:`models.dataset.training_frame`), then registers the models in
+MLflow and writes the plots and the report.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> t0 = pd.Timestamp("2026-06-01", tz="UTC")
+>>> n = 3000
+>>> x = rng.normal(size=n)
+>>> frame = pd.DataFrame({
+...     "session_id": [f"s{i // 3}" for i in range(n)],
+...     "event_timestamp": t0 + pd.to_timedelta(np.arange(n) * 4 * 86_400 / n, unit="s"),
+...     "x": x, "label": (rng.random(n) < 1 / (1 + np.exp(-2 * x))).astype(int)})
+>>> frame["session_end"] = frame["event_timestamp"] + pd.Timedelta(minutes=30)
+>>> fitted = fit_models(frame, ["x"], seed=0)
+>>> sorted(fitted.rows), fitted.lgbm_metrics["test_roc_auc"] > 0.7
+(['test', 'train', 'valid'], True)
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from flows.build import read_offline
-from flows.errors import NotReadyError
-from flows.ingest import RawEventStore
-from flows.settings import Settings
-from models import registry
+from core.errors import NotReadyError
+from feature_repo.features import ABANDONMENT_SERVICE
 from models.card import ModelCard
-from models.dataset import LABEL, Split, decision_points, historical_features, time_split
-from models.gate import GateConfig, GateDecision, decide, latest_drift_verdict
-from models.lgbm import (
-    plot_calibration,
-    plot_importance,
-    single_row_latency_us,
-    train_lgbm,
-)
+from models.dataset import LABEL, Split, time_split
+from models.lgbm import LgbmRiskModel, single_row_latency_us, train_lgbm
 from models.metrics import roc_auc, score
 from models.online import RiverRiskModel, replay
 
-if TYPE_CHECKING:
-    from feast import FeatureStore
-
-SERVICE = "abandonment_v1"
-MIN_ROWS = 200
+#: The feature service the risk models read.
+SERVICE = ABANDONMENT_SERVICE
 
 
 @dataclass
 class TrainReport:
+    """What a training run registered: rows, metrics, versions, window and plots."""
+
     rows: dict[str, int]
     lgbm: dict[str, float]
     river: dict[str, float]
@@ -54,54 +58,46 @@ class TrainReport:
     plots: list[str] = field(default_factory=list)
 
 
-def load_oracle(settings: Settings, explicit: Path | None = None) -> pd.DataFrame | None:
-    """Ground truth of generated sessions, if any generated log lives under the home."""
-    paths = (
-        [explicit] if explicit else sorted((settings.home / "generated").glob("*/oracle.parquet"))
-    )
-    frames = [
-        pq.read_table(p, columns=["session_id", "p_abandon"]).to_pandas()
-        for p in paths
-        if p is not None and p.exists()
-    ]
-    return pd.concat(frames).drop_duplicates("session_id") if frames else None
+@dataclass
+class Fitted:
+    """Both models, fitted on one split, with their hold-out figures."""
+
+    lgbm: LgbmRiskModel
+    river: RiverRiskModel
+    lgbm_metrics: dict[str, float]
+    river_metrics: dict[str, float]
+    window: dict[str, Any]
+    rows: dict[str, int]
+    oracle_auc: float | None
+    #: The hold-out rows, their labels and LightGBM's risk on them (for the plots).
+    test_x: np.ndarray
+    test_y: np.ndarray
+    test_p: np.ndarray
 
 
-def training_frame(settings: Settings, store: FeatureStore, every_n: int = 10) -> pd.DataFrame:
-    """Labelled decision points with their point-in-time features."""
-    raw = RawEventStore(settings.paths.raw_events)
-    span = raw.time_range()
-    outcomes = read_offline(settings.paths.session_outcomes)
-    if span is None or outcomes is None:
-        raise NotReadyError("no features built yet: run `microtune features build` first")
-    events = raw.read(span[0], span[1] + pd.Timedelta(seconds=1))
-    points = decision_points(events, outcomes, every_n)
-    if len(points) < MIN_ROWS:
-        raise NotReadyError(
-            f"only {len(points)} labelled decision points; at least {MIN_ROWS} are needed. "
-            "Ingest more events (or wait for sessions to end) and build features again."
-        )
-    frame, _ = historical_features(store, points, SERVICE)
-    return frame
-
-
-def _xy(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def xy(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix (in ``columns`` order) and labels of a frame."""
     return df[columns].to_numpy(np.float64), df[LABEL].to_numpy(np.int64)
 
 
-def train_models(
-    settings: Settings,
-    store: FeatureStore,
+def oracle_auc(oracle: pd.DataFrame | None, rows: pd.DataFrame, y: np.ndarray) -> float | None:
+    """The generator's true risk scored on ``rows`` (None without a complete oracle)."""
+    if oracle is None:
+        return None
+    p = rows[["session_id"]].merge(oracle, on="session_id", how="left")["p_abandon"]
+    if p.isna().any():
+        return None
+    return roc_auc(y, p.to_numpy(float))
+
+
+def fit_models(
+    frame: pd.DataFrame,
+    columns: list[str],
     *,
     seed: int = 0,
-    every_n: int = 10,
-    oracle: Path | None = None,
-) -> TrainReport:
-    """Train LightGBM and river on a time split and register both as challengers."""
-    from models.dataset import service_columns
-
-    columns = service_columns(store, SERVICE).columns
-    frame = training_frame(settings, store, every_n)
+    oracle: pd.DataFrame | None = None,
+) -> Fitted:
+    """Train LightGBM and river on a time split of ``frame``; score both on the hold-out."""
     split = time_split(frame)
     if min(len(split.train), len(split.valid), len(split.test)) == 0:
         raise NotReadyError(
@@ -109,10 +105,9 @@ def train_models(
             "are needed (train, validate, hold out)"
         )
     window = split.window()
-    x_tr, y_tr = _xy(split.train, columns)
-    x_va, y_va = _xy(split.valid, columns)
-    x_te, y_te = _xy(split.test, columns)
-
+    x_tr, y_tr = xy(split.train, columns)
+    x_va, y_va = xy(split.valid, columns)
+    x_te, y_te = xy(split.test, columns)
     if len(np.unique(y_tr)) < 2:
         raise NotReadyError(
             "the training window holds only one outcome (every labelled session was "
@@ -137,68 +132,31 @@ def train_models(
         **score(y_te, p_te).as_dict("test_"),
         "latency_us": single_row_latency_us(result.model, x_te),
     }
-    oracle_auc = _oracle_auc(load_oracle(settings, oracle), split.test, y_te)
-    if oracle_auc is not None:
-        lgbm_metrics["oracle_auc"] = oracle_auc
-        lgbm_metrics["oracle_gap"] = oracle_auc - lgbm_metrics["test_roc_auc"]
+    truth = oracle_auc(oracle, split.test, y_te)
+    if truth is not None:
+        lgbm_metrics["oracle_auc"] = truth
+        lgbm_metrics["oracle_gap"] = truth - lgbm_metrics["test_roc_auc"]
     card.metrics = {k: lgbm_metrics[k] for k in ("test_roc_auc", "test_ece", "test_log_loss")}
-
-    river_model, river_metrics = _train_river(columns, window, split)
-    report_dir = settings.paths.reports / "training" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    report_dir.mkdir(parents=True, exist_ok=True)
-    plots = [
-        plot_calibration(
-            y_te, p_te, report_dir / "calibration.png", "LightGBM hold-out calibration"
-        ),
-        plot_importance(result.model, x_te, report_dir / "importance.png"),
-    ]
-    client = registry.configure(settings.tracking_uri, settings.artifact_root)
-    lg = registry.register(
-        client,
-        registry.LGBM,
-        result.model,
-        metrics=lgbm_metrics,
-        artifacts=plots,
-        run_name="train-lightgbm",
-        params=card.params,
-    )
-    rv = registry.register(
-        client,
-        registry.RIVER,
-        river_model,
-        metrics=river_metrics,
-        artifacts=[],
-        run_name="train-river",
-        params={"model": "logreg"},
-    )
-    river_model.checkpoint(settings.paths.home / "models" / "river" / "checkpoint.pkl")
-    report = TrainReport(
-        rows={"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
-        lgbm=lgbm_metrics,
-        river=river_metrics,
-        versions={"lgbm": lg.version, "river": rv.version},
+    river, river_metrics = _fit_river(columns, window, split)
+    return Fitted(
+        lgbm=result.model,
+        river=river,
+        lgbm_metrics=lgbm_metrics,
+        river_metrics=river_metrics,
         window=card.training_window,
-        oracle_auc=oracle_auc,
-        plots=[str(p) for p in plots],
+        rows={"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
+        oracle_auc=truth,
+        test_x=x_te,
+        test_y=y_te,
+        test_p=p_te,
     )
-    (report_dir / "report.json").write_text(json.dumps(report.__dict__, indent=2, default=str))
-    return report
 
 
-def _oracle_auc(oracle: pd.DataFrame | None, test: pd.DataFrame, y: np.ndarray) -> float | None:
-    if oracle is None:
-        return None
-    p = test[["session_id"]].merge(oracle, on="session_id", how="left")["p_abandon"]
-    if p.isna().any():
-        return None
-    return roc_auc(y, p.to_numpy(float))
-
-
-def _train_river(
+def _fit_river(
     columns: list[str], window: dict[str, Any], split: Split
 ) -> tuple[RiverRiskModel, dict[str, float]]:
     frame = pd.concat([split.train, split.valid, split.test]).sort_values("event_timestamp")
-    x, y = _xy(frame, columns)
+    x, y = xy(frame, columns)
     decided = frame["event_timestamp"].astype("int64").to_numpy() / 1e9
     labelled = frame["session_end"].astype("int64").to_numpy() / 1e9
     model = RiverRiskModel(ModelCard("river", SERVICE, columns, window))
@@ -212,88 +170,3 @@ def _train_river(
     }
     model.card.metrics = metrics
     return model, metrics
-
-
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class PromotionReport:
-    decisions: dict[str, GateDecision]
-    promoted: dict[str, str]
-    challengers: dict[str, str] = field(default_factory=dict)
-
-
-def holdout(
-    settings: Settings, store: FeatureStore, every_n: int = 10
-) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
-    """The most recent hold-out window, for comparing challenger and champion."""
-    from models.dataset import service_columns
-
-    columns = service_columns(store, SERVICE).columns
-    split = time_split(training_frame(settings, store, every_n))
-    x, y = _xy(split.test, columns)
-    return x, y, columns, split.window()
-
-
-def promote_models(
-    settings: Settings, store: FeatureStore, cfg: GateConfig | None = None
-) -> PromotionReport:
-    """Gate each model family's challenger against its champion; promote the ones that pass."""
-    cfg = cfg or GateConfig(
-        auc_tolerance=settings.gate_auc_tolerance,
-        max_ece=settings.gate_max_ece,
-        latency_budget_us=settings.gate_latency_budget_us,
-    )
-    client = registry.configure(settings.tracking_uri, settings.artifact_root)
-    x, y, _, window = holdout(settings, store)
-    report = PromotionReport({}, {})
-    for name in (registry.LGBM, registry.RIVER):
-        challenger_v = registry.version_of(client, name, registry.CHALLENGER)
-        if challenger_v is None:
-            raise NotReadyError(f"{name} has no challenger: run `microtune train` first")
-        champion_v = registry.version_of(client, name, registry.CHAMPION)
-        if champion_v == challenger_v:
-            continue
-        challenger = registry.load(name, challenger_v)
-        champion = registry.load(name, champion_v) if champion_v else None
-        latency = single_row_latency_us(challenger, x)
-        verdict = latest_drift_verdict(settings.paths.reports, challenger.card.training_window)
-        decision = decide(
-            challenger, champion, x, y, cfg, latency_us=latency, drift_verdict=verdict
-        )
-        _record(client, name, challenger_v, champion_v, decision, window)
-        report.decisions[name] = decision
-        report.challengers[name] = challenger_v
-        if decision.promote:
-            registry.set_champion(client, name, challenger_v)
-            report.promoted[name] = challenger_v
-    return report
-
-
-def _record(
-    client: Any,
-    name: str,
-    challenger: str,
-    champion: str | None,
-    decision: GateDecision,
-    window: dict[str, Any],
-) -> None:
-    import mlflow
-
-    mlflow.set_experiment(registry.PROMOTION_EXPERIMENT)
-    with mlflow.start_run(run_name=f"gate-{name}-v{challenger}"):
-        mlflow.set_tags(
-            {
-                "model": name,
-                "challenger": challenger,
-                "champion": champion or "none",
-                "decision": "promote" if decision.promote else "refuse",
-            }
-        )
-        mlflow.log_metrics({f"challenger_{k}": v for k, v in decision.challenger.items()})
-        mlflow.log_metrics({f"champion_{k}": v for k, v in decision.champion.items()})
-        mlflow.log_dict({**decision.as_dict(), "window": window}, "decision.json")
-    client.set_model_version_tag(
-        name, challenger, "gate", "passed" if decision.promote else "; ".join(decision.reasons)
-    )

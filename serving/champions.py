@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.settings import Settings
+from core.settings import Settings
 from models import registry
 
 FAMILIES = (registry.LGBM, registry.RIVER)
@@ -33,7 +33,7 @@ class ModelSet:
 
 def champion_versions(settings: Settings) -> dict[str, str | None]:
     """The champion version of each family in the registry (None when none)."""
-    client = registry.configure(settings.tracking_uri)
+    client = registry.reader(settings.tracking_uri)
     return {name: registry.version_of(client, name, registry.CHAMPION) for name in FAMILIES}
 
 
@@ -59,7 +59,7 @@ def load_champions(settings: Settings, previous: ModelSet | None = None) -> Mode
             errors[name] = "no champion yet: run `microtune train` and `microtune promote`"
             continue
         try:
-            loaded[name] = registry.load(name, version)
+            loaded[name] = registry.load(name, version, registry.reader(settings.tracking_uri))
         except Exception as exc:
             errors[name] = f"v{version} failed to load: {type(exc).__name__}: {exc}"
     return ModelSet(

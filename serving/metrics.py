@@ -21,6 +21,8 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_mp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from feature_repo.features import SESSION_VIEW, USER_VIEW
+
 ROUTES = frozenset(
     {
         "/v1/score",
@@ -151,3 +153,72 @@ class LatencyAndSizeLimit:
                 await _send_413(send, self.max_body)
         finally:
             observe(time.perf_counter() - start)
+
+
+# -- drift verdict and online feature freshness ---------------------------------
+#
+# These gauges use multiprocess_mode="mostrecent": with several workers, /metrics
+# merges one file per process, and the most recent write of each series wins. The
+# verdict is one-hot, so "max" is wrong: a worker that has not yet seen a new verdict
+# (or one that has exited, whose file stays) would keep the old status at 1 beside the
+# new one; "liveall" would show one series per process. Ages change on every refresh,
+# and the newest refresh is the one to show.
+
+#: The statuses of a drift verdict (docs/drift.md), the label values of the one-hot gauge.
+DRIFT_STATUSES = ("pass", "warn", "fail", "no_data")
+#: The online feature views whose age is exported from the start (NaN until set).
+FEATURE_VIEWS = (SESSION_VIEW, USER_VIEW)
+
+DRIFT_VERDICT = Gauge(
+    "microtune_drift_verdict",
+    "Latest drift verdict: 1 on its status, 0 on the others.",
+    ["status"],
+    multiprocess_mode="mostrecent",
+)
+DRIFT_VERDICT_AGE = Gauge(
+    "microtune_drift_verdict_age_seconds",
+    "Seconds since the latest drift verdict was written (NaN when there is none).",
+    multiprocess_mode="mostrecent",
+)
+FEATURE_AGE = Gauge(
+    "microtune_online_features_age_seconds",
+    "Seconds since the newest row of a feature view was written to the online store "
+    "(NaN when it holds none).",
+    ["view"],
+    multiprocess_mode="mostrecent",
+)
+
+
+def set_drift_verdict(status: str | None, age_s: float | None) -> None:
+    """Publish the latest drift verdict and its age.
+
+    ``status`` is the verdict's overall status (``pass``, ``warn``, ``fail`` or
+    ``no_data``); None means no verdict was written yet and reads as ``no_data``.
+    ``age_s`` is the seconds since the verdict was written; None exports NaN, so
+    that a missing verdict never looks fresh. Call it again whenever the verdict
+    may have changed, and often enough that the age stays current.
+
+    Raises ValueError on any other status, rather than exporting a one-hot with no 1.
+    """
+    current = status or "no_data"
+    if current not in DRIFT_STATUSES:
+        raise ValueError(f"drift status {status!r} is not one of {DRIFT_STATUSES}")
+    for s in DRIFT_STATUSES:
+        DRIFT_VERDICT.labels(s).set(1.0 if s == current else 0.0)
+    DRIFT_VERDICT_AGE.set(float("nan") if age_s is None else age_s)
+
+
+def set_feature_age(view: str, age_s: float | None) -> None:
+    """Publish the seconds since the newest row of ``view`` was written online.
+
+    None (the view holds no row) exports NaN. Call it periodically: the age is a
+    snapshot taken when it is set, not a clock that Prometheus advances.
+    """
+    FEATURE_AGE.labels(view).set(float("nan") if age_s is None else age_s)
+
+
+# Every series exists from the first scrape: "no verdict" and "no rows" rather than
+# absent series (which alert rules and dashboards cannot tell from a missing target).
+set_drift_verdict(None, None)
+for _view in FEATURE_VIEWS:
+    set_feature_age(_view, None)

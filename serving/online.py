@@ -11,9 +11,9 @@ Feast does not enforce a view's TTL online, so :meth:`OnlineFeatures.read`
 does: a row older than its view's TTL is treated as missing.
 
 Live events are folded into the stored session state with the same fold
-declarations as the batch builder (:func:`flows.folds.fold_one`) and written
+declarations as the batch builder (:func:`folds.fold_one`) and written
 back with ``online_write_batch``. A store that fails is reported as
-:class:`~flows.errors.StoreError`; the caller degrades.
+:class:`~core.errors.StoreError`; the caller degrades.
 """
 
 from __future__ import annotations
@@ -28,23 +28,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from core.errors import StoreError
+from events.contract import ARROW_SCHEMA
 from feature_repo.features import (
     ABANDONMENT_CONTEXT_FEATURES,
     ABANDONMENT_SESSION_FEATURES,
     ABANDONMENT_USER_FEATURES,
     CONTEXT_INPUTS,
     SESSION_FOLDS,
+    SESSION_KEY,
+    SESSION_VIEW,
+    USER_KEY,
+    USER_VIEW,
     context_features,
 )
-from flows.build import EVENT_INPUTS
-from flows.contract import ARROW_SCHEMA
-from flows.errors import StoreError
-from flows.folds import fold_one, prepare_events, state_columns
+from features import EVENT_INPUTS
+from folds import fold_one, prepare_events, state_columns
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-SESSION_VIEW, USER_VIEW = "session_behaviour", "user_history"
 SESSION_STATE = state_columns(SESSION_FOLDS)
 #: Session columns a decision reads: the model's and the context's inputs.
 _SESSION_READ = list(dict.fromkeys([*ABANDONMENT_SESSION_FEATURES, *CONTEXT_INPUTS]))
@@ -162,6 +165,8 @@ class OnlineFeatures:
         # store costs one timeout per second, not one per request.
         self.down_for_s = down_for_s
         self._down_until = 0.0
+        #: When this process last wrote a session row (epoch seconds; 0: never).
+        self.last_session_write = 0.0
         self.last_error: str | None = None
         _fail_fast(self.online, self.config, timeout_s)
 
@@ -197,7 +202,7 @@ class OnlineFeatures:
 
     def session_state(self, session_id: str, now: float) -> Row | None:
         """The session's stored fold state, or None when unknown or older than the TTL."""
-        row = self._read(self.session_view, "session_id", session_id, self._session_features)
+        row = self._read(self.session_view, SESSION_KEY, session_id, self._session_features)
         return row if row is not None and now - row.ts <= self.session_ttl else None
 
     def read(
@@ -205,13 +210,13 @@ class OnlineFeatures:
     ) -> FeatureRead:
         """The model features of one decision, as the feature service defines them."""
         stale: list[str] = []
-        session = self._read(self.session_view, "session_id", session_id, _SESSION_READ)
+        session = self._read(self.session_view, SESSION_KEY, session_id, _SESSION_READ)
         if session is not None and now - session.ts > self.session_ttl:
             stale.append(SESSION_VIEW)
             session = None
         user = None
         if user_id:
-            user = self._read(self.user_view, "user_id", user_id, self._user_features)
+            user = self._read(self.user_view, USER_KEY, user_id, self._user_features)
             if user is not None and now - user.ts > self.user_ttl:
                 stale.append(USER_VIEW)
                 user = None
@@ -233,7 +238,7 @@ class OnlineFeatures:
         self._guard()
         values = {c: self._Value(double_val=float(state[c])) for c in self._session_features}
         row = (
-            self._key("session_id", session_id),
+            self._key(SESSION_KEY, session_id),
             values,
             datetime.fromtimestamp(ts, UTC),
             datetime.now(UTC),
@@ -242,6 +247,7 @@ class OnlineFeatures:
             self.online.online_write_batch(self.config, self.session_view, [row], None)
         except Exception as exc:
             raise self._failed(exc) from exc
+        self.last_session_write = time.time()
 
 
 def fold_session(

@@ -1,7 +1,7 @@
 """The decision policy: rules from YAML to micro-adjustments, with guard rails.
 
 A policy is a YAML file (``serving/policy.yaml`` ships as the default; point
-``MICROTUNE_SERVE_POLICY`` at your own). It is validated whole when loaded;
+``MICROTUNE_SERVE__POLICY`` at your own). It is validated whole when loaded;
 a reload that fails keeps the previous policy.
 
 * **Rules** are tried in order. A rule has a condition, an action with
@@ -43,173 +43,14 @@ import math
 from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
-from flows.errors import InputError
-
-DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
-
-
-class Action(StrEnum):
-    SHOW_DISCOUNT_POPUP = "show_discount_popup"
-    HIGHLIGHT_SIZE_GUIDE = "highlight_size_guide"
-    EMPHASIZE_CTA = "emphasize_cta"
-    SHOW_SOCIAL_PROOF = "show_social_proof"
-    NONE = "none"
-
-
-OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
-_SUBJECTS = ("risk", "risk_percentile", "risk_zscore")
-
-
-# ---------------------------------------------------------------------------
-# Conditions
-
-
-class Leaf(BaseModel):
-    """``{subject: {op: value}}``, parsed into its three parts."""
-
-    model_config = ConfigDict(frozen=True)
-    subject: str
-    op: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in"]
-    value: Any
-
-    def holds(self, values: dict[str, Any]) -> bool:
-        v = values.get(self.subject)
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return False
-        try:
-            if self.op == "eq":
-                return bool(v == self.value)
-            if self.op == "ne":
-                return bool(v != self.value)
-            if self.op == "in":
-                return v in self.value
-            return bool(
-                {"gt": v > self.value, "gte": v >= self.value, "lt": v < self.value}.get(
-                    self.op, v <= self.value
-                )
-            )
-        except TypeError:  # comparing a string feature with a number: no match
-            return False
-
-
-class Node(BaseModel):
-    """A condition tree: exactly one of ``all``, ``any``, ``not`` or a leaf."""
-
-    model_config = ConfigDict(frozen=True)
-    all: list[Node] | None = None
-    any: list[Node] | None = None
-    not_: Node | None = Field(default=None, alias="not")
-    leaf: Leaf | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or len(data) != 1:
-            raise ValueError(
-                "a condition is one of {all: [...]}, {any: [...]}, {not: ...} or "
-                "{subject: {op: value}}"
-            )
-        ((key, body),) = data.items()
-        if key in ("all", "any", "not"):
-            return data
-        if key not in _SUBJECTS and not key.startswith(("feature:", "context:")):
-            raise ValueError(
-                f"unknown subject {key!r}: use risk, risk_percentile, risk_zscore, "
-                "feature:<name> or context:<name>"
-            )
-        if not isinstance(body, dict) or len(body) != 1:
-            raise ValueError(f"{key}: expected one comparison like {{gte: 0.5}}")
-        ((op, value),) = body.items()
-        if op not in OPS:
-            raise ValueError(f"{key}: unknown operator {op!r} (use one of {', '.join(OPS)})")
-        return {"leaf": {"subject": key, "op": op, "value": value}}
-
-    def holds(self, values: dict[str, Any]) -> bool:
-        if self.leaf is not None:
-            return self.leaf.holds(values)
-        if self.all is not None:
-            return all(n.holds(values) for n in self.all)
-        if self.any is not None:
-            return any(n.holds(values) for n in self.any)
-        assert self.not_ is not None
-        return not self.not_.holds(values)
-
-    def subjects(self) -> set[str]:
-        if self.leaf is not None:
-            return {self.leaf.subject}
-        kids = self.all or self.any or ([self.not_] if self.not_ else [])
-        return set().union(*(k.subjects() for k in kids)) if kids else set()
-
-
-# ---------------------------------------------------------------------------
-# The policy document
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    enabled: bool = True
-    when: Node
-    action: Action
-    params: dict[str, Any] = Field(default_factory=dict)
-    variants: list[str] | None = Field(
-        default=None, description="Treatment variants the rule applies to (default: all)."
-    )
-
-
-class Variant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    weight: float = Field(gt=0)
-    params: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Per-action parameter overrides."
-    )
-
-
-class Experiment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = "abandonment-v1"
-    variants: dict[str, Variant] = Field(
-        default_factory=lambda: {"control": Variant(weight=0.1), "treatment": Variant(weight=0.9)}
-    )
-
-    @field_validator("variants")
-    @classmethod
-    def _some(cls, v: dict[str, Variant]) -> dict[str, Variant]:
-        if not v:
-            raise ValueError("at least one variant is needed")
-        return v
-
-
-class GuardRails(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_adjustments_per_session: int = Field(default=3, ge=0)
-    cooldown_seconds: float = Field(default=60.0, ge=0)
-    max_actions_per_decision: int = Field(default=1, ge=1)
-
-
-class Dynamic(BaseModel):
-    """The rolling baseline behind ``risk_percentile`` and ``risk_zscore``."""
-
-    model_config = ConfigDict(extra="forbid")
-    window: int = Field(default=2000, ge=10)
-    min_samples: int = Field(default=100, ge=1)
-
-
-class PolicyDoc(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    version: Annotated[int, Field(ge=1)] = 1
-    rules: list[Rule] = Field(default_factory=list)
-    guard_rails: GuardRails = Field(default_factory=GuardRails)
-    experiment: Experiment = Field(default_factory=Experiment)
-    dynamic: Dynamic = Field(default_factory=Dynamic)
-
+from core.errors import InputError
+from serving.policy_doc import Action, Experiment, PolicyDoc
 
 # ---------------------------------------------------------------------------
 # Runtime state: rolling risk baseline and per-session guard state
@@ -312,6 +153,7 @@ class Decision:
 def assign_variant(experiment: Experiment, session_id: str) -> str:
     """Deterministic variant of a session: a hash of experiment and session to [0, 1).
 
+    >>> from serving.policy_doc import Variant
     >>> e = Experiment(variants={"control": Variant(weight=1), "b": Variant(weight=1)})
     >>> assign_variant(e, "s1") == assign_variant(e, "s1")
     True

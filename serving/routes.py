@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
@@ -12,11 +12,9 @@ from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
 from models import registry
 from serving import metrics
 from serving.policy import Policy
+from serving.runtime import Runtime, policy_path
 from serving.schemas import EventBatch, EventsResponse, ScoreRequest, ScoreResponse, Status
 from serving.scorer import Scorer
-
-if TYPE_CHECKING:
-    from serving.app import Runtime
 
 router = APIRouter()
 
@@ -28,7 +26,7 @@ async def runtime(request: Request) -> Runtime:
     return rt
 
 
-RuntimeDep = Annotated["Runtime", Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
 async def scorer(rt: RuntimeDep) -> Scorer:
@@ -41,14 +39,14 @@ ScorerDep = Annotated[Scorer, Depends(scorer)]
 
 
 async def admin(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    token = rt.settings.serve_admin_token
+    token = rt.settings.serve.admin_token
     given = (authorization or "").removeprefix("Bearer ").strip()
     if not token or not hmac.compare_digest(given.encode(), token.encode()):
         raise HTTPException(
             401,
-            "admin routes need 'Authorization: Bearer <MICROTUNE_SERVE_ADMIN_TOKEN>'"
+            "admin routes need 'Authorization: Bearer <MICROTUNE_SERVE__ADMIN_TOKEN>'"
             if token
-            else "admin routes are disabled: set MICROTUNE_SERVE_ADMIN_TOKEN and restart",
+            else "admin routes are disabled: set MICROTUNE_SERVE__ADMIN_TOKEN and restart",
             headers={"WWW-Authenticate": "Bearer"},
         )
 
@@ -71,7 +69,7 @@ async def score(req: ScoreRequest, request: Request) -> Any:
 @router.post("/v1/events", response_model=EventsResponse, tags=["scoring"])
 async def events(batch: EventBatch, s: ScorerDep) -> Any:
     """Live events: validated like ingest, folded into the session's online features."""
-    limit = s.settings.serve_max_events
+    limit = s.settings.serve.max_events
     if len(batch.events) > limit:
         raise HTTPException(413, f"at most {limit} events per request; split the batch")
     out = s.events(batch)
@@ -113,7 +111,7 @@ async def prometheus() -> Any:
 @router.get("/v1/models", tags=["operations"])
 async def models(s: ScorerDep, rt: RuntimeDep) -> Any:
     """The champions in use with their cards, the river learner and the policy."""
-    out: dict[str, Any] = {"river_role": s.settings.serve_river_role, "models": {}}
+    out: dict[str, Any] = {"river_role": s.settings.serve.river_role, "models": {}}
     for name, m in ((registry.LGBM, s.models.lgbm), (registry.RIVER, s.models.river)):
         out["models"][name] = {
             "version": s.models.versions.get(name),
@@ -140,7 +138,5 @@ async def reload_models(rt: RuntimeDep) -> Any:
 @router.post("/v1/admin/reload-policy", tags=["admin"], dependencies=[Depends(admin)])
 async def reload_policy(s: ScorerDep, rt: RuntimeDep) -> Any:
     """Re-read the policy YAML; an invalid file keeps the current policy (422)."""
-    from serving.app import policy_path
-
     s.policy = Policy.load(policy_path(rt.settings))
     return {"policy": s.policy.source, "rules": len(s.policy.doc.rules)}

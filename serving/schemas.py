@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.contract import Device, PageType
+from events.contract import Device, PageType
 
 ID = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
 

@@ -17,16 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from flows.contract import EventType, minimize_unconsented, validate_rows
-from flows.errors import StoreError
-from flows.settings import Settings
+from core.errors import StoreError
+from core.settings import Settings
+from events.contract import EventType, minimize_unconsented, validate_rows
+from feature_repo.features import SESSION_VIEW
 from models import registry
 from serving.champions import ModelSet
-from serving.decision_log import DecisionLog
 from serving.learner import LabelQueue
 from serving.online import OnlineFeatures, fold_session, model_features
 from serving.policy import Chosen, Decision, Guards, Policy, assign_variant
 from serving.schemas import EventBatch, ScoreRequest
+from stores.decision_log import DecisionLog
 
 log = logging.getLogger("microtune.serving")
 #: Least time between two recorded decision points of one session (river's labels).
@@ -84,7 +85,7 @@ class Scorer:
                 if not read.session_found:
                     reasons.append(
                         "stale session features (older than the view TTL)"
-                        if "session_behaviour" in read.stale
+                        if SESSION_VIEW in read.stale
                         else "unknown session: scored from request context"
                     )
             except StoreError as exc:
@@ -126,7 +127,7 @@ class Scorer:
             "model": {
                 "lgbm": models.versions.get(registry.LGBM) if models.lgbm is not None else None,
                 "river": models.versions.get(registry.RIVER) if models.river is not None else None,
-                "river_role": self.settings.serve_river_role,
+                "river_role": self.settings.serve.river_role,
                 "source": source,
             },
             "decision": {
@@ -150,11 +151,11 @@ class Scorer:
         reasons: list[str],
         models: ModelSet,
     ) -> tuple[float | None, str]:
-        role = self.settings.serve_river_role
+        role = self.settings.serve.river_role
         if lgbm is None and models.errors.get(registry.LGBM):
             reasons.append(f"abandonment-lgbm: {models.errors[registry.LGBM]}")
         if role == "blend" and lgbm is not None and river is not None:
-            w = self.settings.serve_blend_weight
+            w = self.settings.serve.blend_weight
             return (1 - w) * lgbm + w * river, "blend"
         if lgbm is not None:
             return lgbm, "lgbm"
@@ -163,7 +164,7 @@ class Scorer:
         return None, "none"
 
     def _explain(self, model: Any, x: np.ndarray, features: dict[str, Any]) -> list[dict[str, Any]]:
-        top = self.settings.serve_explain_top
+        top = self.settings.serve.explain_top
         if top == 0:
             return []
         contrib = model.contributions_row(x)

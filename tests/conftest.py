@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from flows.settings import Settings, get_settings
+from core.settings import Settings
+from flows.context import use_settings
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 #: A "now" comfortably after every tiny log, for validation.
@@ -41,19 +44,16 @@ def event(session: str = "s1", at: float = 0.0, event_type: str = "page_view", *
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Settings on a fresh, isolated home directory."""
-    monkeypatch.setenv("MICROTUNE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MICROTUNE_PROFILE", "embedded")
-    monkeypatch.setenv("MICROTUNE_PROJECT", "microtune")
-    for var in ("PREFECT_HOME",):
-        monkeypatch.delenv(var, raising=False)
-    get_settings.cache_clear()
-    s = get_settings()
-    s.export_env()
+def home(tmp_path: Path) -> Iterator[Settings]:
+    """Settings on a fresh, isolated home directory; flows run on them.
+
+    A test that needs other settings derives them (``home.override(...)``) and
+    runs its flows inside ``use_settings``; nothing goes through the environment.
+    """
+    s = Settings(home=tmp_path / "home", profile="embedded", project="microtune")
     s.paths.ensure()
-    yield s
-    get_settings.cache_clear()
+    with use_settings(s):
+        yield s
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,7 +75,7 @@ def prefect_server() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def small_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated event log (jsonl, with bad rows and duplicates), shared by slow tests."""
-    from flows.generate import GeneratorConfig, write_event_log
+    from events.synth import GeneratorConfig, write_event_log
 
     out = tmp_path_factory.mktemp("log")
     write_event_log(GeneratorConfig(sessions=600, days=2, seed=5, bad_rate=0.02), out)
@@ -85,8 +85,39 @@ def small_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def model_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four days of generated events: enough for a train / validate / hold-out split."""
-    from flows.generate import GeneratorConfig, write_event_log
+    from events.synth import GeneratorConfig, write_event_log
 
     out = tmp_path_factory.mktemp("model-log")
     write_event_log(GeneratorConfig(sessions=2500, days=4, seed=21), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str]]:
+    """One trained home and one real scorer over HTTP, shared by the scorer's tests.
+
+    Each test uses its own session ids, so tests do not see each other's sessions.
+    """
+    from serving_harness import TOKEN, Server, trained_home
+
+    from serving.policy_doc import DEFAULT_POLICY
+
+    root = tmp_path_factory.mktemp("serving")
+    settings = Settings(
+        home=root / "home",
+        profile="embedded",
+        project="microtune",
+        # ~250 cart sessions a day: see test_model_flows.py for the wider ECE bound.
+        gate={"max_ece": 0.15},
+        serve={"admin_token": TOKEN, "model_poll_s": 0.5, "policy": root / "policy.yaml"},
+    )
+    shutil.copy(DEFAULT_POLICY, root / "policy.yaml")
+    trained_home(settings, root)
+    with Server(settings) as server:
+        yield settings, server.url
+
+
+@pytest.fixture
+def client(served: tuple[Settings, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served[1], timeout=30) as c:
+        yield c

@@ -8,49 +8,21 @@ background thread of the test process: real HTTP on a free port.
 
 from __future__ import annotations
 
-import os
+import math
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
+import pandas as pd
 
-from flows.settings import Settings, get_settings
+from core.settings import Settings
 
-ENV_KEYS = (
-    "MICROTUNE_HOME",
-    "MICROTUNE_PROFILE",
-    "MICROTUNE_PROJECT",
-    "MICROTUNE_GATE_MAX_ECE",
-    "MICROTUNE_SERVE_ADMIN_TOKEN",
-    "MICROTUNE_SERVE_MODEL_POLL_S",
-    "MICROTUNE_SERVE_RIVER_ROLE",
-    "MICROTUNE_SERVE_POLICY",
-    "MICROTUNE_SESSION_GAP_MINUTES",
-    "PREFECT_HOME",
-)
 TOKEN = "test-admin-token"
-
-
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Set MICROTUNE_* variables for a block and restore them after."""
-    saved = {k: os.environ.get(k) for k in ENV_KEYS}
-    os.environ.update(values)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
 
 
 def recent_start(days: int) -> date:
@@ -58,28 +30,25 @@ def recent_start(days: int) -> date:
     return (datetime.now(UTC) - timedelta(days=days + 1)).date()
 
 
-def trained_home(root: Path, *, sessions: int = 2500, days: int = 4, seed: int = 21) -> Settings:
-    """Generate, ingest, build, materialize, train and promote, in ``root``."""
-    from flows.feaststore import open_store
-    from flows.generate import GeneratorConfig, write_event_log
-    from models.train import promote_models, train_models
+def trained_home(
+    s: Settings, root: Path, *, sessions: int = 2500, days: int = 4, seed: int = 21
+) -> Settings:
+    """Generate into ``root``, then ingest, build, materialize, train and promote on ``s``."""
+    from events.synth import GeneratorConfig, write_event_log
+    from flows.model_flows import gate_task, train_task
 
-    s = get_settings()
-    s.export_env()
     s.paths.ensure()
     log = root / "log"
     cfg = GeneratorConfig(sessions=sessions, days=days, seed=seed, start=recent_start(days))
     write_event_log(cfg, log)
     build_events(s, [log / "events"])
-    store = open_store(s)
-    train_models(s, store, seed=0, oracle=log / "oracle.parquet")
-    promote_models(s, store)
+    train_task.fn(s, seed=0, every_n=10, oracle=str(log / "oracle.parquet"))
+    gate_task.fn(s)
     return s
 
 
 def build_events(s: Settings, inbox: list[Path]) -> dict[str, int]:
     """The build_features flow's steps without Prefect: ingest, build, apply, materialize."""
-    from flows.feaststore import ensure_uci
     from flows.feature_flow import (
         apply_task,
         build_task,
@@ -87,6 +56,7 @@ def build_events(s: Settings, inbox: list[Path]) -> dict[str, int]:
         materialize_task,
         resolve_window,
     )
+    from stores.feature_store import ensure_uci
 
     ingest_task.fn(s, [str(p) for p in inbox])
     lo, hi = resolve_window(s, None, None, None)
@@ -135,3 +105,83 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def live_events(session: str, start: datetime, kinds: list[tuple[str, dict[str, Any]]]) -> list:
+    return [
+        {
+            "event_id": f"{session}-{i}",
+            "session_id": session,
+            "user_id": f"user-{session}",
+            "ts": (start + timedelta(seconds=7 * i)).isoformat().replace("+00:00", "Z"),
+            "event_type": kind,
+            "page_type": extra.pop("page_type", "product"),
+            "device": "mobile",
+            "browser": "safari",
+            "consent": extra.pop("consent", True),
+            **extra,
+        }
+        for i, (kind, extra) in enumerate(kinds)
+    ]
+
+
+BROWSE = [
+    ("page_view", {}),
+    ("hover", {"element_id": "price", "duration_ms": 1200}),
+    ("scroll", {"scroll_depth": 0.4, "scroll_velocity": 650.0}),
+    ("image_zoom", {}),
+    ("hover", {"element_id": "image", "duration_ms": 300}),
+    ("add_to_cart", {"cart_value": 59.9}),
+    ("size_guide_open", {}),
+    ("scroll", {"scroll_depth": 0.9, "scroll_velocity": 1400.0}),
+    ("page_view", {"page_type": "cart"}),
+    ("remove_from_cart", {"cart_value": 19.95, "page_type": "cart"}),
+    ("click", {"element_id": "checkout", "page_type": "cart"}),
+]
+
+
+def score(client: httpx.Client, session: str, **ctx: Any) -> dict[str, Any]:
+    r = client.post(
+        "/v1/score",
+        json={"session_id": session, "user_id": f"user-{session}", "context": ctx},
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def decision_log(settings: Settings, session: str) -> list[dict[str, Any]]:
+    time.sleep(1.5)  # the server flushes its log every second
+    out = []
+    for f in sorted(settings.paths.decisions.rglob("*.jsonl")):
+        out += [r for line in f.read_bytes().splitlines() if (r := orjson.loads(line))]
+    return [r for r in out if r["session_id"] == session]
+
+
+def historical(settings: Settings, session: str, at: float, ctx: dict[str, Any]) -> dict:
+    """The feature service's values for ``session`` at time ``at``, as training reads them.
+
+    The session's user is new (no history rows), so the user part is left out:
+    its features are missing online and offline alike.
+    """
+    from models.dataset import historical_features
+    from stores.feature_store import open_store
+
+    points = pd.DataFrame(
+        {
+            "session_id": [session],
+            "user_id": [None],
+            "event_timestamp": [pd.Timestamp(at, unit="s", tz="UTC")],
+            "request_ts": [at],
+            "device": [ctx.get("device")],
+            "page_type": [ctx.get("page_type")],
+        }
+    )
+    frame, _ = historical_features(open_store(settings), points, "abandonment_v1")
+    row = frame.iloc[0].to_dict()
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from conftest import LATER, T0, event
 
-from flows.contract import ARROW_SCHEMA, validate_rows
+from events.contract import ARROW_SCHEMA, validate_rows
 
 
 def reasons(rows: list[dict], now=LATER) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.settings import Settings, get_settings
+from core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -108,13 +108,11 @@ def worker(prefect_api: str, home: Settings, tmp_path: Path) -> Iterator[subproc
     """The process worker of ``microtune worker``, with this test's home in its environment."""
     from flows.deploy import worker_command
 
-    get_settings.cache_clear()
-    settings = get_settings()
-    settings.export_env()
+    settings = home.override(prefect_api_url=prefect_api)
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
         worker_command(settings, "test-worker"),
-        env=dict(os.environ),
+        env=os.environ | settings.environment(),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -174,9 +172,10 @@ def test_deployment_runs_on_schedule_on_demand_and_fails_visibly(
     from prefect.client.schemas.schedules import IntervalSchedule
     from prefect.deployments import run_deployment
 
+    from events.ingest import expand_paths, ingest_files
+    from events.raw_store import RawEventStore
+    from events.synth import GeneratorConfig, write_event_log
     from flows.deploy import register
-    from flows.generate import GeneratorConfig, write_event_log
-    from flows.ingest import RawEventStore, expand_paths, ingest_files
 
     # Yesterday's events (all in the past), already in the raw store.
     yesterday = datetime.now(UTC).date() - timedelta(days=1)

@@ -22,7 +22,7 @@ import typer
 from typer._click.exceptions import UsageError
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

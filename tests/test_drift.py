@@ -1,4 +1,4 @@
-"""Drift checks (flows/drift.py): Evidently's output read in one place, verdicts, gate, alert."""
+"""Drift checks (monitoring/): Evidently's output read in one place, verdicts, gate, alert."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.drift import (
-    DriftConfig,
+from core.errors import InputError
+from core.settings import DriftSettings, GateSettings
+from events.synth import BASELINE, CONCEPT_DRIFTED, GeneratorConfig, generate_events
+from flows.drift_flow import post_alert
+from models.gate import decide, drift_quality
+from monitoring import (
     DriftFormatError,
     DriftVerdict,
     check,
@@ -23,11 +27,9 @@ from flows.drift import (
     run_check,
     sample,
 )
-from flows.drift_calibration import performance_noise
-from flows.drift_flow import attach_labels, parse_window, post_alert
-from flows.errors import InputError
-from flows.generate import BASELINE, CONCEPT_DRIFTED, GeneratorConfig, generate_events
-from models.gate import GateConfig, decide, latest_drift_verdict
+from monitoring.calibration import performance_noise
+from monitoring.verdict import read_latest
+from monitoring.windows import attach_labels, parse_window
 
 FEATURES = ["a", "b", "c", "kind"]
 
@@ -147,8 +149,8 @@ def test_an_unexpected_evidently_format_is_a_clear_error(snapshot: dict[str, Any
 
 def test_sampled_and_full_verdicts_agree() -> None:
     ref, cur = frame(30_000, 0), frame(30_000, 1, shift=0.3)
-    full = run(ref, cur, cfg=DriftConfig(sample_rows=None))
-    sampled = run(ref, cur, cfg=DriftConfig(sample_rows=5_000))
+    full = run(ref, cur, cfg=DriftSettings(sample_rows=None))
+    sampled = run(ref, cur, cfg=DriftSettings(sample_rows=5_000))
     assert sampled.rows["sampled_current"] == 5_000 and full.rows["sampled_current"] == 30_000
     assert [c.status for c in sampled.checks] == [c.status for c in full.checks]
     for f, s in zip(full.features, sampled.features, strict=True):
@@ -184,22 +186,28 @@ def test_gate_refuses_a_challenger_trained_on_data_that_failed_quality(tmp_path:
     v.windows = {"current": ["2026-06-03T00:00:00+00:00", "2026-06-04T00:00:00+00:00"]}
     write_latest(tmp_path, v.as_dict())
     window = {"train": ["2026-06-01T00:00:00+00:00", "2026-06-03T10:00:00+00:00"]}
-    status, detail = latest_drift_verdict(tmp_path, window)
+    status, detail = drift_quality(read_latest(tmp_path / "drift"), window)
     assert status == "fail" and "c: missing 75%" in detail
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 1))
     y = (rng.random(2000) < 1 / (1 + np.exp(-x[:, 0]))).astype(int)
-    cfg = GateConfig()
+    cfg = GateSettings()
     d = decide(Constant(["a"]), None, x, y, cfg, latency_us=10, drift_verdict=(status, detail))
     assert not d.promote and f"drift: {detail}" in d.reasons
     ok = decide(Constant(["a"]), None, x, y, cfg, latency_us=10, drift_verdict=("pass", "-"))
     assert next(c for c in ok.checks if c.name == "drift").passed
     # Other data, or a verdict that failed only on drift, does not block promotion.
-    assert latest_drift_verdict(tmp_path, {"train": ["2026-05-01", "2026-05-20"]})[0] == "pass"
+    assert (
+        drift_quality(read_latest(tmp_path / "drift"), {"train": ["2026-05-01", "2026-05-20"]})[0]
+        == "pass"
+    )
     drifted = run(frame(2000, 0), frame(2000, 1, shift=0.6))
     drifted.windows = v.windows
     write_latest(tmp_path, drifted.as_dict())
-    assert drifted.status == "fail" and latest_drift_verdict(tmp_path, window)[0] == "pass"
+    assert (
+        drifted.status == "fail"
+        and drift_quality(read_latest(tmp_path / "drift"), window)[0] == "pass"
+    )
 
 
 class Receiver:
@@ -299,26 +307,26 @@ def labelled_sessions(
 def test_a_small_labelled_window_is_not_failed_by_chance(seed: int) -> None:
     # 40 sessions of a model that is exactly right: the fixed 0.1 ECE bound fails it.
     rows = labelled_sessions(40, seed)
-    old = performance_check(rows, 0.75, DriftConfig(calibrate=False))[0]
+    old = performance_check(rows, 0.75, DriftSettings(calibrate=False))[0]
     assert old.status == "fail" and "ECE" in old.detail
-    new = performance_check(rows, 0.75, DriftConfig())[0]
+    new = performance_check(rows, 0.75, DriftSettings())[0]
     assert new.status == "pass", new.detail
     assert new.values["max_ece"] > 0.15 and new.values["max_auc_drop"] > 0.15
     assert new.values["sessions"] == 40
 
 
 def test_chance_bounds_shrink_to_the_fixed_ones_and_real_problems_still_fail() -> None:
-    right = performance_check(labelled_sessions(3000, 0), 0.75, DriftConfig())[0]
+    right = performance_check(labelled_sessions(3000, 0), 0.75, DriftSettings())[0]
     assert right.status == "pass"
     # 0.1 of miscalibration beyond chance: the chance ECE of 3,000 sessions (about 0.013)
     # on top of it; with the floor at 0.1 itself, the bound is exactly the fixed one.
     assert 0.105 < right.values["max_ece"] < 0.12 and right.values["max_auc_drop"] == 0.05
-    fixed = DriftConfig(ece_floor_over_chance=False)
+    fixed = DriftSettings(ece_floor_over_chance=False)
     assert performance_check(labelled_sessions(3000, 0), 0.75, fixed)[0].values["max_ece"] == 0.1
-    biased = performance_check(labelled_sessions(3000, 0, bias=0.15), 0.75, DriftConfig())[0]
+    biased = performance_check(labelled_sessions(3000, 0, bias=0.15), 0.75, DriftSettings())[0]
     assert biased.status == "fail" and "ECE 0.146 (fail above 0.11" in biased.detail
     # A flipped link fails on AUC from a few dozen sessions on.
-    flipped = performance_check(labelled_sessions(60, 1, flip=True), 0.75, DriftConfig())[0]
+    flipped = performance_check(labelled_sessions(60, 1, flip=True), 0.75, DriftSettings())[0]
     assert flipped.status == "fail" and "ROC AUC 0.230 vs 0.750" in flipped.detail
 
 

@@ -1,16 +1,16 @@
-"""Drift thresholds calibrated on the reference alone (flows/drift_calibration.py)."""
+"""Drift thresholds calibrated on the reference alone (monitoring/calibration.py)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from flows.drift import DriftConfig, DriftVerdict, check
-from flows.drift_calibration import (
+from core.settings import DriftSettings
+from monitoring import DriftVerdict, check
+from monitoring.calibration import (
     count_limit,
     distance,
     exceedances,
@@ -90,7 +90,7 @@ def test_chance_alone_passes_and_a_real_shift_still_fails() -> None:
     ref = sessions(1000, 0)
     noise = [sessions(60, seed, start=10_000 * seed) for seed in range(1, 4)]
     history = ["history"]  # grows with time: scored, never counted
-    fixed = [run(ref, cur, cfg=DriftConfig(calibrate=False)) for cur in noise]
+    fixed = [run(ref, cur, cfg=DriftSettings(calibrate=False)) for cur in noise]
     calibrated = [run(ref, cur, report_only=history) for cur in noise]
     assert sum(v.check("data_drift").status == "fail" for v in fixed) >= 2
     assert [v.check("data_drift").status for v in calibrated] == ["pass"] * 3
@@ -154,10 +154,10 @@ def test_the_count_needed_to_fail_is_calibrated_on_the_reference() -> None:
     ref = with_copies(1000, 0)
     kw = {"categorical": ["mobile"], "report_only": ["history"], "features": [*COPIES, "history"]}
     # Every feature votes alone here, to see the count rule by itself.
-    counted = DriftConfig(
+    counted = DriftSettings(
         calibration_z=2.0, calibrate_count=True, count_alpha=0.02, group_corr=None
     )
-    fixed = DriftConfig(calibration_z=2.0, group_corr=None)  # the fixed count rule
+    fixed = DriftSettings(calibration_z=2.0, group_corr=None)  # the fixed count rule
     # Only the correlated dwell columns move: what chance alone often gives on this reference.
     cur = with_copies(60, 1, start=10_000)
     cur[["dwell", "dwell0", "dwell1", "dwell2", "dwell3"]] *= 2.0
@@ -172,7 +172,7 @@ def test_the_count_needed_to_fail_is_calibrated_on_the_reference() -> None:
     moved = check(ref, wide, cfg=counted, **kw).check("data_drift")  # type: ignore[arg-type]
     assert moved.status == "fail" and moved.values["drifted"] == 7
     # With groups, the count is of groups: at most the three groups here.
-    grouped = replace(counted, group_corr=0.7)
+    grouped = counted.model_copy(update={"group_corr": 0.7})
     by_group = check(ref, wide, cfg=grouped, **kw).check("data_drift")  # type: ignore[arg-type]
     assert by_group.values["groups"] == 3 and by_group.values["need"] <= 3
     assert by_group.status == "fail"

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from test_drift import Receiver
 
-from flows.feaststore import open_store
-from flows.settings import Settings, get_settings
+from core.settings import Settings
 from models import registry
-from models.train import training_frame
+from models.dataset import training_frame
+from stores.feature_store import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -27,7 +27,7 @@ def serve_broken_traffic(settings: Settings) -> int:
     Scrolls and hovers come in three times larger, the user history is lost,
     and the scorer's ADWIN raised one drift signal.
     """
-    from serving.decision_log import DecisionLog
+    from stores.decision_log import DecisionLog
 
     champion = registry.load(registry.LGBM, registry.CHAMPION)
     frame = training_frame(settings, open_store(settings))
@@ -59,27 +59,29 @@ def serve_broken_traffic(settings: Settings) -> int:
 
 
 def test_a_failing_verdict_alerts_retrains_and_the_gate_refuses_the_bad_data(
-    prefect_server: None, home: Settings, model_log, monkeypatch: pytest.MonkeyPatch
+    prefect_server: None, home: Settings, model_log
 ) -> None:
+    from flows.context import use_settings
     from flows.drift_flow import check_drift
     from flows.feature_flow import build_features
     from flows.model_flows import promote, train
 
     receiver = Receiver()
     # About 200 cart sessions a day: see test_model_flows.py for this bound.
-    monkeypatch.setenv("MICROTUNE_GATE_MAX_ECE", "0.15")
-    monkeypatch.setenv("MICROTUNE_ALERT_WEBHOOK_URL", receiver.url)
-    get_settings.cache_clear()
+    settings = home.override(gate={"max_ece": 0.15}, alert_webhook_url=receiver.url)
     try:
-        # Parameters are checked by the flow's own tests; this one only needs the features.
-        build_features.with_options(validate_parameters=False)(inbox=[str(model_log / "events")])
-        train(seed=0, oracle=str(model_log / "oracle.parquet"))
-        assert promote()["promoted"].get(registry.LGBM) == "1"
-        served = serve_broken_traffic(home)
-        assert served > 300
+        with use_settings(settings):
+            # Parameters are checked by the flow's own tests; this one only needs the features.
+            build_features.with_options(validate_parameters=False)(
+                inbox=[str(model_log / "events")]
+            )
+            train(seed=0, oracle=str(model_log / "oracle.parquet"))
+            assert promote()["promoted"].get(registry.LGBM) == "1"
+            served = serve_broken_traffic(home)
+            assert served > 300
 
-        # The generated log is dated 2026-06: a window long enough to reach it.
-        out = check_drift(window_hours=24 * 3650, seed=0)
+            # The generated log is dated 2026-06: a window long enough to reach it.
+            out = check_drift(window_hours=24 * 3650, seed=0)
     finally:
         receiver.close()
 

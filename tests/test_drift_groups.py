@@ -1,4 +1,4 @@
-"""Correlated features vote once (flows/drift_groups.py and the data_drift count)."""
+"""Correlated features vote once (monitoring/groups.py and the data_drift count)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from test_drift_calibration import COPIES, with_copies
 
-from flows.drift import DriftConfig, DriftVerdict, check
-from flows.drift_groups import correlation_groups
+from core.settings import DriftSettings
+from monitoring import DriftVerdict, check
+from monitoring.groups import correlation_groups
 
 DWELL = ["dwell", "dwell0", "dwell1", "dwell2", "dwell3"]
 
@@ -64,7 +65,7 @@ KW = {"categorical": ["mobile"], "report_only": ["history"], "features": [*COPIE
 def test_five_correlated_features_crossing_together_are_one_vote() -> None:
     ref = with_copies(1000, 0)
     cur = moved_dwell(1, 10_000)
-    alone = check(ref, cur, cfg=DriftConfig(group_corr=None), **KW).check("data_drift")  # type: ignore[arg-type]
+    alone = check(ref, cur, cfg=DriftSettings(group_corr=None), **KW).check("data_drift")  # type: ignore[arg-type]
     verdict = check(ref, cur, **KW)  # type: ignore[arg-type]
     grouped = verdict.check("data_drift")
     assert alone.status == "fail" and alone.values["drifted"] == 5

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.feaststore import latest_per_entity, open_store
-from flows.settings import Settings
+from core.settings import Settings
+from stores.feature_store import open_store
+from stores.online_load import latest_per_entity
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

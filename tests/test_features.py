@@ -15,10 +15,12 @@ from conftest import LATER, T0, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from events.contract import EventType, PageType, validate_rows
+from events.ingest import ingest_files
+from events.raw_store import RawEventStore
 from feature_repo.features import SESSION_FOLDS, USER_FOLDS
-from flows.build import build_window, session_features
-from flows.contract import EventType, PageType, validate_rows
-from flows.folds import (
+from features import build_window, session_features
+from folds import (
     LogMean,
     LogTerm,
     Match,
@@ -28,7 +30,6 @@ from flows.folds import (
     scan,
     state_columns,
 )
-from flows.ingest import RawEventStore, ingest_files
 
 EPOCH0 = T0.timestamp()
 

@@ -15,18 +15,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.contract import ARROW_SCHEMA, validate_rows
-from flows.generate import (
+from events.contract import ARROW_SCHEMA, validate_rows
+from events.synth import (
     BAD_KINDS,
     BASELINE,
     DRIFTED,
-    MAX_EVENTS,
-    MAX_SESSION_MS,
     ORACLE_SCHEMA,
     GeneratorConfig,
     generate_events,
     write_event_log,
 )
+from events.synth.world import MAX_EVENTS, MAX_SESSION_MS
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SMALL = GeneratorConfig(sessions=2_000, days=4, seed=3)

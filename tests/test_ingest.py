@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import LATER, T0, event
 
-from flows.contract import ARROW_SCHEMA
-from flows.ingest import RawEventStore, ingest_files
+from events.contract import ARROW_SCHEMA
+from events.ingest import ingest_files
+from events.raw_store import RawEventStore
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -71,7 +72,7 @@ def test_store_is_partitioned_by_event_date_and_append_only(tmp_path: Path) -> N
 
 
 def test_parquet_input_is_accepted(tmp_path: Path) -> None:
-    from flows.contract import validate_rows
+    from events.contract import validate_rows
 
     table = validate_rows([event(at=i, duration_ms=10.0) for i in range(3)], now=LATER).to_arrow()
     pq.write_table(table, tmp_path / "in.parquet")

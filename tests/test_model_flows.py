@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.feaststore import open_store
-from flows.ingest import RawEventStore
-from flows.settings import Settings
+from core.settings import Settings
+from events.ingest import RawEventStore
 from models import registry
-from models.dataset import LABEL, time_split
-from models.train import training_frame
+from models.dataset import LABEL, time_split, training_frame
+from stores.feature_store import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -53,17 +52,18 @@ def test_time_split_is_respected(built: Settings) -> None:
     assert split.test["event_timestamp"].min() >= pd.Timestamp(split.test_start)
 
 
-def test_train_promote_and_rollback_flows(
-    built: Settings, model_log, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flows.model_flows import promote, rollback, train
-    from flows.settings import get_settings
+def test_train_promote_and_rollback_flows(built: Settings, model_log) -> None:
+    from flows.context import use_settings
 
     # About 200 cart sessions a day: the hold-out ECE carries several points of
     # sampling noise here, so this flow test widens the bound. The gate's
     # calibration refusal is tested on its own in test_models_unit.py.
-    monkeypatch.setenv("MICROTUNE_GATE_MAX_ECE", "0.15")
-    get_settings.cache_clear()
+    with use_settings(built.override(gate={"max_ece": 0.15})):
+        _train_promote_and_rollback(built, model_log)
+
+
+def _train_promote_and_rollback(built: Settings, model_log) -> None:
+    from flows.model_flows import promote, rollback, train
 
     first = train(seed=0, oracle=str(model_log / "oracle.parquet"))
     assert first["versions"] == {"lgbm": "1", "river": "1"}

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.settings import GateSettings
 from models import registry
 from models.card import ModelCard
-from models.gate import GateConfig, decide
+from models.gate import decide
 from models.lgbm import train_lgbm
 from models.metrics import expected_calibration_error, roc_auc
 from models.online import RiverRiskModel, replay
@@ -52,7 +53,7 @@ def truth(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
 
 
-CFG = GateConfig()
+CFG = GateSettings()
 PASS = ("pass", "no drift check has run yet")
 
 

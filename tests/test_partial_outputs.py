@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import flows.build
-from flows.build import build_window
-from flows.generate import GeneratorConfig, write_event_log
-from flows.ingest import RawEventStore, expand_paths, ingest_files
+import features.build
+from events.ingest import expand_paths, ingest_files
+from events.raw_store import RawEventStore
+from events.synth import GeneratorConfig, write_event_log
+from features import build_window
 
 DAY0 = datetime(2026, 6, 1, tzinfo=UTC)
 LATER = DAY0 + timedelta(days=10)
@@ -41,7 +42,7 @@ def test_a_failing_build_replaces_no_day_file(
     def broken(outcomes: object) -> None:
         raise RuntimeError("user history failed")
 
-    monkeypatch.setattr(flows.build, "user_features", broken)
+    monkeypatch.setattr(features.build, "user_features", broken)
     with pytest.raises(RuntimeError, match="user history failed"):
         build_window(raw, off, DAY0, DAY0 + timedelta(days=2), now=LATER)
     assert _files(off) == before

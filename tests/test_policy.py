@@ -8,16 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.errors import InputError
-from serving.policy import (
-    DEFAULT_POLICY,
-    Experiment,
-    Guard,
-    Policy,
-    RiskBaseline,
-    Variant,
-    assign_variant,
-)
+from core.errors import InputError
+from serving.policy import Guard, Policy, RiskBaseline, assign_variant
+from serving.policy_doc import DEFAULT_POLICY, Experiment, Variant
 
 ALL_TREATED = "experiment: {variants: {treatment: {weight: 1}}}\n"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,29 +26,19 @@ import pytest
 import yaml
 from conftest import LATER, T0, event
 
-from flows.build import build_window, read_offline
-from flows.feaststore import (
-    apply_definitions,
-    ensure_uci,
-    latest_per_entity,
-    open_store,
-    write_online,
-)
-from flows.ingest import RawEventStore, ingest_files
-from flows.settings import FEATURE_REPO, Settings, get_settings
+from core.settings import FEATURE_REPO, Settings
+from events.ingest import ingest_files
+from events.raw_store import RawEventStore
+from features import build_window, read_offline
+from flows.context import use_settings
+from stores.feature_store import apply_definitions, ensure_uci, open_store
+from stores.online_load import latest_per_entity, write_online
 
 pytestmark = [pytest.mark.production, pytest.mark.integration, pytest.mark.slow]
 
 #: Join keys of every entity in ``feature_repo/definitions.py``.
 JOIN_KEYS = ("session_id", "user_id", "uci_session_id")
 VIEWS = {"session_behaviour", "user_history", "uci_sessions"}
-#: Variables ``Settings.export_env`` writes; monkeypatch restores them afterwards.
-EXPORTED = (
-    "MICROTUNE_REDIS_URL",
-    "MICROTUNE_POSTGRES_URL",
-    "MLFLOW_TRACKING_URI",
-    "PREFECT_HOME",
-)
 
 
 # ---------------------------------------------------------------------------
@@ -176,43 +165,28 @@ def _drop_project(settings: Settings) -> None:
         registry.read_engine.dispose()
 
 
-def _record_env(monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...]) -> None:
-    """Let monkeypatch restore ``names`` after the test, whoever writes them meanwhile."""
-    for name in names:
-        if name in os.environ:
-            monkeypatch.setenv(name, os.environ[name])
-        else:
-            monkeypatch.setenv(name, "")
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
-def production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def production(tmp_path: Path) -> Iterator[Settings]:
     """Production settings on a fresh home, with a Feast project of its own."""
     project = f"mt_{uuid4().hex[:10]}"
-    monkeypatch.setenv("MICROTUNE_PROFILE", "production")
-    monkeypatch.setenv("MICROTUNE_PROJECT", project)
-    monkeypatch.setenv("MICROTUNE_HOME", str(tmp_path / "home"))
-    _record_env(monkeypatch, EXPORTED)
-    monkeypatch.delenv("PREFECT_HOME", raising=False)
-    get_settings.cache_clear()
-    settings = get_settings()
+    settings = Settings(home=tmp_path / "home", profile="production", project=project)
     assert settings.profile == "production" and settings.project == project
-    settings.export_env()
     settings.paths.ensure()
     _require_servers(settings)
-    yield settings
     try:
-        _drop_project(settings)
+        with use_settings(settings):
+            yield settings
     finally:
-        get_settings.cache_clear()
+        _drop_project(settings)
 
 
 def _fresh_store(settings: Settings) -> Any:
     """A brand-new ``FeatureStore`` on the production yaml (no shared registry cache)."""
     from feast import FeatureStore
 
-    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=settings.feature_store_yaml)
+    from stores.feature_store import repo_config
+
+    return FeatureStore(repo_path=str(FEATURE_REPO), config=repo_config(settings))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -348,11 +322,26 @@ U1_EXPECTED = {
 }
 
 
-def test_online_features_through_redis(production: Settings, tmp_path: Path) -> None:
+def _assert_redis_rows(production: Settings, store: Any) -> None:
+    """The rows are Redis hashes under this project's keys: s0, s1 and u1."""
     from feast.infra.online_stores.helpers import _redis_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
+    client = _redis_client(production)
+    try:
+        s1_key = _redis_key(
+            production.project,
+            EntityKey(join_keys=["session_id"], entity_values=[Value(string_val="s1")]),
+            entity_key_serialization_version=store.config.entity_key_serialization_version,
+        )
+        assert client.exists(s1_key) == 1
+        assert len(project_keys(client, production.project)) == 3  # s0, s1, u1
+    finally:
+        client.close()
+
+
+def test_online_features_through_redis(production: Settings, tmp_path: Path) -> None:
     log = tmp_path / "tiny.jsonl"
     log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in _tiny_log()))
     raw = RawEventStore(production.paths.raw_events)
@@ -364,8 +353,8 @@ def test_online_features_through_redis(production: Settings, tmp_path: Path) -> 
         production.paths.offline,
         T0,
         T0 + timedelta(hours=1),
-        gap=timedelta(minutes=production.session_gap_minutes),
-        lookback=timedelta(hours=production.session_lookback_hours),
+        gap=timedelta(minutes=production.features.session_gap_minutes),
+        lookback=timedelta(hours=production.features.session_lookback_hours),
     )
     assert (built.sessions, built.ended_sessions, built.user_rows) == (2, 2, 2)
 
@@ -378,18 +367,7 @@ def test_online_features_through_redis(production: Settings, tmp_path: Path) -> 
     assert write_online(store, "session_behaviour", sessions, "session_id") == 2
     assert write_online(store, "user_history", users, "user_id") == 1
 
-    # The rows are Redis hashes under this project's keys.
-    client = _redis_client(production)
-    try:
-        s1_key = _redis_key(
-            production.project,
-            EntityKey(join_keys=["session_id"], entity_values=[Value(string_val="s1")]),
-            entity_key_serialization_version=store.config.entity_key_serialization_version,
-        )
-        assert client.exists(s1_key) == 1
-        assert len(project_keys(client, production.project)) == 3  # s0, s1, u1
-    finally:
-        client.close()
+    _assert_redis_rows(production, store)
 
     t0 = T0.timestamp()
     request_ts = t0 + 600.0

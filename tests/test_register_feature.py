@@ -1,6 +1,6 @@
 """docs/features.md, followed to the letter on a copy of the project.
 
-The test copies ``feature_repo/`` and ``flows/`` to a temporary directory,
+The test copies the project's packages to a temporary directory,
 adds the doc's example fold to the copy's ``SESSION_FOLDS`` (step 1), runs
 ``microtune features build`` on a small generated log (step 3), and then checks
 the result as step 4 does. The Feast CLI must show the new field, and the
@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.generate import GeneratorConfig, write_event_log
+from events.synth import GeneratorConfig, write_event_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -47,8 +47,8 @@ READ_BACK = """
 import json, sys
 
 import feature_repo, flows
-from flows.feaststore import open_store
-from flows.settings import get_settings
+from stores.feature_store import open_store
+from core.settings import get_settings
 
 store = open_store(get_settings())
 service = store.get_feature_service("abandonment_v1")
@@ -68,9 +68,13 @@ print(json.dumps({
 
 
 def _copy_project(dest: Path) -> Path:
-    ignore = shutil.ignore_patterns("__pycache__")
-    for name in ("feature_repo", "flows"):
-        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    """Every package of the project (each folder with an ``__init__.py``), copied."""
+    ignore = shutil.ignore_patterns("__pycache__", "data")
+    for package in sorted(ROOT.glob("*/__init__.py")):
+        name = package.parent.name
+        if name != "tests":
+            shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    shutil.copytree(ROOT / "feature_repo" / "data", dest / "feature_repo" / "data")
     return dest
 
 
@@ -103,9 +107,7 @@ def _env(copy: Path, home: Path) -> dict[str, str]:
 
 def _cli(copy: Path) -> list[str]:
     """``microtune`` of the copy (the console script would import the installed package)."""
-    if '__name__ == "__main__"' in (copy / "flows" / "cli.py").read_text():
-        return [sys.executable, "-m", "flows.cli"]
-    return [sys.executable, "-c", "from flows.cli import main; main()"]
+    return [sys.executable, "-m", "cli.main"]
 
 
 def _feast() -> str:

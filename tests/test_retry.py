@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prefect.states import Completed, Failed
 
-from flows.errors import InputError, NotFoundError, NotReadyError, StoreError
+from core.errors import InputError, NotFoundError, NotReadyError, StoreError
 from flows.retry import IO_RETRIES, MODEL_RETRIES, transient
 
 

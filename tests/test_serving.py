@@ -1,144 +1,29 @@
-"""The scorer through real HTTP: real Feast online store, real MLflow champions, uvicorn.
+"""The scorer through real HTTP: known sessions, live events, and the models it serves.
 
 One trained home (generated events ending yesterday, champions promoted
-through the gate) and one server are shared by the module; each test uses its
-own session ids.
+through the gate) and one server (``served`` in conftest.py) are shared by
+the scorer's tests; each test uses its own session ids.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-import httpx
 import orjson
-import pandas as pd
 import pytest
-from serving_harness import TOKEN, Server, build_events, environment, trained_home
+from serving_harness import BROWSE, build_events, decision_log, historical, live_events, same, score
 
 from feature_repo.features import SESSION_FOLDS
-from flows.build import read_offline
-from flows.folds import state_columns
-from flows.settings import Settings, get_settings
+from features import read_offline
+from folds import state_columns
 from models import registry
-from serving.policy import DEFAULT_POLICY
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str]]:
-    root = tmp_path_factory.mktemp("serving")
-    env = {
-        "MICROTUNE_HOME": str(root / "home"),
-        "MICROTUNE_PROFILE": "embedded",
-        "MICROTUNE_PROJECT": "microtune",
-        # ~250 cart sessions a day: see test_model_flows.py for the wider ECE bound.
-        "MICROTUNE_GATE_MAX_ECE": "0.15",
-        "MICROTUNE_SERVE_ADMIN_TOKEN": TOKEN,
-        "MICROTUNE_SERVE_MODEL_POLL_S": "0.5",
-        "MICROTUNE_SERVE_POLICY": str(root / "policy.yaml"),
-    }
-    shutil.copy(DEFAULT_POLICY, root / "policy.yaml")
-    with environment(**env):
-        settings = trained_home(root)
-        with Server(get_settings()) as server:
-            yield settings, server.url
-
-
-@pytest.fixture
-def client(served: tuple[Settings, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=served[1], timeout=30) as c:
-        yield c
-
-
-def live_events(session: str, start: datetime, kinds: list[tuple[str, dict[str, Any]]]) -> list:
-    return [
-        {
-            "event_id": f"{session}-{i}",
-            "session_id": session,
-            "user_id": f"user-{session}",
-            "ts": (start + timedelta(seconds=7 * i)).isoformat().replace("+00:00", "Z"),
-            "event_type": kind,
-            "page_type": extra.pop("page_type", "product"),
-            "device": "mobile",
-            "browser": "safari",
-            "consent": extra.pop("consent", True),
-            **extra,
-        }
-        for i, (kind, extra) in enumerate(kinds)
-    ]
-
-
-BROWSE = [
-    ("page_view", {}),
-    ("hover", {"element_id": "price", "duration_ms": 1200}),
-    ("scroll", {"scroll_depth": 0.4, "scroll_velocity": 650.0}),
-    ("image_zoom", {}),
-    ("hover", {"element_id": "image", "duration_ms": 300}),
-    ("add_to_cart", {"cart_value": 59.9}),
-    ("size_guide_open", {}),
-    ("scroll", {"scroll_depth": 0.9, "scroll_velocity": 1400.0}),
-    ("page_view", {"page_type": "cart"}),
-    ("remove_from_cart", {"cart_value": 19.95, "page_type": "cart"}),
-    ("click", {"element_id": "checkout", "page_type": "cart"}),
-]
-
-
-def score(client: httpx.Client, session: str, **ctx: Any) -> dict[str, Any]:
-    r = client.post(
-        "/v1/score",
-        json={"session_id": session, "user_id": f"user-{session}", "context": ctx},
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def decision_log(settings: Settings, session: str) -> list[dict[str, Any]]:
-    time.sleep(1.5)  # the server flushes its log every second
-    out = []
-    for f in sorted(settings.paths.decisions.rglob("*.jsonl")):
-        out += [r for line in f.read_bytes().splitlines() if (r := orjson.loads(line))]
-    return [r for r in out if r["session_id"] == session]
-
-
-def historical(settings: Settings, session: str, at: float, ctx: dict[str, Any]) -> dict:
-    """The feature service's values for ``session`` at time ``at``, as training reads them.
-
-    The session's user is new (no history rows), so the user part is left out:
-    its features are missing online and offline alike.
-    """
-    from flows.feaststore import open_store
-    from models.dataset import historical_features
-
-    points = pd.DataFrame(
-        {
-            "session_id": [session],
-            "user_id": [None],
-            "event_timestamp": [pd.Timestamp(at, unit="s", tz="UTC")],
-            "request_ts": [at],
-            "device": [ctx.get("device")],
-            "page_type": [ctx.get("page_type")],
-        }
-    )
-    frame, _ = historical_features(open_store(settings), points, "abandonment_v1")
-    row = frame.iloc[0].to_dict()
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-
-
-def same(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
 
 
 # --- scoring known sessions -------------------------------------------------
@@ -192,8 +77,8 @@ def test_live_events_change_the_next_score_and_equal_the_batch(served, client) -
     build_events(settings, [settings.paths.live_inbox])
     batch = read_offline(settings.paths.session_features).to_pandas()
     last = batch[batch["session_id"] == "live-1"].sort_values("event_timestamp").iloc[-1]
-    from flows.feaststore import open_store
     from serving.online import OnlineFeatures
+    from stores.feature_store import open_store
 
     online = OnlineFeatures(open_store(settings)).session_state("live-1", time.time())
     assert online is not None
@@ -314,206 +199,3 @@ def test_river_learns_from_a_purchase_with_one_writer(served, client) -> None:
         capture_output=True,
     )
     assert probe.returncode != 0
-
-
-# --- bad input and admin ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"session_id": 5}, "session_id"),
-        ({}, "session_id"),
-        ({"session_id": "s", "context": {"device": "fridge"}}, "device"),
-        ({"session_id": "s", "contxt": {}}, "contxt"),
-        ({"session_id": "x" * 500}, "session_id"),
-    ],
-)
-def test_bad_score_requests_get_422_with_the_field(client, body, field) -> None:
-    r = client.post("/v1/score", json=body)
-    assert r.status_code == 422
-    assert any(field in map(str, d["loc"]) for d in r.json()["detail"]), r.json()
-
-
-def test_malformed_and_oversized_bodies(served, client) -> None:
-    r = client.post("/v1/score", content=b"{not json", headers={"content-type": "application/json"})
-    assert r.status_code == 422
-    huge = {"events": [{"event_id": "x" * 1000}] * 1200}
-    assert client.post("/v1/events", json=huge).status_code == 413
-    many = {"events": [{"event_id": str(i)} for i in range(1001)]}
-    r = client.post("/v1/events", json=many)
-    assert r.status_code == 413 and "at most 1000" in r.json()["detail"]
-
-
-def test_admin_routes_need_the_token(served, client) -> None:
-    for path in ("/v1/admin/reload-models", "/v1/admin/reload-policy"):
-        assert client.post(path).status_code == 401
-        wrong = client.post(path, headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 401
-        ok = client.post(path, headers={"Authorization": f"Bearer {TOKEN}"})
-        assert ok.status_code == 200, ok.text
-
-
-def test_policy_reload_without_restart(served, client) -> None:
-    settings, _ = served
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    assert settings.serve_policy is not None
-    shipped = settings.serve_policy.read_text()
-    try:
-        settings.serve_policy.write_text(
-            "experiment: {variants: {all: {weight: 1}}}\n"
-            "rules:\n  - {name: always, when: {risk: {gte: 0}}, action: show_social_proof}\n"
-        )
-        assert client.post("/v1/admin/reload-policy", headers=auth).json()["rules"] == 1
-        actions = score(client, "policy-1")["decision"]["actions"]
-        assert actions[0]["action"] == "show_social_proof" and actions[0]["rule"] == "always"
-        settings.serve_policy.write_text("rules: [{name: broken}]")
-        bad = client.post("/v1/admin/reload-policy", headers=auth)
-        assert bad.status_code == 422 and "rules.0.when" in bad.json()["detail"]
-        # The last good policy stays in force.
-        assert score(client, "policy-2")["decision"]["actions"][0]["rule"] == "always"
-    finally:
-        settings.serve_policy.write_text(shipped)
-        assert client.post("/v1/admin/reload-policy", headers=auth).status_code == 200
-
-
-# --- faults ----------------------------------------------------------------------
-
-
-def test_online_store_failure_gives_a_safe_decision(served, client) -> None:
-    """Move the SQLite online store away: 200, ``none``, degraded; events are kept."""
-    settings, _ = served
-    db = settings.paths.feast / "online.db"
-    moved = db.with_name("online.db.moved")
-    start = datetime.now(UTC) - timedelta(minutes=1)
-    client.post("/v1/events", json={"events": live_events("fault-1", start, BROWSE[:2])})
-    os.rename(db, moved)
-    try:
-        t0 = time.perf_counter()
-        out = score(client, "fault-1", device="mobile")
-        elapsed_ms = (time.perf_counter() - t0) * 1000
-        assert out["degraded"] and "online store unavailable" in out["degraded_reasons"][0]
-        assert [a["action"] for a in out["decision"]["actions"]] == ["none"]
-        assert elapsed_ms < 1000
-        later = live_events("fault-1", start + timedelta(seconds=30), [("hover", {})])
-        later[0]["event_id"] = "fault-1-late"
-        r = client.post("/v1/events", json={"events": later})
-        assert r.status_code == 200 and r.json()["accepted"] == 1 and r.json()["degraded"]
-        assert client.get("/readyz").status_code == 200  # loaded; the failure is per request
-    finally:
-        os.rename(moved, db)
-    time.sleep(1.1)  # the store is retried one second after a failure
-    back = score(client, "fault-1", device="mobile")
-    assert not back["degraded"] and back["features"]["event_count"] == 2
-    time.sleep(1.2)
-    kept = b"".join(f.read_bytes() for f in settings.paths.live_inbox.rglob("*.jsonl"))
-    assert b"fault-1-late" in kept  # nothing accepted was lost
-
-
-def test_no_models_and_no_store_still_answer(tmp_path: Path) -> None:
-    """An empty home: no feature views, no champions. Valid requests get 200 and ``none``."""
-    with (
-        environment(
-            MICROTUNE_HOME=str(tmp_path / "empty"),
-            MICROTUNE_PROFILE="embedded",
-            MICROTUNE_PROJECT="microtune",
-        ),
-        Server(get_settings()) as server,
-        httpx.Client(base_url=server.url) as c,
-    ):
-        r = c.post("/v1/score", json={"session_id": "s", "context": {"device": "mobile"}})
-        assert r.status_code == 200
-        out = r.json()
-        assert out["degraded"] and out["risk"] is None
-        assert out["decision"]["actions"][0]["action"] == "none"
-        ready = c.get("/readyz")
-        assert ready.status_code == 503 and registry.LGBM in ready.json()["detail"]
-        assert c.get("/healthz").status_code == 200
-
-
-# --- schema fuzzing -----------------------------------------------------------------
-
-
-def test_schema_fuzz_finds_no_server_error(served) -> None:
-    _, url = served
-    st = str(Path(sys.executable).with_name("st"))
-    run = subprocess.run(
-        [
-            st,
-            "run",
-            f"{url}/openapi.json",
-            "--checks",
-            "not_a_server_error",
-            "--max-examples",
-            "40",
-            "--seed",
-            "7",
-            "--exclude-path",
-            "/v1/admin/reload-models",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-
-
-# --- the docs ---------------------------------------------------------------------
-
-
-def test_docs_curl_examples_work_as_printed(served) -> None:
-    """Every curl command of README.md and docs/api.md, against this server."""
-    from test_docs import ROOT, shell_commands
-
-    _, url = served
-    ran = 0
-    for doc in ("README.md", "docs/api.md"):
-        for cmd in shell_commands(ROOT / doc):
-            if not cmd.startswith("curl "):
-                continue
-            live = cmd.replace("http://127.0.0.1:8000", url).replace("curl -s", "curl -sf", 1)
-            run = subprocess.run(["bash", "-c", live], capture_output=True, text=True, timeout=60)
-            assert run.returncode == 0, (doc, cmd, run.stdout, run.stderr)
-            ran += 1
-            if "/metrics" in cmd:
-                assert "microtune_request_seconds" in run.stdout
-                continue
-            body = orjson.loads(run.stdout)
-            if "/v1/events" in cmd:
-                assert body["accepted"] == 1, body
-            if "/v1/score" in cmd and "readme-s1" in cmd:
-                assert not body["degraded"] and body["features"]["cart_adds"] == 1, body
-    assert ran >= 6
-
-
-def test_several_workers_share_one_learner_and_one_metrics_view(served) -> None:
-    """`microtune serve --workers 2`: the writer lock stays with its holder (this test's
-    server), no worker learns, and /metrics aggregates both workers."""
-    from serving_harness import free_port
-
-    settings, _ = served
-    port = free_port()
-    env = {**os.environ, "MICROTUNE_HOME": str(settings.home)}
-    cmd = [sys.executable, "-m", "flows.cli", "serve", "--port", str(port), "--workers", "2"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        with httpx.Client(base_url=url, timeout=10) as c:
-            time.sleep(2.5)  # both workers have tried to take the lock
-            learners = {c.get("/v1/models").json()["river_learner"]["this_process_learns"]}
-            for _ in range(20):
-                learners.add(c.get("/v1/models").json()["river_learner"]["this_process_learns"])
-            assert learners == {False}
-            text = c.get("/metrics").text
-        pids = set(re.findall(r'microtune_model_version{[^}]*pid="(\d+)"', text))
-        assert len(pids) == 2, text[-1500:]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -20,10 +20,10 @@ from uuid import uuid4
 import httpx
 import numpy as np
 import pytest
-from serving_harness import Server, environment, free_port
+from serving_harness import Server, free_port
 from test_production_profile import _drop_project, _require_servers
 
-from flows.settings import Settings, get_settings
+from core.settings import Settings
 from models import registry
 
 pytestmark = [pytest.mark.production, pytest.mark.integration, pytest.mark.slow]
@@ -82,32 +82,30 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def production_home(tmp_path: Path, redis_server: RedisServer) -> Iterator[Settings]:
-    with environment(
-        MICROTUNE_HOME=str(tmp_path / "home"),
-        MICROTUNE_PROFILE="production",
-        MICROTUNE_PROJECT=f"mt_{uuid4().hex[:10]}",
-        MICROTUNE_REDIS_URL=f"127.0.0.1:{redis_server.port}",
-        MICROTUNE_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
-    ):
-        settings = get_settings()
-        settings.export_env()
-        settings.paths.ensure()
-        _require_servers(settings)
-        try:
-            _apply_and_register(settings)
-            yield settings
-        finally:
-            if redis_server.proc is None:
-                redis_server.start()
-            _drop_project(settings)
+    settings = Settings(
+        home=tmp_path / "home",
+        profile="production",
+        project=f"mt_{uuid4().hex[:10]}",
+        redis_url=f"127.0.0.1:{redis_server.port}",
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
+    settings.paths.ensure()
+    _require_servers(settings)
+    try:
+        _apply_and_register(settings)
+        yield settings
+    finally:
+        if redis_server.proc is None:
+            redis_server.start()
+        _drop_project(settings)
 
 
 def _apply_and_register(settings: Settings) -> None:
     """Register the Feast repo and a small LightGBM champion trained on seeded data."""
-    from flows.feaststore import apply_definitions, ensure_uci, open_store
     from models.card import ModelCard
     from models.dataset import service_columns
     from models.lgbm import train_lgbm
+    from stores.feature_store import apply_definitions, ensure_uci, open_store
 
     ensure_uci(settings)
     store = open_store(settings)

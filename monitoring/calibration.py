@@ -18,7 +18,7 @@ smaller than it is. A feature's threshold is then
     max(floor, mean + z * sd)
 
 of those null distances: ``floor`` is the smallest change worth reporting at
-any sample size (``DriftConfig.threshold``), and ``mean + z * sd`` is where
+any sample size (``DriftSettings.threshold``), and ``mean + z * sd`` is where
 chance alone rarely reaches at this window size. The current window is never
 looked at, so the thresholds cannot be tuned to it.
 

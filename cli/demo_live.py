@@ -1,20 +1,8 @@
-"""``microtune demo``: the whole cycle end to end on the embedded profile.
+"""The demo's last step: live traffic through a real scorer, and the summary.
 
-1. Generate a realistic week of events ending yesterday: invalid rows,
-   duplicates, and drift (behaviour and its link to abandonment) from the
-   sixth day on.
-2. The days before the drift arrive first: the ``build_features`` flow
-   ingests, validates, builds and materializes them.
-3. The ``train`` flow trains LightGBM and river and registers them in MLflow;
-   the ``promote`` flow gates them and promotes the champions.
-4. The drifted days arrive: ``build_features`` again.
-5. The ``check_drift`` flow compares them with the champion's training window
-   (Evidently HTML report, verdict). The demo does not retrain on a failing
-   verdict; the scheduled deployment does (``docs/deployments.md``).
-6. ``microtune serve`` starts in its own process. Sessions of the last day are
-   replayed live, shifted to now, through real HTTP: their events go to
-   ``POST /v1/events`` and a ``POST /v1/score`` follows each batch.
-7. A summary is printed and the server is stopped.
+The scorer runs in its own process (``microtune serve``). Sessions of the
+last generated day are replayed, shifted to now, over real HTTP: their events
+go to ``POST /v1/events`` and a ``POST /v1/score`` follows each batch.
 """
 
 from __future__ import annotations
@@ -32,104 +20,12 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from flows.settings import Settings
+from cli.app import progress
+from core.settings import Settings
 
-STEPS = 7
 LIVE_SESSIONS = 300
-
-
-def _step(console: Console, n: int, title: str) -> None:
-    console.rule(f"[bold]{n}/{STEPS} {title}")
-
-
-def _progress(console: Console) -> Progress:
-    from flows.cli import _progress as progress_bar
-
-    return progress_bar(console)
-
-
-def run_demo(
-    settings: Settings,
-    *,
-    sessions: int,
-    days: int,
-    seed: int,
-    bad_rate: float,
-    console: Console,
-    drift_day: int | None = None,
-) -> dict[str, Any]:
-    """Run the demo and print its summary; returns the figures for tests."""
-    from flows.generate import GeneratorConfig, write_event_log
-
-    t0 = time.perf_counter()
-    if any(settings.paths.raw_events.glob("date=*")):
-        console.print(
-            f"[yellow]{settings.home} already holds events: rows seen before count as "
-            "duplicates and the new models are gated against the current champions. "
-            "`make clean` (or a new MICROTUNE_HOME) starts from scratch.[/yellow]"
-        )
-    drift_day = max(days - 2, 1) if drift_day is None else drift_day
-    first_day = (datetime.now(UTC) - timedelta(days=days)).date()
-    out = settings.home / "generated" / f"seed-{seed}-{first_day.isoformat()}"
-    cfg = GeneratorConfig(
-        sessions=sessions,
-        days=days,
-        seed=seed,
-        start=first_day,
-        bad_rate=bad_rate,
-        drift_day=drift_day,
-    )
-    _step(console, 1, f"generate ({days} days, drift from day {drift_day + 1})")
-    with _progress(console) as bar:
-        task = bar.add_task("events", total=None)
-        log = write_event_log(
-            cfg, out, lambda done, total: bar.update(task, completed=done, total=total)
-        )
-    console.print(
-        f"{log.events:,} events, {log.sessions:,} sessions, {log.bad_rows:,} invalid rows, "
-        f"{log.duplicates:,} duplicates -> {out}"
-    )
-    drift_start = (first_day + timedelta(days=drift_day)).isoformat()
-    early = [str(p) for p in log.files if p.name[:10] < drift_start]
-    late = [str(p) for p in log.files if p.name[:10] >= drift_start]
-
-    from flows.drift_flow import check_drift
-    from flows.feature_flow import build_features
-    from flows.model_flows import promote, train
-
-    _step(console, 2, "build_features: the days before the drift")
-    first = build_features(inbox=early)
-    _step(console, 3, "train: LightGBM and river, tracked in MLflow")
-    trained = train(seed=seed)
-    _step(console, 4, "promote: the gate")
-    promoted = promote()
-    _step(console, 5, "build_features: the drifted days arrive")
-    second = build_features(inbox=late)
-    _step(console, 6, "check_drift: the new days against the champion's training window")
-    drift = check_drift(window_hours=48.0, retrain_on_fail=False, seed=seed)
-    _step(console, 7, "serve: live events and scores through HTTP")
-    live = _live(settings, console)
-
-    accepted = first.ingest["accepted"] + second.ingest["accepted"]
-    rejected: Counter[str] = Counter(first.ingest["rejected"])
-    rejected.update(second.ingest["rejected"])
-    figures = {
-        "events": log.events,
-        "accepted": accepted,
-        "duplicates": first.ingest["duplicates"] + second.ingest["duplicates"],
-        "rejected": dict(rejected),
-        "train": trained,
-        "promote": promoted,
-        "drift": drift,
-        "live": live,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    _print_summary(settings, figures, console)
-    return figures
-
 
 # ---------------------------------------------------------------------------
 # Live traffic
@@ -143,7 +39,7 @@ def _free_port() -> int:
 
 def _replay_sessions(settings: Settings, now: datetime) -> list[list[dict[str, Any]]]:
     """Cart sessions of the last stored day, with new ids, shifted to end now."""
-    from flows.ingest import RawEventStore
+    from events.ingest import RawEventStore
 
     raw = RawEventStore(settings.paths.raw_events)
     span = raw.time_range()
@@ -175,14 +71,14 @@ def _replay_sessions(settings: Settings, now: datetime) -> list[list[dict[str, A
     return out
 
 
-def _live(settings: Settings, console: Console) -> dict[str, Any]:
+def live_traffic(settings: Settings, console: Console) -> dict[str, Any]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     logfile = settings.paths.serving / "demo-serve.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", "--port", str(port)],
-        env={**os.environ, "MICROTUNE_HOME": str(settings.home)},
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        env={**os.environ, **settings.environment()},
         stdout=open(logfile, "wb"),  # noqa: SIM115 - closed with the process
         stderr=subprocess.STDOUT,
     )
@@ -217,7 +113,7 @@ def _traffic(settings: Settings, url: str, console: Console) -> dict[str, Any]:
     latencies: list[float] = []
     actions: Counter[tuple[str, str]] = Counter()
     degraded = events_accepted = events_rejected = 0
-    with httpx.Client(base_url=url, timeout=10) as client, _progress(console) as bar:
+    with httpx.Client(base_url=url, timeout=10) as client, progress(console) as bar:
         before = client.get("/v1/models").json()["river_learner"]["learned"] or 0
         task = bar.add_task("live sessions", total=len(sessions))
         for evs in sessions:
@@ -268,8 +164,8 @@ def _traffic(settings: Settings, url: str, console: Console) -> dict[str, Any]:
 # Summary
 
 
-def _print_summary(settings: Settings, f: dict[str, Any], console: Console) -> None:
-    from flows.cli import ui_commands
+def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> None:
+    from cli.ops import ui_commands
 
     t = Table(title="microtune demo")
     t.add_column("figure")

@@ -20,7 +20,7 @@ one timestamp, as Feast's materialization and push write them.
 It is selected in ``feature_store.yaml``::
 
     online_store:
-      type: flows.online_sqlite.BatchedSqliteOnlineStore
+      type: stores.online_sqlite.BatchedSqliteOnlineStore
       path: ${MICROTUNE_HOME}/feast/online.db
 
 Examples
@@ -52,7 +52,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 
-STORE_TYPE = "flows.online_sqlite.BatchedSqliteOnlineStore"
+STORE_TYPE = "stores.online_sqlite.BatchedSqliteOnlineStore"
 _LEN = struct.Struct("<H")
 #: SQLite page size of a new store: a row is stored in its page up to about a
 #: quarter page (4 KB for 16 KB pages); longer rows overflow into more pages.
@@ -64,7 +64,7 @@ _DOUBLE_SIZE = 9
 class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     """Same options as Feast's SQLite store."""
 
-    type: Literal["flows.online_sqlite.BatchedSqliteOnlineStore"] = STORE_TYPE  # type: ignore[assignment]
+    type: Literal["stores.online_sqlite.BatchedSqliteOnlineStore"] = STORE_TYPE  # type: ignore[assignment]
 
 
 def pack(values: Mapping[str, ValueProto]) -> bytes:

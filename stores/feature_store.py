@@ -1,10 +1,9 @@
-"""Wiring between microtune and Feast: open the store, apply, load the online store.
+"""Wiring between microtune and Feast: open the store and apply the feature repo.
 
-The online load writes the latest row of each entity through the online
-store's own ``online_write_batch`` (the API ``feast materialize`` ends in),
-but builds the protobuf values straight from numpy columns and sends them in
-batches. That skips the pandas-to-Arrow-to-proto conversion that dominates
-``feast materialize`` (see ``bench/bench_online_load.py`` for both side by side).
+The Feast yaml of the profile is read with its ``${...}`` filled from the
+settings object; ``feast apply`` runs from Python, and only when Feast's own
+plan finds a difference. Loading the online store is in
+:mod:`stores.online_load`.
 """
 
 from __future__ import annotations
@@ -12,24 +11,16 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from flows.errors import StoreError
-from flows.online_sqlite import BatchedSqliteOnlineStore
-from flows.settings import FEATURE_REPO, Settings
+from core.errors import StoreError
+from core.settings import FEATURE_REPO, Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-
-BATCH_ROWS = 5_000
 
 # Feast warns on every on-demand view that offline retrieval does not scale;
 # ours is python-mode and row-wise, and the warning would drown real messages.
@@ -43,14 +34,38 @@ def ensure_uci(settings: Settings) -> Path:
     return write_uci_parquet(settings.paths.offline / "uci_online_shoppers.parquet")
 
 
+def repo_yaml(settings: Settings) -> dict[str, Any]:
+    """The profile's ``feature_store.yaml``, its ``${...}`` filled from ``settings``.
+
+    Feast itself expands the yaml's variables from the environment
+    (``load_repo_config``); microtune fills them from the settings object
+    instead, so a process can open the stores of any home it is given.
+    """
+    import yaml
+
+    text = settings.feature_store_yaml.read_text()
+    for name, value in settings.store_variables().items():
+        text = text.replace("${" + name + "}", value)
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def repo_config(settings: Settings, **changes: Any) -> Any:
+    """Feast's ``RepoConfig`` of :func:`repo_yaml`, with top-level ``changes``."""
+    from feast.repo_config import RepoConfig
+
+    config = RepoConfig(**(repo_yaml(settings) | changes))
+    config.repo_path = FEATURE_REPO
+    return config
+
+
 def open_store(settings: Settings) -> FeatureStore:
     """A ``FeatureStore`` on the profile's ``feature_store.yaml`` and the settings' home."""
-    settings.export_env()
     settings.paths.ensure()
     from feast import FeatureStore
 
     try:
-        return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=settings.feature_store_yaml)
+        return FeatureStore(repo_path=str(FEATURE_REPO), config=repo_config(settings))
     except Exception as exc:  # pragma: no cover - message depends on the store
         raise StoreError(
             f"cannot open the feature store ({settings.feature_store_yaml.name}): {exc}. "
@@ -138,73 +153,3 @@ def apply_definitions(
     with contextlib.redirect_stdout(io.StringIO()):
         store.apply(to_apply, objects_to_delete=to_delete, partial=False)
     return ApplyResult(True, changes)
-
-
-def latest_per_entity(table: pa.Table, key: str) -> pa.Table:
-    """The last row (by ``event_timestamp``) of each entity."""
-    if table.num_rows == 0:
-        return table
-    t = table.sort_by([(key, "ascending"), ("event_timestamp", "ascending")])
-    keys = t.column(key).to_numpy(zero_copy_only=False)
-    last = np.ones(len(keys), dtype=bool)
-    last[:-1] = keys[1:] != keys[:-1]
-    return t.filter(pa.array(last))
-
-
-def write_online(
-    store: FeatureStore,
-    view_name: str,
-    table: pa.Table,
-    key: str,
-    *,
-    progress: Callable[[int], None] | None = None,
-) -> int:
-    """Write each entity's latest row of ``table`` to the online store. Returns rows written."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    view = store.get_feature_view(view_name)
-    latest = latest_per_entity(table, key)
-    names = [f.name for f in view.features]
-    keys = latest.column(key).to_pylist()
-    stamps = pc.cast(latest.column("event_timestamp"), pa.timestamp("us", tz="UTC")).to_pylist()
-    columns = {n: latest.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names}
-    online = store._get_provider().online_store
-    created = datetime.now(UTC)
-    for lo in range(0, len(keys), BATCH_ROWS):
-        hi = min(lo + BATCH_ROWS, len(keys))
-        entity_keys = [
-            EntityKey(join_keys=[key], entity_values=[Value(string_val=k)]) for k in keys[lo:hi]
-        ]
-        try:
-            if isinstance(online, BatchedSqliteOnlineStore):
-                online.write_double_columns(
-                    store.config,
-                    view,
-                    entity_keys,
-                    {n: c[lo:hi] for n, c in columns.items()},
-                    stamps[lo:hi],
-                    created,
-                )
-            else:
-                rows = [
-                    {n: Value(double_val=v) for n, v in zip(names, vals, strict=True)}
-                    for vals in zip(*(columns[n][lo:hi].tolist() for n in names), strict=True)
-                ]
-                online.online_write_batch(
-                    store.config,
-                    view,
-                    list(zip(entity_keys, rows, stamps[lo:hi], [created] * (hi - lo), strict=True)),
-                    None,
-                )
-        except Exception as exc:
-            raise StoreError(f"online write to {view_name} failed: {exc}") from exc
-        if progress:
-            progress(hi - lo)
-    return len(keys)
-
-
-def offline_path(store: FeatureStore, view_name: str) -> Path:
-    """The Parquet location behind a feature view's batch source."""
-    view = store.get_feature_view(view_name)
-    return Path(view.batch_source.path)  # type: ignore[union-attr]

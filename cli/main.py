@@ -1,0 +1,24 @@
+"""``microtune``: the command line, one module per command group.
+
+:mod:`cli.app` holds the app and its global options; importing the command
+modules registers their commands on it.
+
+>>> [c.callback.__name__ for c in app.registered_commands][:4]
+['info', 'generate', 'ingest', 'train']
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from cli.app import app, main
+
+#: Command modules, in the order ``--help`` lists them: the data's way through.
+COMMANDS = ("data", "features", "models", "drift", "demo", "ops")
+for _module in COMMANDS:
+    importlib.import_module(f"cli.{_module}")
+
+__all__ = ["app", "main"]
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Operations: ``info``, ``serve``, ``server``, ``deploy`` and ``worker``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from cli.app import app, console, settings
+from core.settings import Settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Start the online scorer (POST /v1/score, /v1/events; docs at /docs)."""
+    import shutil
+
+    import uvicorn
+
+    s = settings()
+    if workers > 1:  # Prometheus samples of every worker, aggregated by /metrics
+        prom = s.paths.serving / "prometheus"
+        shutil.rmtree(prom, ignore_errors=True)
+        prom.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    console.print(f"microtune scorer on http://{host}:{port} (home {s.home}, profile {s.profile})")
+    console.print(f"  API docs:   http://{host}:{port}/docs")
+    for line in ui_commands(s):
+        console.print(f"  {line}")
+    uvicorn.run(
+        "serving.app:factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+def ui_commands(s: Settings) -> list[str]:
+    """Commands that open Prefect's, MLflow's and Feast's UIs on this home."""
+    env = f"MICROTUNE_HOME={s.home}"
+    return [
+        f"Prefect UI: {env} PREFECT_HOME={s.paths.prefect} prefect server start",
+        f"MLflow UI:  mlflow ui --backend-store-uri {s.tracking_uri} --port 5000",
+        f"Feast UI:   {env} feast -c {s.feature_repo} -f {s.feature_store_yaml} ui --port 8888",
+    ]
+
+
+@app.command()
+def deploy(
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Register only this flow/deployment (repeatable)."),
+    ] = None,
+) -> None:
+    """Register the deployments of prefect.yaml (schedules, parameters, limits) on the server."""
+    from flows.deploy import load_config, pool_name, register, worker_command
+    from flows.server import configure_prefect
+
+    s = settings()
+    configure_prefect(s)
+    names = register(s, only)
+    for name in names:
+        console.print(f"deployed {name}")
+    console.print(f"work pool: {pool_name(load_config())}; run them with `microtune worker`")
+    console.print(" ".join(worker_command(s)), soft_wrap=True)
+
+
+@app.command()
+def worker(
+    name: Annotated[str | None, typer.Option(help="Worker name shown in the UI.")] = None,
+) -> None:
+    """Start a process worker on the deployments' work pool (runs until stopped)."""
+    from flows.deploy import worker_command
+    from flows.server import configure_prefect
+
+    s = settings()
+    cmd = worker_command(s, name)
+    configure_prefect(s)
+    console.print(" ".join(cmd), soft_wrap=True)
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 4200,
+) -> None:
+    """Run Prefect's server for this home until stopped (Ctrl-C).
+
+    While it runs, every microtune command on this home runs its flows on it
+    (no temporary server per command, and the runs stay in its UI).
+    """
+    from flows.server import serve
+
+    s = settings()
+
+    def ready(url: str) -> None:
+        console.print(f"Prefect server for {s.home} on {url.removesuffix('/api')}")
+        console.print("microtune commands on this home now use it; stop it with Ctrl-C.")
+
+    raise typer.Exit(serve(s, host=host, port=port, ready=ready))

@@ -1,0 +1,182 @@
+"""Per-process state behind the routes: the scorer, and the background work of one worker.
+
+:class:`Runtime` is built in the app's ``lifespan``. Its loops flush the logs,
+pick up new promotions, run river's live learning in the one process that
+holds the writer lock, and refresh the health gauges (drift verdict, feature
+freshness) that the alert rules read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+from feature_repo.features import SESSION_VIEW, USER_VIEW
+from models import registry
+from models.online import RiverRiskModel
+from monitoring.verdict import latest_status
+from serving import metrics
+from serving.champions import ModelSet, champion_versions, load_champions
+from serving.learner import WriterLock, by_session, learn
+from serving.policy import Policy
+from serving.policy_doc import DEFAULT_POLICY
+from serving.scorer import Scorer
+from stores.online_state import last_writes
+
+log = logging.getLogger("microtune.serving")
+LEARN_EVERY_S = 1.0
+FLUSH_EVERY_S = 1.0
+LEARN_CHUNK = 64
+
+
+def _open_online(settings: Settings) -> tuple[Any, str | None]:
+    from serving.online import OnlineFeatures
+    from stores.feature_store import open_store
+
+    try:
+        return OnlineFeatures(open_store(settings)), None
+    except Exception as exc:
+        log.exception("online store failed to open")
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def policy_path(settings: Settings) -> Path:
+    return settings.serve.policy or DEFAULT_POLICY
+
+
+def _river_checkpoint(settings: Settings, version: str | None) -> Path:
+    return settings.paths.serving / "river" / f"v{version}.pkl"
+
+
+class Runtime:
+    """Per-process state behind the routes, built in ``lifespan``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = WriterLock(settings.paths.serving / "river.lock")
+        self.started = time.time()
+        self.scorer: Scorer | None = None
+        self._river_mtime = 0.0
+
+    async def start(self) -> None:
+        s = self.settings
+        s.paths.ensure()
+        online, error = await asyncio.to_thread(_open_online, s)
+        models = await asyncio.to_thread(load_champions, s)
+        policy = Policy.load(policy_path(s))
+        self.scorer = Scorer(s, online, models, policy, online_error=error)
+        self._adopt_river_checkpoint()
+        metrics.model_versions(models.versions)
+        self.refresh_health()
+
+    # -- background work ------------------------------------------------------
+
+    async def reload_models(self) -> dict[str, str | None]:
+        assert self.scorer is not None
+        new = await asyncio.to_thread(load_champions, self.settings, self.scorer.models)
+        if new.versions != self.scorer.models.versions or new.errors != self.scorer.models.errors:
+            self.scorer.models = new  # one reference swap: atomic for readers
+            self._river_mtime = 0.0
+            self._adopt_river_checkpoint()
+            metrics.model_versions(new.versions)
+            log.info("champions now %s", new.versions)
+        return dict(new.versions)
+
+    def refresh_health(self, now: float | None = None) -> None:
+        """Set the drift-verdict and feature-freshness gauges from the home's records."""
+        now = time.time() if now is None else now
+        latest = latest_status(self.settings.paths.drift_reports)
+        metrics.set_drift_verdict(*(latest[0], now - latest[1]) if latest else (None, None))
+        writes = last_writes(self.settings.paths.feast)
+        online = self.scorer.online if self.scorer is not None else None
+        if online is not None and online.last_session_write:
+            writes[SESSION_VIEW] = max(writes.get(SESSION_VIEW, 0.0), online.last_session_write)
+        for view in (SESSION_VIEW, USER_VIEW):
+            metrics.set_feature_age(view, now - writes[view] if view in writes else None)
+
+    async def poll_models(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.serve.model_poll_s)
+            try:
+                await asyncio.to_thread(self.refresh_health)
+            except Exception:
+                log.exception("refreshing the health gauges failed")
+            try:
+                assert self.scorer is not None
+                current = await asyncio.to_thread(champion_versions, self.settings)
+                if current != self.scorer.models.versions:
+                    await self.reload_models()
+            except Exception:
+                log.exception("champion poll failed; keeping the current models")
+
+    def _adopt_river_checkpoint(self) -> None:
+        """Score with the learner's newest checkpoint of the current river champion."""
+        assert self.scorer is not None
+        models = self.scorer.models
+        path = _river_checkpoint(self.settings, models.versions.get(registry.RIVER))
+        if models.river is None or self.lock.held or not path.exists():
+            return
+        mtime = path.stat().st_mtime
+        if mtime != self._river_mtime:
+            try:
+                river = RiverRiskModel.restore(path)
+            except Exception:
+                log.exception("river checkpoint %s unreadable", path)
+                return
+            self._river_mtime = mtime
+            self.scorer.models = ModelSet(models.lgbm, river, models.versions, models.errors)
+
+    async def learn_loop(self) -> None:
+        """river's single writer: the process holding the lock learns; others follow."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(LEARN_EVERY_S)
+            try:
+                assert self.scorer is not None
+                if not self.lock.try_acquire():
+                    self._adopt_river_checkpoint()
+                    continue
+                models = self.scorer.models
+                if models.river is None:
+                    continue
+                examples = await asyncio.to_thread(
+                    self.scorer.labels.take_labelled,
+                    time.time(),
+                    s.features.session_gap_minutes * 60.0,
+                )
+                if not examples:
+                    continue
+                fired = []
+                for part in by_session(examples, LEARN_CHUNK):
+                    fired += learn(models.river, part)
+                    await asyncio.sleep(0)  # let requests in between chunks
+                metrics.LEARNED.inc(len(examples))
+                if fired:
+                    self.scorer.drift_pending = True
+                    metrics.DRIFT.inc(len(fired))
+                    log.warning("ADWIN: river error drift after %d live labels", len(examples))
+                # Pickled in a thread: only this coroutine changes the model, and it waits.
+                await asyncio.to_thread(
+                    models.river.checkpoint,
+                    _river_checkpoint(s, models.versions.get(registry.RIVER)),
+                )
+            except Exception:
+                log.exception("river learning failed; will retry")
+
+    async def flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            try:
+                await asyncio.to_thread(self.flush)
+            except Exception:  # kept in memory; the next tick retries
+                log.exception("flushing the decision log or label queue failed")
+
+    def flush(self) -> None:
+        if self.scorer is not None:
+            self.scorer.log.flush()
+            self.scorer.inbox.flush()
+            self.scorer.labels.flush()
