@@ -127,6 +127,9 @@ def serve(
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env)
     path = server_file(settings)
+    # A service manager stops with SIGTERM: stop the server and forget its address
+    # as Ctrl-C does, rather than leave a stray server and a stale server.json.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         deadline = time.monotonic() + timeout_s
         while not _answers(url):
@@ -143,7 +146,12 @@ def serve(
         proc.send_signal(signal.SIGINT)
         return proc.wait(timeout=30)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         path.unlink(missing_ok=True)
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
