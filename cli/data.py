@@ -71,21 +71,54 @@ def _ingest_table(report: Any) -> Table:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="JSON Lines / Parquet files or directories.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="JSON Lines (.jsonl, optionally .gz) / Parquet files or directories."),
+    ],
 ) -> None:
-    """Validate event files into the raw store; invalid rows go to quarantine with a reason."""
+    """Validate event files into the raw store; invalid rows go to quarantine with a reason.
+
+    A bad row never stops the run: it is quarantined with its reason and the
+    other rows are stored. Re-ingesting a file adds nothing and rewrites the
+    same quarantine file. Exit code 0 unless a named path cannot be read.
+    """
     from events.ingest import IngestReport, expand_paths, ingest_file
     from events.raw_store import RawEventStore
 
     s = settings()
     raw = RawEventStore(s.paths.raw_events)
-    files = expand_paths(paths)
     report = IngestReport()
+    files = expand_paths(paths, report.skipped)
     with progress() as bar:
         task = bar.add_task("ingesting", total=len(files))
         for f in files:
             report.merge(ingest_file(f, raw, s.paths.quarantine))
             bar.advance(task)
     console.print(_ingest_table(report))
+    for path, reason in report.skipped.items():
+        console.print(f"[yellow]not read:[/yellow] {path}: {reason}")
     if report.quarantine_files:
         console.print(f"rejected rows and their reasons: {s.paths.quarantine}")
+
+
+raw_app = typer.Typer(help="Look after the raw event store.", no_args_is_help=True)
+app.add_typer(raw_app, name="raw")
+
+
+@raw_app.command("repair")
+def raw_repair() -> None:
+    """Keep the first copy of every event id store-wide, and rebuild the store's index.
+
+    Stores written before ingest deduplicated across days can hold an event
+    twice; the feature build refuses such a window. Safe to run again.
+    """
+    from events.raw_store import RawEventStore
+
+    s = settings()
+    raw = RawEventStore(s.paths.raw_events)
+    before = raw.duplicate_ids()
+    removed, rewritten = raw.repair()
+    console.print(
+        f"duplicate ids found: {before:,}; copies removed: {removed:,}; "
+        f"part files rewritten: {rewritten:,}"
+    )

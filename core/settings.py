@@ -146,6 +146,11 @@ class ServeSettings(_Section):
     )
     max_body_bytes: int = Field(default=1_000_000, gt=0)
     max_events: int = Field(default=1_000, gt=0, description="Events per POST /v1/events.")
+    max_event_age_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="Oldest live event POST /v1/events takes (batch ingest takes history).",
+    )
     explain_top: int = Field(default=5, ge=0)
 
 

@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,13 +46,9 @@ import pyarrow.parquet as pq
 
 from core.errors import InputError
 from core.files import atomic_write_bytes
-from events.contract import (
-    Rejection,
-    count_reasons,
-    minimize_unconsented,
-    validate_rows,
-)
+from events.contract import minimize_unconsented
 from events.raw_store import RawEventStore
+from events.validation import Rejection, count_reasons, validate_rows
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -69,6 +66,8 @@ class IngestReport:
     rejected: dict[str, int] = field(default_factory=dict)
     partitions: list[str] = field(default_factory=list)
     quarantine_files: list[str] = field(default_factory=list)
+    #: Files inside the given directories that were not read, with the reason.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -85,44 +84,102 @@ class IngestReport:
         self.rejected = dict(sorted(self.rejected.items()))
         self.partitions = sorted(set(self.partitions) | set(other.partitions))
         self.quarantine_files += other.quarantine_files
+        self.skipped.update(other.skipped)
+
+
+#: Compressed JSON Lines are read as they are.
+GZIP_SUFFIXES = tuple(s + ".gz" for s in JSONL_SUFFIXES)
+#: Archives and compressions this reader cannot open: refused with a message.
+_UNREADABLE = (".gz", ".zip", ".bz2", ".xz", ".zst", ".7z", ".tar", ".tgz")
+_BOM = b"\xef\xbb\xbf"
+
+
+def event_kind(path: Path) -> str | None:
+    """``jsonl``, ``jsonl.gz`` or ``parquet`` by the file's suffixes; None otherwise.
+
+    >>> [event_kind(Path(n)) for n in ("a.jsonl", "a.NDJSON.gz", "a.pq", "a.csv")]
+    ['jsonl', 'jsonl.gz', 'parquet', None]
+    """
+    name = path.name.lower()
+    if name.endswith(GZIP_SUFFIXES):
+        return "jsonl.gz"
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def _unsupported(path: Path) -> str:
+    if path.name.lower().endswith(_UNREADABLE):
+        return (
+            f"{path}: compressed or archived in a form ingest cannot read. Decompress it, "
+            "or give gzip-compressed JSON Lines (.jsonl.gz)."
+        )
+    return (
+        f"{path}: unsupported file type '{path.suffix}'. Give JSON Lines (.jsonl, .ndjson, "
+        ".json, optionally .gz) or Parquet (.parquet) files."
+    )
+
+
+def _json_lines(fh: Any) -> Iterator[dict[str, Any] | Rejection]:
+    i = -1
+    try:
+        for i, line in enumerate(fh):
+            if i == 0 and line.startswith(_BOM):  # written by some Windows tools
+                line = line[len(_BOM) :]
+            if not line.strip():
+                continue
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raw = line.decode("utf-8", "replace")[:500]
+                yield Rejection({"_raw": raw}, f"row: invalid JSON ({exc.msg})", i)
+    except (EOFError, OSError) as exc:  # a truncated or corrupt compressed file
+        yield Rejection({}, f"file: unreadable after line {i + 1} ({type(exc).__name__})", i + 1)
 
 
 def read_event_file(path: Path) -> Iterator[dict[str, Any] | Rejection]:
-    """Rows of a JSON Lines or Parquet file; unparseable lines come back as rejections."""
-    suffix = path.suffix.lower()
-    if suffix in JSONL_SUFFIXES:
+    """Rows of a JSON Lines (optionally gzip-compressed) or Parquet file.
+
+    Unparseable lines come back as rejections, as does the rest of a
+    truncated compressed file; the rows before them are kept.
+    """
+    kind = event_kind(path)
+    if kind == "jsonl":
         with path.open("rb") as fh:
-            for i, line in enumerate(fh):
-                if not line.strip():
-                    continue
-                try:
-                    yield orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raw = line.decode("utf-8", "replace")[:500]
-                    yield Rejection({"_raw": raw}, f"row: invalid JSON ({exc.msg})", i)
-    elif suffix in PARQUET_SUFFIXES:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
-            yield from batch.to_pylist()
+            yield from _json_lines(fh)
+    elif kind == "jsonl.gz":
+        with gzip.open(path, "rb") as fh:
+            yield from _json_lines(fh)
+    elif kind == "parquet":
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=65_536)
+            for batch in batches:
+                yield from batch.to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
     else:
-        raise InputError(
-            f"{path}: unsupported file type '{suffix}'. "
-            "Give JSON Lines (.jsonl, .ndjson, .json) or Parquet (.parquet) files."
-        )
+        raise InputError(_unsupported(path))
 
 
-def expand_paths(paths: Sequence[Path]) -> list[Path]:
-    """Files named directly, plus event files inside named directories (sorted)."""
+def expand_paths(paths: Sequence[Path], skipped: dict[str, str] | None = None) -> list[Path]:
+    """Files named directly, plus event files inside named directories (sorted).
+
+    Inside a directory, files that are not event files are left out; each one
+    is named with the reason in ``skipped`` (dotfiles and the generator's
+    ``oracle.parquet`` are not events and are left out silently).
+    """
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(
-                f
-                for f in p.rglob("*")
-                if f.is_file()
-                and f.suffix.lower() in JSONL_SUFFIXES + PARQUET_SUFFIXES
-                and not f.name.startswith(".")
-                and f.name != "oracle.parquet"
-            )
+            for f in sorted(f for f in p.rglob("*") if f.is_file()):
+                if f.name.startswith(".") or f.name == "oracle.parquet":
+                    continue
+                if event_kind(f) is not None:
+                    out.append(f)
+                elif skipped is not None:
+                    skipped[str(f)] = _unsupported(f).split(": ", 1)[1]
         elif p.is_file():
             out.append(p)
         else:
@@ -190,7 +247,7 @@ def ingest_files(
 ) -> IngestReport:
     """Ingest every event file in ``paths`` (directories are searched)."""
     report = IngestReport()
-    for f in expand_paths(paths):
+    for f in expand_paths(paths, report.skipped):
         report.merge(ingest_file(f, store, quarantine, now=now))
         if progress:
             progress(f)

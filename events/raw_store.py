@@ -1,8 +1,11 @@
 """The raw store: accepted events, append-only Parquet partitioned by event date.
 
 ``raw/events/date=YYYY-MM-DD/part-<digest>.parquet``: part files are only ever
-added, never rewritten. A part's name is the digest of the event ids it holds,
-so writing the same rows twice is a no-op.
+added (a repair rewrites them, :meth:`RawEventStore.repair`). A part's name is
+the digest of the event ids it holds, so writing the same rows twice is a
+no-op. The index beside them (:mod:`events.raw_index`) keeps every event id
+once, store-wide, and gives each stored event its arrival sequence number
+(column ``seq``), on which time ties break.
 """
 
 from __future__ import annotations
@@ -20,16 +23,18 @@ import pyarrow.parquet as pq
 
 from core.files import atomic_write_parquet
 from core.parallel import THREADS
-from events.contract import (
-    ARROW_SCHEMA,
-)
+from events.contract import ARROW_SCHEMA
+from events.raw_index import EventIndex, Writer
 
+#: The stored columns: the contract's, then the arrival sequence number (null in
+#: parts written before it existed: such events order by time alone).
+RAW_SCHEMA = ARROW_SCHEMA.append(pa.field("seq", pa.int64()))
 #: String columns of the raw store; ``read(encoded=True)`` keeps them dictionary-encoded.
-_TEXT_COLUMNS = [f.name for f in ARROW_SCHEMA if pa.types.is_string(f.type)]
+_TEXT_COLUMNS = [f.name for f in RAW_SCHEMA if pa.types.is_string(f.type)]
 _DICTIONARY_SCHEMA = pa.schema(
     [
         f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in _TEXT_COLUMNS else f
-        for f in ARROW_SCHEMA
+        for f in RAW_SCHEMA
     ]
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,6 +57,7 @@ class RawEventStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.index = EventIndex(self.root / ".index.sqlite")
 
     def partition(self, day: date) -> Path:
         return self.root / f"date={day.isoformat()}"
@@ -70,34 +76,84 @@ class RawEventStore:
             files += sorted(self.partition(d).glob("part-*.parquet"))
         return files
 
-    def stored_ids(self, day: date) -> set[str]:
-        ids: set[str] = set()
-        for f in self.part_files([day]):
-            ids.update(pq.read_table(f, columns=["event_id"]).column(0).to_pylist())
-        return ids
+    def _name(self, part: Path) -> str:
+        return str(part.relative_to(self.root))
+
+    def _catch_up(self, w: Writer) -> None:
+        """Index the parts the index does not know yet (written by a run that died)."""
+        indexed = w.indexed_parts()
+        for f in self.part_files():
+            if self._name(f) not in indexed:
+                t = pq.read_table(f, columns=["event_id", "seq"], schema=RAW_SCHEMA)
+                seq = pc.max(t.column("seq")).as_py()
+                w.add(self._name(f), t.column("event_id").to_pylist(), seq)
 
     def append(self, table: pa.Table) -> tuple[int, list[str]]:
-        """Add rows whose ``event_id`` is not stored yet. Returns (duplicates, partitions)."""
+        """Add the rows whose ``event_id`` is not stored yet, in the order given (their
+        arrival order). Returns (duplicates, partitions written)."""
         if table.num_rows == 0:
             return 0, []
-        days = pc.cast(table.column("ts"), pa.date32()).to_numpy(zero_copy_only=False)
-        duplicates = 0
-        written: list[str] = []
-        for day in np.unique(days):
-            part = table.filter(pa.array(days == day))
-            d = day.astype(object)
-            seen = self.stored_ids(d)
-            if seen:
-                fresh = np.array([e not in seen for e in part.column("event_id").to_pylist()])
-                duplicates += int((~fresh).sum())
-                part = part.filter(pa.array(fresh))
-            if part.num_rows == 0:
-                continue
-            part = part.sort_by([("ts", "ascending"), ("event_id", "ascending")])
-            digest = _digest(part.column("event_id").to_pylist())
-            atomic_write_parquet(self.partition(d) / f"part-{digest}.parquet", part)
-            written.append(d.isoformat())
+        with self.index.writing() as w:
+            self._catch_up(w)
+            ids = table.column("event_id").to_pylist()
+            fresh = ~w.known(ids)
+            duplicates = int((~fresh).sum())
+            table = table.filter(pa.array(fresh))
+            if table.num_rows == 0:
+                return duplicates, []
+            first = w.allocate(table.num_rows)
+            seq = pa.array(np.arange(first, first + table.num_rows, dtype=np.int64))
+            table = table.append_column("seq", seq)
+            days = pc.cast(table.column("ts"), pa.date32()).to_numpy(zero_copy_only=False)
+            written: list[str] = []
+            for day in np.unique(days):
+                part = table.filter(pa.array(days == day))
+                d = day.astype(object)
+                part = part.sort_by([("ts", "ascending"), ("seq", "ascending")])
+                part_ids = part.column("event_id").to_pylist()
+                path = self.partition(d) / f"part-{_digest(part_ids)}.parquet"
+                atomic_write_parquet(path, part)
+                w.add(self._name(path), part_ids)
+                written.append(d.isoformat())
         return duplicates, written
+
+    def duplicate_ids(self) -> int:
+        """Ids stored more than once (by stores from before the index); see :meth:`repair`."""
+        with self.index.writing() as w:
+            self._catch_up(w)
+        return self.index.duplicates()
+
+    def repair(self) -> tuple[int, int]:
+        """Keep the first arrival of every event id, store-wide, and rebuild the index.
+
+        Parts holding a later copy are rewritten without it (new digest name,
+        then the old part removed). Returns (copies removed, parts rewritten).
+        Safe to run again: a store without duplicates is left as it is.
+        """
+        seen: set[str] = set()
+        removed = rewritten = 0
+        files = sorted(self.part_files(), key=_arrival_key)
+        for f in files:
+            t = pq.read_table(f, schema=RAW_SCHEMA)
+            ids = t.column("event_id").to_pylist()
+            keep = np.ones(len(ids), dtype=bool)
+            for i, e in enumerate(ids):
+                if e in seen:
+                    keep[i] = False
+                seen.add(e)
+            if keep.all():
+                continue
+            removed += int((~keep).sum())
+            rewritten += 1
+            kept = t.filter(pa.array(keep))
+            if kept.num_rows:
+                digest = _digest(kept.column("event_id").to_pylist())
+                atomic_write_parquet(f.with_name(f"part-{digest}.parquet"), kept)
+            f.unlink()
+        self.index.reset()
+        with self.index.writing() as w:
+            self._catch_up(w)
+        return removed, rewritten
 
     def read(
         self,
@@ -114,7 +170,7 @@ class RawEventStore:
         """
         days = [d for d in self.dates() if start.date() <= d <= end.date()]
         cols = list(columns) if columns else None
-        schema = _DICTIONARY_SCHEMA if encoded else ARROW_SCHEMA
+        schema = _DICTIONARY_SCHEMA if encoded else RAW_SCHEMA
         wanted = schema if cols is None else pa.schema([schema.field(c) for c in cols])
         files = self.part_files(days)
         if not files:
@@ -157,3 +213,10 @@ def _digest(items: Sequence[str]) -> str:
         h.update(s.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
+
+
+def _arrival_key(part: Path) -> tuple[float, str]:
+    """Parts in arrival order: by their first sequence number (parts without one first)."""
+    seq = pq.read_table(part, columns=["seq"], schema=RAW_SCHEMA).column(0)
+    first = pc.min(seq).as_py()
+    return (-1.0 if first is None else float(first), str(part))

@@ -41,7 +41,9 @@ class BuildResult:
 
     start: datetime
     end: datetime
+    #: Stored events in the window, and those of them with consent (the folded ones).
     events: int = 0
+    consented: int = 0
     session_rows: int = 0
     sessions: int = 0
     ended_sessions: int = 0
@@ -63,10 +65,13 @@ def build_window(
     keep_freed_memory()
     start, end = floor_day(start), ceil_day(end)
     result = BuildResult(start, end)
-    events = SessionEvents.of(
-        raw.read(start - lookback - gap, end, columns=RAW_COLUMNS, encoded=True)
+    table = raw.read(start - lookback - gap, end, columns=RAW_COLUMNS, encoded=True)
+    events = SessionEvents.of(table)
+    since_start = pc.greater_equal(
+        table.column("ts"), pa.scalar(start, table.schema.field("ts").type)
     )
-    result.events = int(np.count_nonzero(events.ev["ts"] >= start.timestamp()))
+    result.events = int(pc.sum(since_start).as_py() or 0)
+    result.consented = int(np.count_nonzero(events.ev["ts"] >= start.timestamp()))
 
     sessions = events.feature_rows(start, end)
     result.session_rows = sessions.num_rows

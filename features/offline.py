@@ -39,6 +39,39 @@ def epoch_seconds(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return us.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
 
 
+def micros(seconds: np.ndarray) -> np.ndarray:
+    """Float epoch seconds to integer microseconds (the stored unit)."""
+    return np.round(np.asarray(seconds, dtype=np.float64) * 1e6).astype(np.int64)
+
+
+def strictly_increasing(group: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Times made strictly increasing within each group: a tie moves 1 µs past the row before.
+
+    Rows are sorted by group, then time, then arrival. The result is each
+    row's *order time*: equal to its own time unless rows before it in its
+    group share (or crowd) it. Training and the builder both stamp rows with
+    it, so a point-in-time lookup at an event's order time sees that event
+    and the ones before it, never a tie that arrived later.
+
+    >>> strictly_increasing(np.array([0, 0, 0, 0, 1]), np.array([5, 5, 5, 9, 5])).tolist()
+    [5, 6, 7, 9, 5]
+    """
+    out = np.asarray(stamps, dtype=np.int64).copy()
+    n = len(out)
+    if n < 2:
+        return out
+    same = np.zeros(n, dtype=bool)
+    same[1:] = group[1:] == group[:-1]
+    idx = np.flatnonzero(same[1:] & (out[1:] <= out[:-1])) + 1
+    while idx.size:  # a run of k ties settles in k passes, each over the run only
+        out[idx] = out[idx - 1] + 1
+        nxt = idx + 1
+        nxt = nxt[nxt < n]
+        idx = np.union1d(idx, nxt[same[nxt]])
+        idx = idx[out[idx] <= out[idx - 1]]
+    return out
+
+
 def to_ts(seconds: np.ndarray) -> pa.Array:
     return pa.array(np.round(seconds * 1e6).astype("int64").astype("datetime64[us]"), TS_TYPE)
 

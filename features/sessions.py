@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from core.parallel import PARALLEL_MIN_ROWS, THREADS
 from events.contract import EventType
 from feature_repo.features import SESSION_FOLDS, USER_FOLDS
-from features.offline import epoch_seconds, to_ts
+from features.offline import TS_TYPE, epoch_seconds, micros, strictly_increasing, to_ts
 from folds import (
     EVENT_TYPE_CODES,
     Fold,
@@ -39,7 +39,7 @@ from folds import (
 #: besides the key and the time: derived from the folds themselves.
 EVENT_INPUTS: tuple[str, ...] = tuple(sorted({*inputs_of(SESSION_FOLDS), "event_type"} - {"ts"}))
 #: Raw columns the builder reads (ids, device and browser are not features).
-RAW_COLUMNS = ("session_id", "user_id", "ts", "consent", *EVENT_INPUTS)
+RAW_COLUMNS = ("session_id", "user_id", "ts", "seq", "consent", *EVENT_INPUTS)
 
 
 def fold_table(
@@ -47,7 +47,7 @@ def fold_table(
 ) -> pa.Table:
     """Scan ``folds`` and return one row per (key, time), the last when times repeat."""
     ev = prepare_events({"entity": keys, "ts": ts, **columns}, folds=folds)
-    return _rows_table(key, ev, scan(folds, ev), _last_of_time(ev))
+    return _rows_table(key, ev, scan(folds, ev), _last_of_time(ev), micros(ev["ts"]))
 
 
 def _last_of_time(ev: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -60,21 +60,25 @@ def _last_of_time(ev: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def _rows_table(
-    key: str, ev: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray], keep: np.ndarray
+    key: str,
+    ev: Mapping[str, np.ndarray],
+    values: Mapping[str, np.ndarray],
+    keep: np.ndarray,
+    stamps: np.ndarray,
 ) -> pa.Table:
     """The kept rows as a table (key, event_timestamp, values), ordered by UTC day.
 
-    Within a day rows keep their (entity, time) order, so :func:`write_days`
-    only slices the table.
+    ``stamps`` are the rows' times in microseconds. Within a day rows keep
+    their (entity, time) order, so :func:`write_days` only slices the table.
     """
     rows = np.flatnonzero(keep)
-    days = (ev["ts"][rows] // 86_400).astype(np.int64)
+    days = stamps[rows] // 86_400_000_000
     if len(days) > 1 and not bool(np.all(days[1:] >= days[:-1])):
         rows = rows[np.argsort(days, kind="stable")]
     names = pa.array(ev["entity_names"].tolist(), pa.string())
     data: dict[str, Any] = {
         key: names.take(pa.array(ev["entity"][rows])),
-        "event_timestamp": to_ts(ev["ts"][rows]),
+        "event_timestamp": pa.array(stamps[rows].astype("datetime64[us]"), TS_TYPE),
     }
     for col, v in _gather(values, rows).items():
         data[col] = pa.array(v, pa.float64())
@@ -105,9 +109,14 @@ def _string_ranks(col: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
 
 @dataclass
 class SessionEvents:
-    """Consented raw events, encoded once and sorted by session then time.
+    """Consented raw events, encoded once and sorted by session, time and arrival.
 
     The session feature rows and the session outcomes are both read off it.
+    Every event gets a feature row: the session's features after it, stamped
+    with its order time (:func:`features.offline.strictly_increasing`: its
+    time, pushed a microsecond past the row before it on a tie). A decision at
+    an event therefore sees exactly the events up to and including it, never
+    one that arrived after it at the same second.
     """
 
     ev: dict[str, np.ndarray]
@@ -127,19 +136,26 @@ class SessionEvents:
             folds=SESSION_FOLDS,
             keep=("user", "event_type"),
             where=np.asarray(consent, dtype=bool),
+            arrival=events.column("seq") if "seq" in events.column_names else None,
         )
         return cls(ev, users)
+
+    @property
+    def stamps(self) -> np.ndarray:
+        """Each event's order time in microseconds (see :class:`SessionEvents`)."""
+        return strictly_increasing(self.ev["entity"], micros(self.ev["ts"]))
 
     def feature_rows(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Session feature rows with ``start <= event_timestamp < end`` (bounds optional)."""
         ev = self.ev
         values = scan(SESSION_FOLDS, ev)
-        keep = _last_of_time(ev)
+        stamps = self.stamps
+        keep = np.ones(len(stamps), dtype=bool)
         if start is not None:
-            keep &= ev["ts"] >= start.timestamp()
+            keep &= stamps >= start.timestamp() * 1_000_000
         if end is not None:
-            keep &= ev["ts"] < end.timestamp()
-        return _rows_table("session_id", ev, values, keep)
+            keep &= stamps < end.timestamp() * 1_000_000
+        return _rows_table("session_id", ev, values, keep, stamps)
 
     def outcomes(self, gap: timedelta) -> pa.Table:
         """One row per session: its user, start, last event, end and outcome."""

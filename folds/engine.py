@@ -28,8 +28,9 @@ def prepare_events(
     folds: Sequence[Fold] | None = None,
     keep: Sequence[str] = (),
     where: np.ndarray | None = None,
+    arrival: Any = None,
 ) -> dict[str, np.ndarray]:
-    """Encode raw event columns for folding, sorted by entity then time.
+    """Encode raw event columns for folding, sorted by entity, time, then arrival.
 
     ``entity`` (the key) and ``ts`` (epoch seconds, float) are required;
     columns may be numpy arrays, sequences or Arrow arrays. The entity becomes
@@ -37,7 +38,8 @@ def prepare_events(
     ``entity_names[code]``), ``event_type`` and ``page_type`` become small
     integer codes, other strings (``element_id``) become object arrays, and
     measurements become float64 with NaN for missing. Equal (entity, ts) pairs
-    keep their input order.
+    are ordered by ``arrival`` (the raw store's ``seq``; a missing one sorts
+    first) or, without it, keep their input order.
 
     With ``folds``, only the columns those folds read are kept, and the masks
     of their event filters (:class:`Match`) are computed here, on the encoded
@@ -58,7 +60,8 @@ def prepare_events(
     """
     codes, entity_names = dictionary_codes(columns["entity"])
     ts = _numpy(columns["ts"])
-    order = _entity_time_order(codes, ts, where)
+    seq = None if arrival is None else np.nan_to_num(_numpy(arrival), nan=-1.0)
+    order = _entity_time_order(codes, ts, where, seq)
     if folds is None:
         wanted, matches = set(columns), {}
     else:
@@ -88,12 +91,22 @@ def prepare_events(
 _CODED = {"event_type": EVENT_TYPE_CODES, "page_type": PAGE_TYPE_CODES}
 
 
-def _entity_time_order(codes: np.ndarray, ts: np.ndarray, where: np.ndarray | None) -> np.ndarray:
-    """Indices of the kept rows, sorted by entity code then time (stable)."""
+def _entity_time_order(
+    codes: np.ndarray, ts: np.ndarray, where: np.ndarray | None, seq: np.ndarray | None
+) -> np.ndarray:
+    """Indices of the kept rows, sorted by entity code, time, then arrival (stable)."""
     rows = np.arange(len(codes)) if where is None else np.flatnonzero(where)
     keys, times = codes[rows], ts[rows]
-    if len(times) > 1 and not bool(np.all(times[1:] >= times[:-1])):
-        return rows[np.lexsort((times, keys))]
+    if len(times) > 1:
+        later = times[1:] > times[:-1]
+        tied = times[1:] == times[:-1]
+        if seq is not None:
+            arrived = seq[rows]
+            tied &= arrived[1:] >= arrived[:-1]
+            if not bool(np.all(later | tied)):
+                return rows[np.lexsort((arrived, times, keys))]
+        elif not bool(np.all(later | tied)):
+            return rows[np.lexsort((times, keys))]
     # Already in time order (the raw store keeps its parts so): a stable sort by
     # entity alone gives entity-then-time order. Small keys sort by radix.
     small = keys.astype(np.uint16) if len(codes) and codes.max() < 65_536 else keys

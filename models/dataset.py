@@ -42,6 +42,7 @@ from events.contract import EventType
 from events.raw_store import RawEventStore
 from feature_repo.features import ABANDONMENT_SERVICE
 from features import read_offline
+from features.offline import strictly_increasing
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -52,6 +53,11 @@ CART_TYPES = (EventType.ADD_TO_CART.value, EventType.REMOVE_FROM_CART.value)
 END_TYPES = (EventType.CHECKOUT_START.value, EventType.PURCHASE.value)
 
 
+def micros_of(ts: pd.Series) -> np.ndarray:
+    """Integer epoch microseconds of a timestamp column."""
+    return ts.to_numpy(dtype="datetime64[us]").astype(np.int64)
+
+
 def decision_points(events: pa.Table, outcomes: pa.Table, every_n: int = 10) -> pd.DataFrame:
     """Labelled decision points of ended cart sessions.
 
@@ -59,10 +65,14 @@ def decision_points(events: pa.Table, outcomes: pa.Table, every_n: int = 10) -> 
     Returns one row per (session, decision time) with the request context the
     site had at that moment (device and page of the decision event).
     """
-    ev = events.select(
-        ["session_id", "user_id", "ts", "event_type", "page_type", "device", "consent"]
-    ).to_pandas()
-    ev = ev[ev["consent"]].sort_values(["session_id", "ts"], kind="stable")
+    cols = ["session_id", "user_id", "ts", "event_type", "page_type", "device", "consent"]
+    ev = events.select([*cols, "seq"] if "seq" in events.column_names else cols).to_pandas()
+    order = ["session_id", "ts", "seq"] if "seq" in ev else ["session_id", "ts"]
+    ev = ev[ev["consent"]].sort_values(order, kind="stable", na_position="first")
+    # The builder stamps each event's feature row with its order time; the decision
+    # point of an event looks its features up at that same time (ties by arrival).
+    session = pd.factorize(ev["session_id"])[0]
+    ev["order_ts"] = strictly_increasing(session, micros_of(ev["ts"]))
     ev["pos"] = ev.groupby("session_id").cumcount()
     is_add = ev["event_type"].eq(EventType.ADD_TO_CART.value)
     is_end = ev["event_type"].isin(END_TYPES)
@@ -72,17 +82,17 @@ def decision_points(events: pa.Table, outcomes: pa.Table, every_n: int = 10) -> 
     is_cart = ev["event_type"].isin(CART_TYPES)
     nth = (ev["pos"] + 1) % every_n == 0
     keep = (ev["pos"] >= first_add) & (ev["pos"] < first_end) & (is_cart | nth)
-    points = ev.loc[keep, ["session_id", "user_id", "ts", "device", "page_type"]]
-    points = points.drop_duplicates(["session_id", "ts"], keep="last")
+    points = ev.loc[keep, ["session_id", "user_id", "ts", "order_ts", "device", "page_type"]]
 
     out = outcomes.select(["session_id", "added_to_cart", "abandoned", "event_timestamp"])
     labels = out.to_pandas().rename(columns={"event_timestamp": "session_end"})
     labels = labels[labels["added_to_cart"] > 0]
     points = points.merge(labels[["session_id", "abandoned", "session_end"]], on="session_id")
-    points = points.rename(columns={"ts": "event_timestamp", "abandoned": LABEL})
+    points = points.rename(columns={"abandoned": LABEL})
     points[LABEL] = points[LABEL].astype(int)
-    points["request_ts"] = points["event_timestamp"].astype("int64") / 1e6
-    points["event_timestamp"] = pd.to_datetime(points["event_timestamp"], utc=True)
+    points["request_ts"] = micros_of(points.pop("ts")) / 1e6
+    stamps = pd.to_datetime(points.pop("order_ts"), unit="us", utc=True)
+    points["event_timestamp"] = stamps.astype("datetime64[us, UTC]")
     points["session_end"] = pd.to_datetime(points["session_end"], utc=True)
     points = points.sort_values(["event_timestamp", "session_id"], kind="stable")
     return points.reset_index(drop=True)

@@ -13,13 +13,15 @@ import logging
 import math
 import time
 from collections import OrderedDict, defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from core.errors import StoreError
 from core.settings import Settings
-from events.contract import EventType, minimize_unconsented, validate_rows
+from events.contract import EventType, minimize_unconsented
+from events.validation import validate_rows
 from feature_repo.features import SESSION_VIEW
 from models import registry
 from serving.champions import ModelSet
@@ -226,7 +228,8 @@ class Scorer:
     def events(self, batch: EventBatch, now: float | None = None) -> dict[str, Any]:
         """Validate, keep, and fold a batch of live events into the online features."""
         now = time.time() if now is None else now
-        result = validate_rows(batch.events)
+        oldest = datetime.fromtimestamp(now - self.settings.serve.max_event_age_hours * 3600, UTC)
+        result = validate_rows(batch.events, now=datetime.fromtimestamp(now, UTC), earliest=oldest)
         # Without consent only the minimal fields are kept, here as in the raw store.
         rows = minimize_unconsented(result.to_arrow()).to_pylist()
         # A retried event (same id) is folded once; the batch build deduplicates too.

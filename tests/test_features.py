@@ -15,9 +15,10 @@ from conftest import LATER, T0, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.contract import EventType, PageType, validate_rows
+from events.contract import EventType, PageType
 from events.ingest import ingest_files
 from events.raw_store import RawEventStore
+from events.validation import validate_rows
 from feature_repo.features import SESSION_FOLDS, USER_FOLDS
 from features import build_window, session_features
 from folds import (

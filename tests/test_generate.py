@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from events.contract import ARROW_SCHEMA, validate_rows
+from events.contract import ARROW_SCHEMA
 from events.synth import (
     BAD_KINDS,
     BASELINE,
@@ -26,6 +26,7 @@ from events.synth import (
     write_event_log,
 )
 from events.synth.world import MAX_EVENTS, MAX_SESSION_MS
+from events.validation import validate_rows
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SMALL = GeneratorConfig(sessions=2_000, days=4, seed=3)

@@ -13,7 +13,7 @@ from conftest import LATER, T0, event
 
 from events.contract import ARROW_SCHEMA
 from events.ingest import ingest_files
-from events.raw_store import RawEventStore
+from events.raw_store import RAW_SCHEMA, RawEventStore
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -72,7 +72,7 @@ def test_store_is_partitioned_by_event_date_and_append_only(tmp_path: Path) -> N
 
 
 def test_parquet_input_is_accepted(tmp_path: Path) -> None:
-    from events.contract import validate_rows
+    from events.validation import validate_rows
 
     table = validate_rows([event(at=i, duration_ms=10.0) for i in range(3)], now=LATER).to_arrow()
     pq.write_table(table, tmp_path / "in.parquet")
@@ -107,5 +107,5 @@ def test_encoded_read_holds_the_same_events_and_honours_the_window(tmp_path: Pat
     plain = store.read(lo, hi)
     encoded = store.read(lo, hi, encoded=True)
     assert pa.types.is_dictionary(encoded.schema.field("session_id").type)
-    assert encoded.cast(ARROW_SCHEMA).equals(plain)
+    assert encoded.cast(RAW_SCHEMA).equals(plain)
     assert plain.num_rows == 5  # 600 s .. 3000 s: the window is [lo, hi)

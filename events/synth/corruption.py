@@ -68,7 +68,12 @@ class BadKind:
 BAD_KINDS: tuple[BadKind, ...] = (
     BadKind("missing_session_id", "session_id: missing required field", True, _pop("session_id")),
     BadKind("missing_ts", "ts: missing required field", True, _pop("ts")),
-    BadKind("empty_session_id", "session_id: must not be empty", True, _put("session_id", "")),
+    BadKind(
+        "empty_session_id",
+        "session_id: must be 1 to 64 printable ASCII characters without spaces",
+        True,
+        _put("session_id", ""),
+    ),
     BadKind(
         "wrong_type_user_id",
         "user_id: expected a string, got int",
