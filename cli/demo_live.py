@@ -76,15 +76,22 @@ def live_traffic(settings: Settings, console: Console) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     logfile = settings.paths.serving / "demo-serve.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
+    # The replay is one client sending every visitor's traffic: no per-client limit.
+    unlimited = settings.override(
+        serve={"rate_limit_score_per_min": 0, "rate_limit_events_per_min": 0}
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
-        env={**os.environ, **settings.environment()},
+        env={**os.environ, **unlimited.environment()},
         stdout=open(logfile, "wb"),  # noqa: SIM115 - closed with the process
         stderr=subprocess.STDOUT,
     )
     try:
         _wait_ready(url, server, logfile)
-        console.print(f"scorer ready on {url} (log: {logfile})")
+        console.print(
+            f"scorer ready on {url} (log: {logfile}); rate limits off for the replay, "
+            "which sends every visitor from one client"
+        )
         return _traffic(settings, url, console)
     finally:
         server.terminate()

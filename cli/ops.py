@@ -24,6 +24,8 @@ def serve(
 
     import uvicorn
 
+    from serving.http import uvicorn_options
+
     s = settings()
     if workers > 1:  # Prometheus samples of every worker, aggregated by /metrics
         prom = s.paths.serving / "prometheus"
@@ -42,6 +44,7 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        **uvicorn_options(s.serve),
     )
 
 

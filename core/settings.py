@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +152,35 @@ class ServeSettings(_Section):
         gt=0,
         description="Oldest live event POST /v1/events takes (batch ingest takes history).",
     )
+    rate_limit_score_per_min: int = Field(
+        default=600, ge=0, description="POST /v1/score per client and minute; 0: no limit."
+    )
+    rate_limit_events_per_min: int = Field(
+        default=300, ge=0, description="POST /v1/events per client and minute; 0: no limit."
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where the counts live: memory:// (per process) or redis://host:port.",
+    )
+    api_keys: list[str] = Field(
+        default_factory=list, description="Keys in X-API-Key that name a client of their own."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks whose X-Forwarded-For names the client.",
+    )
+    read_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request must arrive whole within this (slow clients)."
+    )
+    keep_alive_s: int = Field(
+        default=5, gt=0, description="An idle keep-alive connection is closed after this."
+    )
+    log_fsync: Literal["interval", "always", "never"] = Field(
+        default="interval",
+        description="When the decision log and the event inbox reach the disk: synced every "
+        "second (interval), before every answer (always), or when the OS decides (never). "
+        "Lines are written before every answer in all three.",
+    )
     explain_top: int = Field(default=5, ge=0)
 
 
@@ -243,14 +273,18 @@ class Settings(BaseSettings):
         >>> env["MICROTUNE_HOME"], env["MICROTUNE_GATE__MAX_ECE"]
         ('/tmp/mt-doc', '0.1')
         """
+
+        def text(v: Any) -> str:
+            return json.dumps(v) if isinstance(v, list | dict) else str(v)
+
         env: dict[str, str] = {}
         for name, value in self.model_dump(mode="json").items():
             if isinstance(value, dict):
                 for field, v in value.items():
                     if v is not None:
-                        env[f"MICROTUNE_{name}__{field}".upper()] = str(v)
+                        env[f"MICROTUNE_{name}__{field}".upper()] = text(v)
             elif value is not None:
-                env[f"MICROTUNE_{name}".upper()] = str(value)
+                env[f"MICROTUNE_{name}".upper()] = text(value)
         return env
 
     def override(self, **changes: Any) -> Settings:

@@ -148,6 +148,15 @@ def _number(v: float) -> str:
         return "too large"
 
 
+def is_id(v: Any) -> bool:
+    """True for a value the contract takes as an id.
+
+    >>> is_id("s-42"), is_id(" "), is_id(42)
+    (True, False, False)
+    """
+    return isinstance(v, str) and _ID.fullmatch(v) is not None
+
+
 def _check_id(spec: FieldSpec, v: Any) -> str | None:
     if not isinstance(v, str):
         return f"expected a string, got {type(v).__name__}"

@@ -39,7 +39,15 @@ Examples
 
 from __future__ import annotations
 
-from folds.engine import dictionary_codes, fold_one, inputs_of, prepare_events, scan, state_columns
+from folds.engine import (
+    dictionary_codes,
+    fold_one,
+    initial_states,
+    inputs_of,
+    prepare_events,
+    scan,
+    state_columns,
+)
 from folds.fold import Fold
 from folds.kinds import Count, Dwell, Ewm, First, Last, Max, Rate, Sum
 from folds.match import ANY, EVENT_TYPE_CODES, PAGE_TYPE_CODES, Match, Segments
@@ -66,6 +74,7 @@ __all__ = [
     "Sum",
     "dictionary_codes",
     "fold_one",
+    "initial_states",
     "inputs_of",
     "prepare_events",
     "scan",

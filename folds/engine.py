@@ -156,10 +156,15 @@ def _numpy(v: Any) -> np.ndarray:
     return a.astype(object) if a.dtype.kind in "OUS" else a.astype(np.float64)
 
 
-def scan(folds: Sequence[Fold], ev: Events) -> dict[str, np.ndarray]:
+def scan(
+    folds: Sequence[Fold], ev: Events, init: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """Every fold column after every event (columns aligned with ``ev``).
 
     ``ev`` must be sorted by entity then time (see :func:`prepare_events`).
+    ``init`` holds each entity's stored state before the batch (every state
+    column, indexed by entity code; see :func:`initial_states`); without it
+    every entity starts empty.
     """
     ev = {k: v for k, v in ev.items() if k != "entity_names"}
     seg = Segments.of(ev["entity"])
@@ -168,14 +173,18 @@ def scan(folds: Sequence[Fold], ev: Events) -> dict[str, np.ndarray]:
     # Match.mask finds them under Match.key.
     matches = {m.key: m for f in folds for m in filters_of(f)}
     ev = {**ev, **{key: m.mask(ev) for key, m in matches.items() if key not in ev}}
+
     # Folds are independent, and numpy releases the GIL in its array loops, so
     # large batches scan their folds on several threads. Values do not depend
     # on the threads: every fold runs the same operations either way.
+    def one(f: Fold) -> tuple[np.ndarray, ...]:
+        return f.scan(ev, seg, None if init is None else tuple(init[c] for c in f.columns))
+
     if len(ev["ts"]) >= PARALLEL_MIN_ROWS and len(folds) > 1:
         with ThreadPoolExecutor(THREADS) as pool:
-            states = list(pool.map(lambda f: f.scan(ev, seg), folds))
+            states = list(pool.map(one, folds))
     else:
-        states = [f.scan(ev, seg) for f in folds]
+        states = [one(f) for f in folds]
     out: dict[str, np.ndarray] = {}
     for f, state in zip(folds, states, strict=True):
         out.update(zip(f.columns, state, strict=True))
@@ -199,6 +208,28 @@ def fold_one(
             st = tuple(np.asarray([state[c]], dtype=np.float64) for c in f.columns)
         for col, v in zip(f.columns, f.step(st, ev), strict=True):
             out[col] = float(v[0])
+    return out
+
+
+def initial_states(
+    folds: Sequence[Fold], stored: Sequence[Mapping[str, float] | None]
+) -> dict[str, np.ndarray]:
+    """State columns of entities 0..n-1: their stored values, or the folds' initial state.
+
+    A column a stored state lacks (a fold declared after it was written)
+    starts from its initial value.
+
+    >>> from folds import Count
+    >>> initial_states([Count("n", "Events.")], [{"n": 4.0}, None])["n"].tolist()
+    [4.0, 0.0]
+    """
+    out: dict[str, np.ndarray] = {}
+    for f in folds:
+        for c, start in zip(f.columns, f.initial(len(stored)), strict=True):
+            out[c] = np.array(
+                [s[c] if s is not None and c in s else start[i] for i, s in enumerate(stored)],
+                dtype=np.float64,
+            )
     return out
 
 

@@ -54,15 +54,25 @@ class Fold(ABC):
         """Events that can change the state; the state carries over the others."""
         return np.ones(len(ev["ts"]), dtype=bool)
 
-    def scan(self, ev: Events, seg: Segments) -> State:
-        """State after every event of the sorted batch ``ev``."""
+    def scan(self, ev: Events, seg: Segments, init: State | None = None) -> State:
+        """State after every event of the sorted batch ``ev``.
+
+        ``init`` is each entity's state before its first event of the batch
+        (arrays indexed by entity code; None: :meth:`initial`), so a batch can
+        continue stored states exactly as :meth:`step` would, event by event.
+        """
         mask = self.touches(ev)
         touched = np.flatnonzero(mask)
         sub = {k: ev[k][touched] for k in self._reads(ev)}
-        states = position_loop(self, sub, Segments.of(sub["entity"]))
+        states = position_loop(self, sub, Segments.of(sub["entity"]), init)
         where = seg.latest(mask)
-        init = self.initial(1)
-        return tuple(carry(s, where, float(i[0])) for s, i in zip(states, init, strict=True))
+        return tuple(carry(s, where, self.before(ev, i, init)) for i, s in enumerate(states))
+
+    def before(self, ev: Events, part: int, init: State | None) -> np.ndarray | float:
+        """Per event: state column ``part`` of its entity before the batch."""
+        if init is None:
+            return float(self.initial(1)[part][0])
+        return init[part][ev["entity"]]
 
     def _reads(self, ev: Events) -> set[str]:
         """Columns of ``ev`` that ``step`` and ``touches`` read (plus key and time)."""
@@ -73,12 +83,19 @@ class Fold(ABC):
         return keys & set(ev)
 
 
-def position_loop(fold: Fold, ev: Events, seg: Segments) -> State:
-    """Apply ``fold.step`` at position j of every entity at once, for each j."""
+def position_loop(fold: Fold, ev: Events, seg: Segments, init: State | None = None) -> State:
+    """Apply ``fold.step`` at position j of every entity at once, for each j.
+
+    Entities start from ``init`` (indexed by entity code) or :meth:`Fold.initial`.
+    """
     n = len(ev["ts"])
     by_len = np.argsort(-seg.lengths, kind="stable")
     starts, lengths = seg.starts[by_len], seg.lengths[by_len]
-    state = list(fold.initial(len(starts)))
+    if init is None:
+        state = list(fold.initial(len(starts)))
+    else:
+        codes = ev["entity"][starts] if len(starts) else np.zeros(0, dtype=np.int64)
+        state = [np.asarray(s, dtype=np.float64)[codes].copy() for s in init]
     out = [np.empty(n) for _ in fold.columns]
     # Entities sorted longest first, so those still active at position j are a
     # prefix: active[j] = number of entities with more than j events.

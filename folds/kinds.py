@@ -39,8 +39,9 @@ class Count(Fold):
     def step(self, state: State, ev: Events) -> State:
         return (state[0] + self.match.mask(ev),)
 
-    def scan(self, ev: Events, seg: Segments) -> State:
-        return (seg.cumsum(self.match.mask(ev).astype(np.int64)).astype(np.float64),)
+    def scan(self, ev: Events, seg: Segments, init: State | None = None) -> State:
+        counts = seg.cumsum(self.match.mask(ev).astype(np.int64)).astype(np.float64)
+        return (self.before(ev, 0, init) + counts,)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ class Sum(Fold):
         cents = state[1] + self._cents(ev)
         return (cents / 100.0, cents)
 
-    def scan(self, ev: Events, seg: Segments) -> State:
-        cents = seg.cumsum(self._cents(ev).astype(np.int64)).astype(np.float64)
+    def scan(self, ev: Events, seg: Segments, init: State | None = None) -> State:
+        added = seg.cumsum(self._cents(ev).astype(np.int64)).astype(np.float64)
+        cents = self.before(ev, 1, init) + added
         return (cents / 100.0, cents)
 
 
@@ -134,14 +136,16 @@ class First(_FieldValue):
     def step(self, state: State, ev: Events) -> State:
         return (np.where(np.isnan(state[0]), ev[self.field], state[0]),)
 
-    def scan(self, ev: Events, seg: Segments) -> State:
+    def scan(self, ev: Events, seg: Segments, init: State | None = None) -> State:
         x = ev[self.field]
         has = ~np.isnan(x)
         firsts = np.where(has, np.arange(len(x)), len(x))
         first_of_seg = np.minimum.reduceat(firsts, seg.starts) if len(x) else firsts
         f = np.repeat(first_of_seg, seg.lengths)
         seen = np.arange(len(x)) >= f
-        return (np.where(seen, x[np.minimum(f, max(len(x) - 1, 0))], np.nan),)
+        found = np.where(seen, x[np.minimum(f, max(len(x) - 1, 0))], np.nan)
+        kept = self.before(ev, 0, init)  # a value held from before the batch stays
+        return (np.where(np.isnan(kept), found, kept),)
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,10 @@ class Last(_FieldValue):
         x = ev[self.field]
         return (np.where(np.isnan(x), state[0], x),)
 
-    def scan(self, ev: Events, seg: Segments) -> State:
+    def scan(self, ev: Events, seg: Segments, init: State | None = None) -> State:
         x = ev[self.field]
         has = ~np.isnan(x)
-        return (carry(x[has], seg.latest(has), np.nan),)
+        return (carry(x[has], seg.latest(has), self.before(ev, 0, init)),)
 
 
 @dataclass(frozen=True)
@@ -191,10 +195,15 @@ class Dwell(Fold):
         ms = ms + self._gap_ms(ev["ts"], prev_ts, prev_on)
         return (ms / 1000.0, ms, ev["ts"], self._on(ev))
 
-    def scan(self, ev: Events, seg: Segments) -> State:
+    def scan(self, ev: Events, seg: Segments, init: State | None = None) -> State:
         ts, on = ev["ts"], self._on(ev)
-        gap = self._gap_ms(ts, seg.previous(ts), seg.previous(on, 0.0))
-        ms = seg.cumsum(gap.astype(np.int64)).astype(np.float64)
+        prev_ts, prev_on = seg.previous(ts), seg.previous(on, 0.0)
+        if init is not None:  # the first event of a batch follows the stored one
+            first = seg.starts
+            prev_ts[first] = np.asarray(self.before(ev, 2, init))[first]
+            prev_on[first] = np.asarray(self.before(ev, 3, init))[first]
+        gap = self._gap_ms(ts, prev_ts, prev_on)
+        ms = self.before(ev, 1, init) + seg.cumsum(gap.astype(np.int64)).astype(np.float64)
         return (ms / 1000.0, ms, ts.astype(np.float64), on)
 
 
@@ -220,7 +229,9 @@ class Rate(Fold):
         num, den = state[1] + ev[self.numerator], state[2] + self._den(ev)
         return (self._rate(num, den), num, den)
 
-    def scan(self, ev: Events, seg: Segments) -> State:
+    def scan(self, ev: Events, seg: Segments, init: State | None = None) -> State:
         num = seg.cumsum(ev[self.numerator].astype(np.int64)).astype(np.float64)
         den = seg.cumsum(self._den(ev).astype(np.int64)).astype(np.float64)
+        num = self.before(ev, 1, init) + num
+        den = self.before(ev, 2, init) + den
         return (self._rate(num, den), num, den)

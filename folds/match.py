@@ -148,8 +148,9 @@ class Segments:
         return prev
 
 
-def carry(values: np.ndarray, last: np.ndarray, initial: float) -> np.ndarray:
-    """``values`` at index ``last`` (the latest touched event), ``initial`` where none."""
+def carry(values: np.ndarray, last: np.ndarray, initial: float | np.ndarray) -> np.ndarray:
+    """``values`` at index ``last`` (the latest touched event), ``initial`` where none
+    (one value, or one per event)."""
     if len(values) == 0:
-        return np.full(len(last), initial)
+        return np.broadcast_to(np.asarray(initial, dtype=np.float64), len(last)).copy()
     return np.where(last >= 0, values[np.maximum(last, 0)], initial)

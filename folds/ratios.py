@@ -43,10 +43,10 @@ class _RunningRatio(Fold):
         num, den = state[1] + num, state[2] + den
         return (self._ratio(num, den), num, den)
 
-    def scan(self, ev: Events, seg: Segments) -> State:
+    def scan(self, ev: Events, seg: Segments, init: State | None = None) -> State:
         num, den = self._increments(ev)
-        num = seg.cumsum(num.astype(np.int64)).astype(np.float64)
-        den = seg.cumsum(den.astype(np.int64)).astype(np.float64)
+        num = self.before(ev, 1, init) + seg.cumsum(num.astype(np.int64)).astype(np.float64)
+        den = self.before(ev, 2, init) + seg.cumsum(den.astype(np.int64)).astype(np.float64)
         return (self._ratio(num, den), num, den)
 
 

@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from core.errors import MicrotuneError
 from core.settings import Settings, get_settings
-from serving import metrics
+from serving import errors, http, metrics
+from serving.ratelimit import RateLimitMiddleware, RateLimits
 from serving.routes import router
 from serving.runtime import Runtime
 
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         await runtime.start()
         tasks = [
             asyncio.create_task(runtime.poll_models()),
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(runtime.flush_loop()),
         ]
         try:
-            yield
+            yield http.lifespan_state(settings.serve)
         finally:
             for t in tasks:
                 t.cancel()
@@ -59,12 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # Outermost last: sizes and latency are measured around everything, the
+    # rate limit answers before a request reaches a route.
+    app.add_middleware(RateLimitMiddleware, limits=RateLimits(settings.serve))
     app.add_middleware(metrics.LatencyAndSizeLimit, max_body=settings.serve.max_body_bytes)
-
-    @app.exception_handler(MicrotuneError)
-    async def _microtune_error(_: Request, exc: MicrotuneError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
-
+    errors.install(app)
     app.include_router(router)
     return app
 

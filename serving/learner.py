@@ -62,7 +62,8 @@ class LabelQueue:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._conn = sqlite3.connect(path, timeout=1.0, check_same_thread=False)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection
+        self._buffers = threading.Lock()  # the rows waiting for flush
         # Rows are buffered and written once a second (flush), off the request path.
         self._decisions: list[tuple[str, float, bytes, float | None]] = []
         self._activity: list[tuple[str, float, int]] = []
@@ -74,26 +75,30 @@ class LabelQueue:
     def add_decision(
         self, session_id: str, ts: float, x: dict[str, float], p: float | None
     ) -> None:
-        with self._lock:
+        with self._buffers:
             self._decisions.append((session_id, ts, orjson.dumps(x), p))
 
     def add_activity(self, session_id: str, last_ts: float, *, purchased: bool) -> None:
-        with self._lock:
+        with self._buffers:
             self._activity.append((session_id, last_ts, int(purchased)))
 
     def flush(self) -> None:
-        """Write buffered rows in one transaction (every worker calls it each second)."""
-        with self._lock:
+        """Write buffered rows in one transaction (every worker calls it each second).
+
+        The buffers are swapped under their own lock and written under the
+        connection's, so a request adding a row never waits for the write.
+        """
+        with self._buffers:
             decisions, self._decisions = self._decisions, []
             activity, self._activity = self._activity, []
-            if not decisions and not activity:
-                return
-            with self._conn:
-                self._conn.executemany(
-                    "INSERT INTO decisions (session_id, ts, x, p) VALUES (?, ?, ?, ?)", decisions
-                )
-                self._conn.executemany(_TOUCH, [(s, ts, 0) for s, ts, _, _ in decisions])
-                self._conn.executemany(_TOUCH, activity)
+        if not decisions and not activity:
+            return
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT INTO decisions (session_id, ts, x, p) VALUES (?, ?, ?, ?)", decisions
+            )
+            self._conn.executemany(_TOUCH, [(s, ts, 0) for s, ts, _, _ in decisions])
+            self._conn.executemany(_TOUCH, activity)
 
     def take_labelled(self, now: float, gap_s: float, limit: int = 5_000) -> list[Example]:
         """Remove and return decision points whose outcome is known, in time order."""

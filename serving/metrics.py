@@ -22,6 +22,7 @@ from prometheus_client import multiprocess as prom_mp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feature_repo.features import SESSION_VIEW, USER_VIEW
+from serving.errors import request_id
 
 ROUTES = frozenset(
     {
@@ -144,6 +145,9 @@ class LatencyAndSizeLimit:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                headers = message.setdefault("headers", [])
+                if not any(k == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", request_id(scope).encode()))
             await send(message)
 
         try:

@@ -25,43 +25,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-
 from core.errors import StoreError
-from events.contract import ARROW_SCHEMA
 from feature_repo.features import (
     ABANDONMENT_CONTEXT_FEATURES,
     ABANDONMENT_SESSION_FEATURES,
     ABANDONMENT_USER_FEATURES,
     CONTEXT_INPUTS,
-    SESSION_FOLDS,
     SESSION_KEY,
     SESSION_VIEW,
     USER_KEY,
     USER_VIEW,
     context_features,
 )
-from features import EVENT_INPUTS
-from folds import fold_one, prepare_events, state_columns
+from features.stream import SESSION_STATE, Row
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-SESSION_STATE = state_columns(SESSION_FOLDS)
 #: Session columns a decision reads: the model's and the context's inputs.
 _SESSION_READ = list(dict.fromkeys([*ABANDONMENT_SESSION_FEATURES, *CONTEXT_INPUTS]))
-_INITIAL = {
-    c: float(v[0]) for f in SESSION_FOLDS for c, v in zip(f.columns, f.initial(1), strict=True)
-}
-
-
-@dataclass
-class Row:
-    """One entity's stored values and their event time (epoch seconds)."""
-
-    values: dict[str, float]
-    ts: float
 
 
 @dataclass
@@ -202,8 +184,30 @@ class OnlineFeatures:
 
     def session_state(self, session_id: str, now: float) -> Row | None:
         """The session's stored fold state, or None when unknown or older than the TTL."""
-        row = self._read(self.session_view, SESSION_KEY, session_id, self._session_features)
-        return row if row is not None and now - row.ts <= self.session_ttl else None
+        return self.session_states([session_id], now)[session_id]
+
+    def session_states(self, session_ids: Sequence[str], now: float) -> dict[str, Row | None]:
+        """Stored fold states of several sessions, in one read of the store."""
+        self._guard()
+        keys = [self._key(SESSION_KEY, s) for s in session_ids]
+        try:
+            read = self.online.online_read(
+                self.config, self.session_view, keys, list(self._session_features)
+            )
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        out: dict[str, Row | None] = dict.fromkeys(session_ids)
+        for session, (ts, values) in zip(session_ids, read, strict=True):
+            # Redis answers an unknown entity with empty values stamped 1970.
+            if (
+                not values
+                or ts is None
+                or all(v.WhichOneof("val") is None for v in values.values())
+            ):
+                continue
+            if now - ts.timestamp() <= self.session_ttl:
+                out[session] = Row({k: _value(v) for k, v in values.items()}, ts.timestamp())
+        return out
 
     def read(
         self, session_id: str, user_id: str | None, context: Mapping[str, Any], now: float
@@ -235,52 +239,23 @@ class OnlineFeatures:
 
     def write_session(self, session_id: str, state: Mapping[str, float], ts: float) -> None:
         """Store a session's fold state as of event time ``ts``."""
+        self.write_sessions({session_id: (state, ts)})
+
+    def write_sessions(self, states: Mapping[str, tuple[Mapping[str, float], float]]) -> None:
+        """Store several sessions' fold states, each as of its event time, in one write."""
         self._guard()
-        values = {c: self._Value(double_val=float(state[c])) for c in self._session_features}
-        row = (
-            self._key(SESSION_KEY, session_id),
-            values,
-            datetime.fromtimestamp(ts, UTC),
-            datetime.now(UTC),
-        )
+        created = datetime.now(UTC)
+        rows: list[Any] = [
+            (
+                self._key(SESSION_KEY, session_id),
+                {c: self._Value(double_val=float(state[c])) for c in self._session_features},
+                datetime.fromtimestamp(ts, UTC),
+                created,
+            )
+            for session_id, (state, ts) in states.items()
+        ]
         try:
-            self.online.online_write_batch(self.config, self.session_view, [row], None)
+            self.online.online_write_batch(self.config, self.session_view, rows, None)
         except Exception as exc:
             raise self._failed(exc) from exc
         self.last_session_write = time.time()
-
-
-def fold_session(
-    state: Row | None, events: Sequence[Mapping[str, Any]]
-) -> tuple[dict[str, float] | None, float, int]:
-    """Fold one session's events (in time order) into its stored state.
-
-    Events older than the stored state's last event cannot be folded exactly
-    online (the folds are order dependent); they are counted as late and left
-    to the next batch build, which sees every event in order. Returns the new
-    state (None when nothing changed), its time, and the number of late events.
-    """
-    if not events:
-        return None, state.ts if state else 0.0, 0
-    columns: dict[str, Any] = {
-        "entity": ["s"] * len(events),
-        "ts": np.array([e["ts"] for e in events], dtype=np.float64),
-    }
-    for c in EVENT_INPUTS:  # typed like the raw store's columns, nulls as NaN
-        columns[c] = pa.array([e.get(c) for e in events], ARROW_SCHEMA.field(c).type)
-    ev = prepare_events(columns, folds=SESSION_FOLDS)
-    # Columns a newer declaration added start from their initial state.
-    current = {**_INITIAL, **state.values} if state else None
-    since = state.values.get("last_event_ts", -math.inf) if state else -math.inf
-    late = 0
-    changed = False
-    for i in range(len(ev["ts"])):
-        if ev["ts"][i] < since:
-            late += 1
-            continue
-        one = {k: v[i] for k, v in ev.items() if k != "entity_names"}
-        current = fold_one(SESSION_FOLDS, current, one)
-        changed = True
-    if not changed or current is None:
-        return None, state.ts if state else 0.0, late
-    return current, float(current["last_event_ts"]), late

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import time
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
+from pydantic import ValidationError
 
 from models import registry
 from serving import metrics
 from serving.policy import Policy
 from serving.runtime import Runtime, policy_path
-from serving.schemas import EventBatch, EventsResponse, ScoreRequest, ScoreResponse, Status
+from serving.schemas import (
+    EventBatch,
+    EventsResponse,
+    ScoreRequest,
+    ScoreResponse,
+    Status,
+    answers,
+)
 from serving.scorer import Scorer
 
 router = APIRouter()
@@ -38,20 +50,39 @@ async def scorer(rt: RuntimeDep) -> Scorer:
 ScorerDep = Annotated[Scorer, Depends(scorer)]
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (RFC 7235: the scheme is
+    case-insensitive, one or more spaces follow it); None for any other header.
+
+    >>> bearer_token("Bearer abc"), bearer_token("bearer  abc"), bearer_token("abc")
+    ('abc', 'abc', None)
+    """
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token and " " not in token else None
+
+
 async def admin(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    token = rt.settings.serve.admin_token
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+    expected = rt.settings.serve.admin_token
+    given = bearer_token(authorization)
+    # compare_digest takes the same time wherever the tokens differ.
+    ok = given is not None and expected is not None
+    if not ok or not hmac.compare_digest(given.encode(), expected.encode()):  # type: ignore[union-attr]
         raise HTTPException(
             401,
             "admin routes need 'Authorization: Bearer <MICROTUNE_SERVE__ADMIN_TOKEN>'"
-            if token
+            if expected
             else "admin routes are disabled: set MICROTUNE_SERVE__ADMIN_TOKEN and restart",
             headers={"WWW-Authenticate": "Bearer"},
         )
 
 
-@router.post("/v1/score", response_model=ScoreResponse, tags=["scoring"])
+@router.post(
+    "/v1/score",
+    response_model=ScoreResponse,
+    tags=["scoring"],
+    responses=answers(400, 413, 422, 429, 500, 503),
+)
 async def score(req: ScoreRequest, request: Request) -> Any:
     """Risk, decision and explanation for a session, now."""
     # The hottest route reads the scorer without dependency injection (each
@@ -66,16 +97,63 @@ async def score(req: ScoreRequest, request: Request) -> Any:
     return ORJSONResponse(out)
 
 
-@router.post("/v1/events", response_model=EventsResponse, tags=["scoring"])
-async def events(batch: EventBatch, s: ScorerDep) -> Any:
-    """Live events: validated like ingest, folded into the session's online features."""
-    limit = s.settings.serve.max_events
-    if len(batch.events) > limit:
-        raise HTTPException(413, f"at most {limit} events per request; split the batch")
-    out = s.events(batch)
+@router.post(
+    "/v1/events",
+    response_model=EventsResponse,
+    tags=["scoring"],
+    responses=answers(400, 413, 422, 429, 500, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EventBatch.model_json_schema()}},
+        }
+    },
+)
+async def events(request: Request, s: ScorerDep, rt: RuntimeDep) -> Any:
+    """Live events: validated like ingest, folded into the session's online features.
+
+    The body is read here and everything else (parsing, validation, the inbox
+    write, the fold) runs in a worker thread, one batch at a time: scores keep
+    being answered while a large batch is handled.
+    """
+    body = await request.body()
+    async with rt.events_slot:
+        out = await asyncio.to_thread(_events, s, body)
     metrics.EVENTS.labels("accepted").inc(out["accepted"])
     metrics.EVENTS.labels("rejected").inc(len(out["rejected"]))
     return out
+
+
+def _loads(body: bytes) -> Any:
+    """JSON as clients send it: orjson's fast strict parser, else the standard library's,
+    which also reads ``NaN`` and lone surrogates (each then rejected per event)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
+def _events(s: Scorer, body: bytes) -> dict[str, Any]:
+    """Parse and check a batch as FastAPI would (422 with the field), then take it."""
+    try:
+        batch = EventBatch.model_validate(_loads(body))
+    except json.JSONDecodeError as exc:
+        error = {
+            "loc": ("body", exc.pos),
+            "msg": f"JSON decode error: {exc.msg}",
+            "type": "json_invalid",
+        }
+        raise RequestValidationError([error]) from exc
+    except (UnicodeDecodeError, RecursionError) as exc:
+        error = {"loc": ("body",), "msg": "not readable as JSON", "type": "json_invalid"}
+        raise RequestValidationError([error]) from exc
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from exc
+    limit = s.settings.serve.max_events
+    if len(batch.events) > limit:
+        raise HTTPException(413, f"at most {limit} events per request; split the batch")
+    return s.events(batch)
 
 
 @router.get("/healthz", response_model=Status, tags=["operations"])
@@ -84,7 +162,9 @@ async def healthz(rt: RuntimeDep) -> Any:
     return {"status": "ok", "detail": {"uptime_s": round(time.time() - rt.started, 1)}}
 
 
-@router.get("/readyz", response_model=Status, tags=["operations"])
+@router.get(
+    "/readyz", response_model=Status, tags=["operations"], responses={503: {"model": Status}}
+)
 async def readyz(rt: RuntimeDep) -> Any:
     """200 only when the online store and the LightGBM champion are loaded."""
     s = rt.scorer
@@ -129,13 +209,23 @@ async def models(s: ScorerDep, rt: RuntimeDep) -> Any:
     return out
 
 
-@router.post("/v1/admin/reload-models", tags=["admin"], dependencies=[Depends(admin)])
+@router.post(
+    "/v1/admin/reload-models",
+    tags=["admin"],
+    dependencies=[Depends(admin)],
+    responses=answers(401, 500, 503),
+)
 async def reload_models(rt: RuntimeDep) -> Any:
     """Load the current champions now (they are also polled)."""
     return {"models": await rt.reload_models()}
 
 
-@router.post("/v1/admin/reload-policy", tags=["admin"], dependencies=[Depends(admin)])
+@router.post(
+    "/v1/admin/reload-policy",
+    tags=["admin"],
+    dependencies=[Depends(admin)],
+    responses=answers(401, 422, 500, 503),
+)
 async def reload_policy(s: ScorerDep, rt: RuntimeDep) -> Any:
     """Re-read the policy YAML; an invalid file keeps the current policy (422)."""
     s.policy = Policy.load(policy_path(rt.settings))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from stores.online_state import last_writes
 log = logging.getLogger("microtune.serving")
 LEARN_EVERY_S = 1.0
 FLUSH_EVERY_S = 1.0
-LEARN_CHUNK = 64
+#: river learns this many examples, then lets requests in (about 1 ms of work).
+LEARN_CHUNK = 8
+SWITCH_INTERVAL_S = 0.0005
 
 
 def _open_online(settings: Settings) -> tuple[Any, str | None]:
@@ -60,15 +63,22 @@ class Runtime:
         self.lock = WriterLock(settings.paths.serving / "river.lock")
         self.started = time.time()
         self.scorer: Scorer | None = None
+        #: One live-event batch at a time per process (they run in a worker thread).
+        self.events_slot = asyncio.Semaphore(1)
         self._river_mtime = 0.0
 
     async def start(self) -> None:
         s = self.settings
+        # A worker thread (a live-event batch, the registry poll, the log sync) gives
+        # the GIL back to the event loop after 0.5 ms instead of Python's 5 ms, so it
+        # cannot hold a score back longer than that (bench/bench_serving.py).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         s.paths.ensure()
         online, error = await asyncio.to_thread(_open_online, s)
+        writer = (await asyncio.to_thread(_open_online, s))[0] if online else None
         models = await asyncio.to_thread(load_champions, s)
         policy = Policy.load(policy_path(s))
-        self.scorer = Scorer(s, online, models, policy, online_error=error)
+        self.scorer = Scorer(s, online, models, policy, online_error=error, writer=writer)
         self._adopt_river_checkpoint()
         metrics.model_versions(models.versions)
         self.refresh_health()
@@ -92,7 +102,7 @@ class Runtime:
         latest = latest_status(self.settings.paths.drift_reports)
         metrics.set_drift_verdict(*(latest[0], now - latest[1]) if latest else (None, None))
         writes = last_writes(self.settings.paths.feast)
-        online = self.scorer.online if self.scorer is not None else None
+        online = self.scorer.writer if self.scorer is not None else None
         if online is not None and online.last_session_write:
             writes[SESSION_VIEW] = max(writes.get(SESSION_VIEW, 0.0), online.last_session_write)
         for view in (SESSION_VIEW, USER_VIEW):

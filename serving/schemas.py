@@ -6,9 +6,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events.contract import Device, PageType
+from events.contract import ID_PATTERN, Device, PageType
 
-ID = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+#: The event contract's id rule: an id that can be written can be scored.
+ID = Field(pattern=ID_PATTERN, description="1 to 64 printable ASCII characters, no spaces.")
+
+#: Why an answer is degraded: stable codes (details go to the server log).
+DegradedReason = Literal[
+    "online_store_unavailable",
+    "online_store_not_loaded",
+    "unknown_session",
+    "stale_session_features",
+    "model_failed",
+    "no_model",
+    "online_update_failed",
+]
 
 
 class Context(BaseModel):
@@ -17,7 +29,7 @@ class Context(BaseModel):
     model_config = ConfigDict(extra="forbid")
     page_type: PageType | None = Field(default=None, description="Page the visitor is on.")
     device: Device | None = Field(default=None, description="Device class.")
-    browser: str | None = Field(default=None, max_length=64)
+    browser: str | None = Field(default=None, max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")
 
 
 class ScoreRequest(BaseModel):
@@ -34,7 +46,7 @@ class ScoreRequest(BaseModel):
         },
     )
     session_id: str = ID
-    user_id: str | None = Field(default=None, min_length=1, max_length=128)
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
     context: Context = Field(default_factory=Context)
 
 
@@ -80,7 +92,7 @@ class ScoreResponse(BaseModel):
     decision: DecisionOut
     explanation: list[Contribution] = Field(description="Top contributing features.")
     degraded: bool
-    degraded_reasons: list[str] = Field(default_factory=list)
+    degraded_reasons: list[DegradedReason] = Field(default_factory=list)
     features_age_s: float | None = Field(
         description="Seconds since the session's stored features were last updated."
     )
@@ -114,9 +126,36 @@ class EventsResponse(BaseModel):
         description="Accepted events older than the stored state; the batch build folds them."
     )
     degraded: bool
-    degraded_reasons: list[str] = Field(default_factory=list)
+    degraded_reasons: list[DegradedReason] = Field(default_factory=list)
 
 
 class Status(BaseModel):
     status: str
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class FieldError(BaseModel):
+    loc: list[str] = Field(description="Where: body, then the field path.")
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[FieldError]
+    request_id: str | None = Field(default=None, description="On 500: the server log's key.")
+
+
+_ANSWERS: dict[int, str] = {
+    400: "The body could not be read as JSON.",
+    401: "Missing or wrong 'Authorization: Bearer <token>' (or admin routes disabled).",
+    413: "Body over MICROTUNE_SERVE__MAX_BODY_BYTES, or too many events in one request.",
+    422: "A field is invalid; each error names the field (the input is never echoed).",
+    429: "Over this client's rate; Retry-After says when to try again.",
+    500: "A fault in the server (never bad input); request_id finds it in the log.",
+    503: "The scorer is starting, or refuses work for a while.",
+}
+
+
+def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route: each error answer it can give, with its body."""
+    return {c: {"model": ErrorOut, "description": _ANSWERS[c]} for c in codes}

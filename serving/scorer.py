@@ -21,15 +21,16 @@ import numpy as np
 from core.errors import StoreError
 from core.settings import Settings
 from events.contract import EventType, minimize_unconsented
-from events.validation import validate_rows
+from events.validation import is_id, validate_rows
 from feature_repo.features import SESSION_VIEW
+from features.stream import fold_sessions
 from models import registry
 from serving.champions import ModelSet
 from serving.learner import LabelQueue
-from serving.online import OnlineFeatures, fold_session, model_features
+from serving.online import OnlineFeatures, model_features
 from serving.policy import Chosen, Decision, Guards, Policy, assign_variant
 from serving.schemas import EventBatch, ScoreRequest
-from stores.decision_log import DecisionLog
+from stores.decision_log import AppendLog
 
 log = logging.getLogger("microtune.serving")
 #: Least time between two recorded decision points of one session (river's labels).
@@ -53,15 +54,20 @@ class Scorer:
         policy: Policy,
         *,
         online_error: str | None = None,
+        writer: OnlineFeatures | None = None,
     ) -> None:
         self.settings = settings
         self.online = online
         self.online_error = online_error
+        #: The connection live events are folded through: its own, so that a batch
+        #: written from a worker thread never shares a connection with the reads.
+        self.writer = writer or online
         self.models = models
         self.policy = policy
         self.guards = Guards()
-        self.log = DecisionLog(settings.paths.decisions)
-        self.inbox = DecisionLog(settings.paths.live_inbox)
+        fsync = settings.serve.log_fsync
+        self.log = AppendLog(settings.paths.decisions, fsync=fsync)
+        self.inbox = AppendLog(settings.paths.live_inbox, fsync=fsync)
         self.labels = LabelQueue(settings.paths.serving / "labels.db")
         self.drift_pending = False
         self._last_point: dict[str, float] = {}
@@ -79,20 +85,18 @@ class Scorer:
         store_failed = False
         if self.online is None:
             store_failed = True
-            reasons.append(f"online store not loaded: {self.online_error}")
+            reasons.append("online_store_not_loaded")
         else:
             try:
                 read = self.online.read(req.session_id, req.user_id, context, now)
                 features, age = read.features, read.age_s
                 if not read.session_found:
-                    reasons.append(
-                        "stale session features (older than the view TTL)"
-                        if SESSION_VIEW in read.stale
-                        else "unknown session: scored from request context"
-                    )
+                    stale = SESSION_VIEW in read.stale
+                    reasons.append("stale_session_features" if stale else "unknown_session")
             except StoreError as exc:
                 store_failed = True
-                reasons.append(str(exc))
+                reasons.append("online_store_unavailable")
+                log.warning("online read failed: %s", exc)
         if not features:
             features = model_features({}, {}, context, now)
         risk_lgbm = risk_river = None
@@ -106,9 +110,9 @@ class Scorer:
                 risk_river = models.river.predict_one(
                     {k: v for k, v in features.items() if v is not None}
                 )
-        except Exception as exc:  # a model that fails at predict time degrades, not 500
+        except Exception:  # a model that fails at predict time degrades, not 500
             log.exception("model failed")
-            reasons.append(f"model failed: {type(exc).__name__}: {exc}")
+            reasons.append("model_failed")
         risk, source = self._combine(risk_lgbm, risk_river, reasons, models)
         if risk is None or store_failed:
             why = "online store unavailable" if store_failed else "no model score"
@@ -155,7 +159,7 @@ class Scorer:
     ) -> tuple[float | None, str]:
         role = self.settings.serve.river_role
         if lgbm is None and models.errors.get(registry.LGBM):
-            reasons.append(f"abandonment-lgbm: {models.errors[registry.LGBM]}")
+            reasons.append("no_model")
         if role == "blend" and lgbm is not None and river is not None:
             w = self.settings.serve.blend_weight
             return (1 - w) * lgbm + w * river, "blend"
@@ -236,8 +240,9 @@ class Scorer:
         fresh = [r for r in rows if not self._seen(r["event_id"])]
         duplicates = len(rows) - len(fresh)
         rows = fresh
-        for row in rows:  # kept first: nothing accepted is lost if the store fails
-            self.inbox.append(_inbox_record(row), ts=row["ts"].timestamp())
+        # Written first, before any answer: nothing accepted is lost if the store fails
+        # or the process dies.
+        self.inbox.append_many(map(_inbox_record, rows), (r["ts"].timestamp() for r in rows))
         by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             if row["event_type"] == EventType.PURCHASE.value or row["consent"]:
@@ -246,36 +251,29 @@ class Scorer:
                 by_session[row["session_id"]].append({**row, "ts": row["ts"].timestamp()})
         reasons: list[str] = []
         updated = late = 0
-        if by_session and self.online is None:
-            reasons.append(f"online store not loaded: {self.online_error}")
+        if by_session and self.writer is None:
+            reasons.append("online_store_not_loaded")
         elif by_session:
-            assert self.online is not None
+            assert self.writer is not None
             try:
-                for session_id, events in by_session.items():
-                    events.sort(key=lambda e: e["ts"])
-                    state = self.online.session_state(session_id, now)
-                    new, ts, n_late = fold_session(state, events)
-                    late += n_late
-                    if new is not None:
-                        self.online.write_session(session_id, new, ts)
-                        updated += 1
-            except StoreError as exc:
-                reasons.append(f"{exc}; events are kept for the next batch build")
-            except Exception as exc:  # never a 500 for valid events: they are kept
+                # One read, one vectorized fold and one write for the whole batch.
+                stored = self.writer.session_states(list(by_session), now)
+                new, late = fold_sessions(stored, by_session)
+                if new:
+                    self.writer.write_sessions(new)
+                updated = len(new)
+            except StoreError as exc:  # the events are kept for the next batch build
+                reasons.append("online_store_unavailable")
+                log.warning("live feature update failed: %s", exc)
+            except Exception:  # never a 500 for valid events: they are kept
                 log.exception("live feature update failed")
-                reasons.append(
-                    f"online update failed ({type(exc).__name__}: {exc}); "
-                    "events are kept for the next batch build"
-                )
-        self.inbox.flush()
+                reasons.append("online_update_failed")
         return {
             "accepted": result.accepted_count,
             "rejected": [
                 {
                     "position": r.position,
-                    "event_id": r.row.get("event_id")
-                    if isinstance(r.row.get("event_id"), str)
-                    else None,
+                    "event_id": r.row.get("event_id") if is_id(r.row.get("event_id")) else None,
                     "reason": r.reason,
                 }
                 for r in result.rejected

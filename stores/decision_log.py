@@ -1,23 +1,35 @@
-"""The decision log: every score the server made, as JSON Lines under the home.
+"""Append-only JSON Lines logs under the home: the decision log and the live-event inbox.
 
-Layout: ``$MICROTUNE_HOME/decisions/date=YYYY-MM-DD/HH-<pid>.jsonl``. Each
-server process appends to its own hourly file, so several workers never
-interleave partial lines. One object per line::
+Layout: ``<root>/date=YYYY-MM-DD/HH-<pid>.jsonl``. Each server process
+appends to its own hourly file, so several workers never interleave partial
+lines. The decision log holds one object per score::
 
     {"ts": 1780300000.5, "session_id": "s1", "user_id": "u1", "variant": "discount_10",
      "risk": 0.71, "risk_lgbm": 0.71, "risk_river": 0.64, "features": {...},
      "actions": ["show_discount_popup"], "models": {"abandonment-lgbm": "3", ...},
      "degraded": false, "drift_signal": false}
 
-Lines are buffered in memory and flushed at least every ``flush_s`` seconds
-and when the server stops. The drift flow reads the log back with
+**Durability.** :meth:`AppendLog.append` hands the line to the operating system
+(one ``write`` on a file opened for appending) before it returns, so the
+route answers only once the line is written: a ``kill -9`` of the server
+loses no acknowledged line. Whether the line has also reached the disk (an
+operating-system crash, a power cut) is the ``fsync`` policy:
+
+* ``interval`` (default): the server's flush loop syncs the files every
+  second, one ``fsync`` for all the lines of that second (a group commit); a
+  machine crash can lose up to that last second;
+* ``always``: every append is synced before the answer (a batch of events is
+  one append, one ``fsync``);
+* ``never``: the operating system decides.
+
+The drift flow and experiment analysis read the log back with
 :func:`read_decisions`.
 
 Examples
 --------
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
->>> log = DecisionLog(root)
+>>> log = AppendLog(root)
 >>> log.append({"ts": 1780300000.0, "session_id": "s1", "risk": 0.5,
 ...             "features": {"cart_adds": 1.0}, "drift_signal": False})
 >>> log.flush()
@@ -31,51 +43,107 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
 
+FsyncPolicy = Literal["interval", "always", "never"]
+_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
-class DecisionLog:
-    """Buffered, append-only writer of this process's decisions."""
 
-    def __init__(self, root: Path, *, max_buffer: int = 2_000) -> None:
+class AppendLog:
+    """This process's append-only writer of one log (decisions, or live events)."""
+
+    def __init__(self, root: Path, *, fsync: FsyncPolicy = "interval") -> None:
         self.root = root
-        self.max_buffer = max_buffer
-        self._lines: list[tuple[float, bytes]] = []
+        self.fsync = fsync
+        self._fds: dict[Path, int] = {}
+        self._hours: dict[int, Path] = {}
+        self._dirty: set[int] = set()
         self._lock = threading.Lock()
+        #: Lines written since the last :meth:`flush`, and in all.
+        self.pending = 0
         self.written = 0
 
-    def append(self, record: dict[str, Any], ts: float | None = None) -> None:
-        """Buffer one record; ``ts`` (default ``record["ts"]``) picks its hourly file."""
-        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-        with self._lock:
-            self._lines.append((float(record["ts"] if ts is None else ts), line))
-            full = len(self._lines) >= self.max_buffer
-        if full:
-            self.flush()
-
     def path_for(self, ts: float) -> Path:
-        t = datetime.fromtimestamp(ts, UTC)
-        return self.root / f"date={t:%Y-%m-%d}" / f"{t:%H}-{os.getpid()}.jsonl"
+        hour = int(ts // 3600)
+        path = self._hours.get(hour)
+        if path is None:
+            t = datetime.fromtimestamp(hour * 3600, UTC)
+            path = self.root / f"date={t:%Y-%m-%d}" / f"{t:%H}-{os.getpid()}.jsonl"
+            if len(self._hours) > 1000:
+                self._hours.clear()
+            self._hours[hour] = path
+        return path
+
+    def append(self, record: dict[str, Any], ts: float | None = None) -> None:
+        """Write one record now; ``ts`` (default ``record["ts"]``) picks its hourly file."""
+        self.append_many([record], [float(record["ts"] if ts is None else ts)])
+
+    def append_many(self, records: Iterable[dict[str, Any]], stamps: Iterable[float]) -> None:
+        """Write records, one ``write`` per hourly file, before returning."""
+        by_file: dict[Path, list[bytes]] = {}
+        for record, ts in zip(records, stamps, strict=True):
+            line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+            by_file.setdefault(self.path_for(ts), []).append(line)
+        with self._lock:
+            for path, lines in by_file.items():
+                fd = self._fd(path)
+                _write_all(fd, b"".join(lines))
+                self._dirty.add(fd)
+                self.pending += len(lines)
+                self.written += len(lines)
+            if self.fsync == "always":
+                self._sync_locked()
+
+    def _fd(self, path: Path) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = self._fds[path] = os.open(path, _FLAGS, 0o644)
+        return fd
+
+    def _sync_locked(self) -> None:
+        for fd in self._dirty:
+            os.fsync(fd)
+        self._dirty.clear()
 
     def flush(self) -> int:
-        """Append buffered lines to their hourly files; returns the lines written."""
+        """Sync what was written (policy ``interval``), close the files of past hours.
+
+        Returns the lines written since the last flush. The lines were already
+        in the files: flushing adds durability against a machine crash only.
+        The ``fsync`` runs outside the lock, so requests keep appending meanwhile.
+        """
+        hour = self.path_for(datetime.now(UTC).timestamp())
         with self._lock:
-            lines, self._lines = self._lines, []
-        by_file: dict[Path, list[bytes]] = {}
-        for ts, line in lines:
-            by_file.setdefault(self.path_for(ts), []).append(line)
-        for path, chunk in by_file.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "ab") as f:
-                f.write(b"".join(chunk))
-        self.written += len(lines)
-        return len(lines)
+            dirty, self._dirty = self._dirty, set()
+            old = [self._fds.pop(p) for p in list(self._fds) if p != hour]
+            done, self.pending = self.pending, 0
+        if self.fsync != "never":
+            for fd in dirty:
+                os.fsync(fd)
+        for fd in old:
+            os.close(fd)
+        return done
+
+    def close(self) -> None:
+        with self._lock:
+            if self.fsync != "never":
+                self._sync_locked()
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _files(root: Path, start: datetime, end: datetime) -> Iterator[Path]:

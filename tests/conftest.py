@@ -109,7 +109,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
         project="microtune",
         # ~250 cart sessions a day: see test_model_flows.py for the wider ECE bound.
         gate={"max_ece": 0.15},
-        serve={"admin_token": TOKEN, "model_poll_s": 0.5, "policy": root / "policy.yaml"},
+        serve={
+            "admin_token": TOKEN,
+            "model_poll_s": 0.5,
+            "policy": root / "policy.yaml",
+            # The suite is one client sending thousands of requests; the limits have
+            # their own test (test_serving_limits.py).
+            "rate_limit_score_per_min": 0,
+            "rate_limit_events_per_min": 0,
+        },
     )
     shutil.copy(DEFAULT_POLICY, root / "policy.yaml")
     trained_home(settings, root)

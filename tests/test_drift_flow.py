@@ -27,7 +27,7 @@ def serve_broken_traffic(settings: Settings) -> int:
     Scrolls and hovers come in three times larger, the user history is lost,
     and the scorer's ADWIN raised one drift signal.
     """
-    from stores.decision_log import DecisionLog
+    from stores.decision_log import AppendLog
 
     champion = registry.load(registry.LGBM, registry.CHAMPION)
     frame = training_frame(settings, open_store(settings))
@@ -38,7 +38,7 @@ def serve_broken_traffic(settings: Settings) -> int:
         rows[c] = np.nan
     columns = champion.card.columns
     risk = champion.predict(rows[columns].to_numpy(np.float64))
-    log = DecisionLog(settings.home / "decisions")
+    log = AppendLog(settings.paths.decisions)
     for i, (row, p) in enumerate(zip(rows.to_dict("records"), risk, strict=True)):
         features = {c: None if math.isnan(row[c]) else float(row[c]) for c in columns}
         log.append(

@@ -27,6 +27,7 @@ from folds import (
     Match,
     Share,
     fold_one,
+    initial_states,
     prepare_events,
     scan,
     state_columns,
@@ -207,6 +208,31 @@ def test_vectorized_scan_equals_step_by_step_folding(events: list[dict]) -> None
         for col in state_columns(PROPERTY_FOLDS):
             a, b = batch[col][i], states[key][col]
             assert (np.isnan(a) and np.isnan(b)) or a == b, (col, i, a, b)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(event_st, min_size=1, max_size=60), st.floats(0, 1))
+def test_a_batch_continued_from_stored_states_equals_the_whole_scan(
+    events: list[dict], share: float
+) -> None:
+    """The stream's batch update: scan each entity's first events, store its last
+    state, scan the rest from those states; every row equals the whole scan's."""
+    whole = prepare_events(_columns(events))
+    expected = scan(PROPERTY_FOLDS, whole)
+    cols = state_columns(PROPERTY_FOLDS)
+    entity = whole["entity"]
+    position = np.arange(len(entity)) - np.searchsorted(entity, entity)  # within entity
+    length = np.bincount(entity)[entity]
+    early = position < np.floor(share * length)  # each entity cut at its own point
+    head = {k: v[early] for k, v in whole.items() if k != "entity_names"}
+    tail = {k: v[~early] for k, v in whole.items() if k != "entity_names"}
+    stored: list[dict[str, float] | None] = [None] * len(whole["entity_names"])
+    first = scan(PROPERTY_FOLDS, head)
+    for i, e in enumerate(head["entity"]):
+        stored[e] = {c: float(first[c][i]) for c in cols}
+    cont = scan(PROPERTY_FOLDS, tail, initial_states(PROPERTY_FOLDS, stored))
+    for c in cols:
+        assert np.array_equal(cont[c], expected[c][~early], equal_nan=True), c
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)

@@ -104,7 +104,7 @@ def test_a_checkout_in_the_same_second_does_not_leak() -> None:
 def test_the_streaming_fold_equals_the_batch_rows_event_by_event(session: tuple) -> None:
     """Live events folded one at a time, in arrival order, reach the batch row of each
     event at its order time, ties included: the scorer and training agree."""
-    from serving.online import Row, fold_session
+    from features.stream import Row, fold_session
 
     head, tail = _rows(*session)
     rows = head + tail

@@ -100,7 +100,7 @@ def test_online_store_failure_gives_a_safe_decision(served, client) -> None:
         t0 = time.perf_counter()
         out = score(client, "fault-1", device="mobile")
         elapsed_ms = (time.perf_counter() - t0) * 1000
-        assert out["degraded"] and "online store unavailable" in out["degraded_reasons"][0]
+        assert out["degraded"] and out["degraded_reasons"] == ["online_store_unavailable"]
         assert [a["action"] for a in out["decision"]["actions"]] == ["none"]
         assert elapsed_ms < 1000
         later = live_events("fault-1", start + timedelta(seconds=30), [("hover", {})])
@@ -149,6 +149,10 @@ def test_schema_fuzz_finds_no_server_error(served) -> None:
             "40",
             "--seed",
             "7",
+            # NUL characters in every string; NaN and lone surrogates, which a schema
+            # cannot describe, are sent by test_serving_hostile.py.
+            "--generation-allow-x00",
+            "true",
             "--exclude-path",
             "/v1/admin/reload-models",
         ],
