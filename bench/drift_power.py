@@ -56,6 +56,7 @@ def power_part(sessions: int, seed: int, cache: Path | None, only: str = "") -> 
         "baseline: fixed 0.1, every feature votes": {
             "cfg": DriftSettings(calibrate=False, group_corr=None)
         },
+        "no trend declaration: calibrated, groups, trends judged like any feature": {},
         "previous default: calibrated, trends reported only, every feature votes": {
             "report_only": trend,
             "cfg": DriftSettings(group_corr=None),
@@ -102,6 +103,8 @@ def power_setup(
     flagged: dict[tuple[str, str], int] = {}
     needs: list[int] = []
     alarms: list[str] = []
+    whole: Counter[str] = Counter()  # failing checks of the verdicts before the drift day
+    verdict_alarms = 0
     wrong, t1 = 0, time.perf_counter()
     for h, part in wins:
         where = side(h)
@@ -114,6 +117,10 @@ def power_setup(
         (after if where == "after" else before).append(failed)
         if failed and where == "before":
             alarms.append(f"hour {h}: {drift.detail}")
+        if where == "before":
+            bad = [c.name for c in v.checks if c.status == "fail"]
+            verdict_alarms += bool(bad)
+            whole.update(bad)
         needs.append(int(drift.values.get("need", 0)))
         pred[where] += v.check("prediction_drift").status == "fail"
         names = {d.name for d in v.drifted}
@@ -129,6 +136,10 @@ def power_setup(
         f"{pred['before']}/{len(before)} before; post-drift windows flagging a feature that "
         f"does not drift: {wrong}; {per:.2f} s per check; fail at "
         f"{dict(sorted(Counter(needs).items()))} (drifted features or groups: windows)"
+    )
+    print(
+        f"    whole verdict failing before the drift day: {verdict_alarms}/{len(before)} "
+        f"(bar <= 0.05), by check: {dict(whole) or 'none'}"
     )
     for alarm in alarms:
         print(f"    false alarm, {alarm}")

@@ -260,3 +260,12 @@ ABANDONMENT_SESSION_FEATURES: tuple[str, ...] = tuple(
 )
 ABANDONMENT_USER_FEATURES: tuple[str, ...] = tuple(f.name for f in USER_FOLDS)
 ABANDONMENT_CONTEXT_FEATURES: tuple[str, ...] = tuple(f.name for f in CONTEXT_FEATURES)
+
+
+#: Features that move with the calendar, not with behaviour: the user history
+#: grows as the log ages (a returning user has more past sessions every week),
+#: and ``hour_of_day`` follows the hours a window covers (a 12-hour window never
+#: matches a reference of whole days). The one declaration every drift check
+#: reads: they are scored and reported, never counted towards data drift, and
+#: judged on missing values only (``monitoring.drift``).
+TREND_FEATURES: tuple[str, ...] = (*(f.name for f in USER_FOLDS), "hour_of_day")

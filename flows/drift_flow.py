@@ -14,7 +14,8 @@
   posted to ``MICROTUNE_ALERT_WEBHOOK_URL``; a failing drift, prediction,
   performance or online check starts the ``retrain`` flow (``train`` then
   ``promote``). A failing data-quality check does not: the gate refuses
-  challengers trained on that data instead.
+  challengers trained on broken data instead, and lets one trained on drifted
+  data through only when it beats the champion (``models.gate``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from prefect import flow, get_run_logger, task
@@ -34,17 +35,8 @@ from core.files import atomic_write_bytes
 from core.settings import DriftSettings, Settings
 from flows.context import flow_settings
 from models import registry
-from monitoring import DriftRun, online_check, run_check
-from monitoring.windows import (
-    Windows,
-    categorical_features,
-    load_windows,
-    report_only_features,
-    verdict_markdown,
-)
-
-if TYPE_CHECKING:
-    pass
+from monitoring import DriftRun, online_check
+from monitoring.windows import Windows, check_windows, load_windows, verdict_markdown
 
 TIME = "event_timestamp"
 
@@ -96,16 +88,8 @@ def drift_task(
     champion = registry.load(registry.LGBM, version)
     windows = load_windows(settings, open_store(settings), champion, window_hours)
     cfg = settings.drift.model_copy(update={"sample_rows": sample_rows})
-    run = run_check(
-        windows.reference,
-        windows.current,
-        features=champion.card.columns,
-        categorical=categorical_features(champion.card.columns),
-        report_only=report_only_features(champion.card.columns),
-        baseline_auc=champion.card.metrics.get("test_roc_auc"),
-        online=online_check(windows.drift_signals, len(windows.current)),
-        cfg=cfg,
-    )
+    online = online_check(windows.drift_signals, len(windows.current))
+    run = check_windows(champion, windows.reference, windows.current, cfg, online)
     run.verdict.windows = {**windows.spans, "source": windows.source, "champion": version}
     return run, windows, version
 

@@ -13,8 +13,12 @@ Checks, all on the same recent hold-out window:
   predicted risk on average;
 * ``minimum_cases``: a hesitant session scores above a decisive one;
 * ``latency``: a single-row prediction takes at most ``latency_budget_us``;
-* ``drift``: the latest drift verdict's data-quality check does not fail on
-  data the challenger was trained on (see :func:`drift_quality`).
+* ``drift``: what the latest drift verdict says of the data the challenger
+  was trained on (:func:`drift_quality`): broken data (missing values, unknown
+  categories) refuses it; drifted data lets it through only when it beats the
+  champion's ROC AUC on the hold-out (which is then drifted data too), so a
+  retrained model replaces a champion the drift has left behind, and a model
+  no better than the champion waits.
 """
 
 from __future__ import annotations
@@ -198,10 +202,26 @@ def decide(
             f"single-row predict {latency_us:.0f} µs (budget {cfg.latency_budget_us:.0f})",
         )
     )
-    status, detail = drift_verdict
-    checks.append(Check("drift", status != "fail", detail))
+    checks.append(_drift_check(drift_verdict, mine, decision.champion))
     decision.promote = all(c.passed for c in checks)
     return decision
+
+
+def _drift_check(
+    verdict: tuple[str, str], mine: dict[str, float], champion: dict[str, float]
+) -> Check:
+    status, detail = verdict
+    if status == "fail":
+        return Check("drift", False, detail)
+    if status == "drifted" and champion:
+        beats = mine["roc_auc"] > champion["roc_auc"]
+        return Check(
+            "drift",
+            beats,
+            f"{detail}; after a drift a challenger must beat the champion: AUC "
+            f"{mine['roc_auc']:.4f} vs {champion['roc_auc']:.4f} on the hold-out",
+        )
+    return Check("drift", True, detail)
 
 
 def _overlaps(a: list[str], b: list[str]) -> bool:
@@ -219,35 +239,53 @@ def drift_quality(
 ) -> tuple[str, str]:
     """What a drift verdict (the newest one, as a mapping) says about a challenger's data.
 
-    Only the ``data_quality`` check counts: a challenger retrained because
-    the data drifted must stay promotable, but one trained on broken data
-    must not. The verdict applies when its current window overlaps the
-    challenger's ``training_window`` (always, when no window is given).
-    Returns ``("pass", reason)`` when no check has run yet (``verdict`` None).
+    Returns ``(status, reason)``; the verdict applies when its current window
+    overlaps the challenger's ``training_window`` (always, when none is given):
+
+    * ``"fail"``: broken data. The ``data_quality`` check failed on missing
+      values or unknown categories (or a verdict too old to say which); a model
+      trained on it is refused.
+    * ``"drifted"``: the verdict failed, on drift (data or prediction drift,
+      values out of the reference range, performance, the online detector),
+      not on broken data. A challenger passes only by beating the champion.
+    * ``"pass"``: otherwise, or when no check has run yet (``verdict`` None).
 
     >>> drift_quality(None)[0]
     'pass'
-    >>> quality = {"name": "data_quality", "status": "fail", "detail": "x: 40% missing"}
-    >>> verdict = {"windows": {"current": ["2026-06-03", "2026-06-04"]}, "checks": [quality]}
+    >>> quality = {"name": "data_quality", "status": "fail", "detail": "x: 40% missing",
+    ...            "values": {"missing_failed": 1.0, "range_failed": 0.0, "category_failed": 0.0}}
+    >>> verdict = {"status": "fail", "windows": {"current": ["2026-06-03", "2026-06-04"]},
+    ...            "checks": [quality]}
     >>> drift_quality(verdict, {"train": ["2026-06-01", "2026-06-03T12:00"]})
     ('fail', 'data quality failed on 2026-06-03..2026-06-04: x: 40% missing')
     >>> drift_quality(verdict, {"train": ["2026-05-01", "2026-05-20"]})[0]
     'pass'
+    >>> quality.update(detail="x: 9% outside the reference range",
+    ...                values={"missing_failed": 0.0, "range_failed": 1.0, "category_failed": 0.0})
+    >>> drift_quality(verdict)
+    ('drifted', 'data drifted on 2026-06-03..2026-06-04 (failed: data_quality)')
     """
     if verdict is None:
         return "pass", "no drift check has run yet"
     current = list((verdict.get("windows") or {}).get("current") or [])
-    quality = next((c for c in verdict.get("checks", []) if c.get("name") == "data_quality"), None)
-    if quality is None:
-        return "pass", f"the latest verdict ({verdict.get('status')}) has no data-quality check"
-    status, detail = str(quality.get("status")), str(quality.get("detail", ""))
     span = _span(training_window) if training_window else []
     if training_window is not None and current and not _overlaps(span, current):
         return "pass", f"the latest verdict covers {current[0]}..{current[1]}, not this data"
     where = f" on {current[0][:19]}..{current[1][:19]}" if current else ""
-    if status == "fail":
-        return "fail", f"data quality failed{where}: {detail}"
-    return status, f"data quality {status}{where}"
+    checks = list(verdict.get("checks", []))
+    quality = next((c for c in checks if c.get("name") == "data_quality"), None)
+    if quality is not None and quality.get("status") == "fail":
+        values = quality.get("values") or {}
+        kinds = ("missing_failed", "range_failed", "category_failed")
+        broken = not all(k in values for k in kinds) or (
+            values["missing_failed"] + values["category_failed"] > 0
+        )
+        if broken:
+            return "fail", f"data quality failed{where}: {quality.get('detail', '')}"
+    failed = [str(c.get("name")) for c in checks if c.get("status") == "fail"]
+    if failed:
+        return "drifted", f"data drifted{where} (failed: {', '.join(failed)})"
+    return "pass", f"latest verdict {verdict.get('status')}{where}"
 
 
 @dataclass

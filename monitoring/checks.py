@@ -103,10 +103,25 @@ def prediction_drift_check(m: Measured, limit: float) -> CheckResult:
 
 
 def data_quality_check(
-    m: Measured, reference: pd.DataFrame, features: list[str], cfg: DriftSettings
+    m: Measured,
+    reference: pd.DataFrame,
+    features: list[str],
+    cfg: DriftSettings,
+    trends: list[str] | None = None,
 ) -> CheckResult:
+    """Missing values, values outside the reference's range, categories never seen.
+
+    ``trends`` (:data:`feature_repo.features.TREND_FEATURES`) move with the
+    calendar, so their values are not judged against the reference's range or
+    categories; a rise in their missing values still fails, as for every feature.
+    ``values`` counts the failing features per kind (``missing_failed``,
+    ``range_failed``, ``category_failed``): the gate tells broken data (missing
+    values, unknown categories) from drifted data (values out of range) by them.
+    """
+    skip = set(trends or ())
     problems: list[str] = []
     worst = {"missing_increase": 0.0, "out_of_range": 0.0, "new_category": 0.0}
+    failed = {"missing_failed": 0.0, "range_failed": 0.0, "category_failed": 0.0}
     for c in features:
         if c not in m.missing:
             raise DriftFormatError(f"Evidently returned no missing-value count for {c}")
@@ -114,22 +129,27 @@ def data_quality_check(
         worst["missing_increase"] = max(worst["missing_increase"], rise)
         if rise > cfg.max_missing_increase:
             problems.append(f"{c}: missing {m.missing[c]:.0%} (+{rise:.0%})")
-    for c, share in m.out_of_range.items():
-        worst["out_of_range"] = max(worst["out_of_range"], share)
-        if share > cfg.max_out_of_range:
-            problems.append(f"{c}: {share:.1%} outside the reference range")
-    for c, share in m.new_category.items():
-        worst["new_category"] = max(worst["new_category"], share)
-        if share > cfg.max_new_category:
-            problems.append(f"{c}: {share:.1%} new categories")
+            failed["missing_failed"] += 1
+    for kind, shares, limit, what in (
+        ("out_of_range", m.out_of_range, cfg.max_out_of_range, "outside the reference range"),
+        ("new_category", m.new_category, cfg.max_new_category, "new categories"),
+    ):
+        for c, share in shares.items():
+            if c in skip:
+                continue
+            worst[kind] = max(worst[kind], share)
+            if share > limit:
+                problems.append(f"{c}: {share:.1%} {what}")
+                failed["range_failed" if kind == "out_of_range" else "category_failed"] += 1
+    values = {**worst, **failed}
     if problems:
-        return CheckResult("data_quality", "fail", "; ".join(problems[:8]), worst)
+        return CheckResult("data_quality", "fail", "; ".join(problems[:8]), values)
     return CheckResult(
         "data_quality",
         "pass",
         f"worst missing rise {worst['missing_increase']:.1%}, out of range "
         f"{worst['out_of_range']:.1%}, new categories {worst['new_category']:.1%}",
-        worst,
+        values,
     )
 
 

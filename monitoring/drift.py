@@ -22,15 +22,17 @@ Checks (each ``pass``, ``warn``, ``fail`` or ``no_data``):
   at the group count that at most ``count_alpha`` of ``count_draws`` fresh
   reference splits reach by chance (never below ``min_drifted``). It warns on
   any drifted feature.
-  ``report_only`` features (trends such as the user's history, which grows as
-  the log ages) are scored and reported, never counted.
+  ``report_only`` features (the trends of
+  :data:`feature_repo.features.TREND_FEATURES`, such as the user's history,
+  which grows as the log ages) are scored and reported, never counted.
 * ``prediction_drift``: the same distance on the risk the model gives each row,
   with a threshold calibrated the same way.
 * ``data_quality``: the share of missing values rises by more than
   ``max_missing_increase`` over the reference, more than ``max_out_of_range``
   of the values fall outside the reference's range, or more than
   ``max_new_category`` of a categorical feature's values were never seen in
-  the reference.
+  the reference. ``report_only`` (trend) features are judged on missing
+  values only: their range moves with the calendar by design.
 * ``performance``: on the labelled part of the current window, ROC AUC lost
   more than ``max_auc_drop`` against the model's hold-out AUC, or the
   expected calibration error exceeds ``max_ece``; with ``calibrate``, each
@@ -109,7 +111,8 @@ def run_check(
 
     ``current`` may carry ``risk`` (the model's prediction) and ``label``
     (NaN while the session has not ended). ``report_only`` features are
-    scored and reported but do not count towards ``data_drift``.
+    scored and reported but do not count towards ``data_drift``, and
+    ``data_quality`` judges only their missing values.
     """
     cfg = cfg or DriftSettings()
     categorical = [c for c in (categorical or []) if c in features]
@@ -138,7 +141,7 @@ def run_check(
     measured = parse_metrics(snapshot.dict())
     drift, found = data_drift_check(measured, features, limits, groups, cfg, need)
     prediction = prediction_drift_check(measured, limits.get(RISK, cfg.prediction_threshold))
-    checks = [drift, prediction, data_quality_check(measured, ref, features, cfg)]
+    checks = [drift, prediction, data_quality_check(measured, ref, features, cfg, report_only)]
     snapshots = {"drift": snapshot}
     if LABEL in cur:
         labelled = cur[cur[LABEL].notna() & cur[RISK].notna()] if RISK in cur else cur.iloc[:0]

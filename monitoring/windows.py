@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError, NotReadyError
-from core.settings import Settings
+from core.settings import DriftSettings, Settings
 from features import read_offline
-from monitoring.verdict import LABEL, RISK
+from monitoring.drift import DriftRun, run_check
+from monitoring.verdict import LABEL, RISK, CheckResult
 from stores.decision_log import read_decisions
 
 if TYPE_CHECKING:
@@ -53,17 +54,11 @@ def categorical_features(columns: list[str]) -> list[str]:
 
 
 def report_only_features(columns: list[str]) -> list[str]:
-    """Features scored and reported but not counted towards ``data_drift``.
+    """The trend features among ``columns``: scored and reported, judged by no check but
+    missing values (:data:`feature_repo.features.TREND_FEATURES` declares them)."""
+    from feature_repo.features import TREND_FEATURES
 
-    They move with the calendar or the window, not with behaviour: the user
-    history features grow as the log ages (a user has more past sessions every
-    week), and ``hour_of_day`` follows which hours the window covers (a 12-hour
-    window never matches a reference of whole days).
-    """
-    from feature_repo.features import ABANDONMENT_USER_FEATURES
-
-    trend = {*ABANDONMENT_USER_FEATURES, "hour_of_day"}
-    return [c for c in columns if c in trend]
+    return [c for c in columns if c in TREND_FEATURES]
 
 
 @dataclass
@@ -101,6 +96,27 @@ def attach_labels(served: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.Dat
     return out
 
 
+def reference_rows(frame: pd.DataFrame, champion: Any) -> tuple[pd.DataFrame, list[str]]:
+    """The decision points of the champion's training window, with its risk on each."""
+    train_span = champion.card.training_window.get("train") or ["", ""]
+    if not all(train_span):
+        raise NotReadyError("the champion's card has no training window")
+    lo, hi = (pd.Timestamp(t) for t in train_span)
+    reference = frame[(frame[TIME] >= lo) & (frame[TIME] <= hi)].copy()
+    reference[RISK] = champion.predict(reference[champion.card.columns].to_numpy(np.float64))
+    return reference, [lo.isoformat(), hi.isoformat()]
+
+
+def offline_rows(
+    frame: pd.DataFrame, champion: Any, end: pd.Timestamp, window_hours: float
+) -> tuple[pd.DataFrame, list[str]]:
+    """The offline decision points in ``(end - window_hours, end]``, with the champion's risk."""
+    start = end - pd.Timedelta(hours=window_hours)
+    current = frame[(frame[TIME] > start) & (frame[TIME] <= end)].copy()
+    current[RISK] = champion.predict(current[champion.card.columns].to_numpy(np.float64))
+    return current, [start.isoformat(), end.isoformat()]
+
+
 def load_windows(
     settings: Settings, store: FeatureStore, champion: Any, window_hours: float
 ) -> Windows:
@@ -109,13 +125,8 @@ def load_windows(
 
     columns: list[str] = champion.card.columns
     frame = training_frame(settings, store)
-    train_span = champion.card.training_window.get("train") or ["", ""]
-    if not all(train_span):
-        raise NotReadyError("the champion's card has no training window")
-    lo, hi = (pd.Timestamp(t) for t in train_span)
-    reference = frame[(frame[TIME] >= lo) & (frame[TIME] <= hi)].copy()
-    reference[RISK] = champion.predict(reference[columns].to_numpy(np.float64))
-    spans = {"reference": [lo.isoformat(), hi.isoformat()]}
+    reference, span = reference_rows(frame, champion)
+    spans = {"reference": span}
 
     end = datetime.now(UTC)
     start = end - timedelta(hours=window_hours)
@@ -130,11 +141,34 @@ def load_windows(
         signals = int(current["drift_signal"].sum()) if "drift_signal" in current else 0
         spans["current"] = _span(start, end)
         return Windows(reference, current, "decision log", spans, signals)
-    last = frame[TIME].max()
-    current = frame[frame[TIME] > last - pd.Timedelta(hours=window_hours)].copy()
-    current[RISK] = champion.predict(current[columns].to_numpy(np.float64))
-    spans["current"] = [(last - pd.Timedelta(hours=window_hours)).isoformat(), last.isoformat()]
+    current, spans["current"] = offline_rows(frame, champion, frame[TIME].max(), window_hours)
     return Windows(reference, current, "offline features", spans, None)
+
+
+def check_windows(
+    champion: Any,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    cfg: DriftSettings,
+    online: CheckResult | None = None,
+) -> DriftRun:
+    """Every drift check of ``current`` against ``reference``, as the champion's card says.
+
+    Its columns are the features, its integer context features categorical, the
+    trend features (:func:`report_only_features`) reported only, and its
+    hold-out ROC AUC the performance baseline.
+    """
+    columns: list[str] = champion.card.columns
+    return run_check(
+        reference,
+        current,
+        features=columns,
+        categorical=categorical_features(columns),
+        report_only=report_only_features(columns),
+        baseline_auc=champion.card.metrics.get("test_roc_auc"),
+        online=online,
+        cfg=cfg,
+    )
 
 
 def verdict_markdown(verdict: dict[str, Any], source: str) -> str:

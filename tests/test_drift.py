@@ -196,18 +196,56 @@ def test_gate_refuses_a_challenger_trained_on_data_that_failed_quality(tmp_path:
     assert not d.promote and f"drift: {detail}" in d.reasons
     ok = decide(Constant(["a"]), None, x, y, cfg, latency_us=10, drift_verdict=("pass", "-"))
     assert next(c for c in ok.checks if c.name == "drift").passed
-    # Other data, or a verdict that failed only on drift, does not block promotion.
+    # Other data does not block promotion.
     assert (
         drift_quality(read_latest(tmp_path / "drift"), {"train": ["2026-05-01", "2026-05-20"]})[0]
         == "pass"
     )
-    drifted = run(frame(2000, 0), frame(2000, 1, shift=0.6))
-    drifted.windows = v.windows
+
+
+class Risk(Constant):
+    """A model whose risk is ``fn`` of the single feature."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__(["a"])
+        self.fn = fn
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-self.fn(x[:, 0])))
+
+
+def test_after_a_real_drift_the_gate_takes_a_challenger_that_beats_the_champion(
+    tmp_path: Path,
+) -> None:
+    # A verdict that failed on drift (values moved, out of range too), not on broken data.
+    drifted = run(frame(2000, 0), frame(2000, 1, shift=3.0))
+    assert drifted.status == "fail" and drifted.check("data_drift").status == "fail"
+    assert drifted.check("data_quality").values["range_failed"] >= 1
+    assert drifted.check("data_quality").values["missing_failed"] == 0
+    drifted.windows = {"current": ["2026-06-03T00:00:00+00:00", "2026-06-04T00:00:00+00:00"]}
     write_latest(tmp_path, drifted.as_dict())
-    assert (
-        drifted.status == "fail"
-        and drift_quality(read_latest(tmp_path / "drift"), window)[0] == "pass"
-    )
+    window = {"train": ["2026-06-01T00:00:00+00:00", "2026-06-03T10:00:00+00:00"]}
+    status, detail = drift_quality(read_latest(tmp_path / "drift"), window)
+    assert status == "drifted" and "data_drift" in detail
+
+    # The hold-out is drifted data: risk now rises with |x|, which the champion
+    # (risk rising with x) cannot rank; the retrained challenger can.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 1)) * 2
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(np.abs(x[:, 0]) - 2)))).astype(int)
+    cfg = GateSettings(max_ece=1.0)
+    old, new = Risk(lambda a: a), Risk(lambda a: np.abs(a) - 2)
+    kw: dict[str, Any] = {"latency_us": 10, "drift_verdict": (status, detail)}
+    better = decide(new, old, x, y, cfg, **kw)
+    check = next(c for c in better.checks if c.name == "drift")
+    assert check.passed and better.challenger["roc_auc"] > better.champion["roc_auc"] + 0.1
+    # A challenger no better than the champion waits, even within the AUC tolerance.
+    same = decide(Risk(lambda a: a), old, x, y, cfg, **kw)
+    assert "auc" not in {c.name for c in same.checks if not c.passed}
+    assert any(r.startswith("drift:") and "must beat the champion" in r for r in same.reasons)
+    # Without a drift, the same tie is promotable on the drift check.
+    tie = decide(Risk(lambda a: a), old, x, y, cfg, latency_us=10, drift_verdict=("pass", "-"))
+    assert next(c for c in tie.checks if c.name == "drift").passed
 
 
 class Receiver:
