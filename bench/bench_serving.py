@@ -13,7 +13,7 @@ Measured side by side in one run, every server pinned to core 0 and ``wrk``
 * ``ours``: ``microtune serve`` (one uvicorn worker), ``POST /v1/score``:
   features, LightGBM + SHAP contributions, river, policy, decision log, with
   the default durability (``log_fsync=interval``: written to the OS before the
-  answer, fsynced at most every 200 ms);
+  answer, fsynced every second);
 * ``ours_fsync``: the same with ``log_fsync=always`` (fsynced before the
   answer): the cost of disk-durable decisions;
 * ``ours_batches``: ``ours`` at c=1 while a 1,000-event ``POST /v1/events``

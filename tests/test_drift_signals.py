@@ -118,3 +118,29 @@ def test_the_live_learner_feeds_whole_sessions_in_time_order() -> None:
     assert model.sessions == [([0.1, 0.2, 0.3], 1), ([0.5, None], 0)]
     chunks = list(by_session(examples, 2))
     assert [[e[0] for e in c] for c in chunks] == [[1, 3, 5], [2, 4]]
+
+
+def test_the_label_queue_finds_ended_sessions_without_scanning_open_ones(tmp_path) -> None:
+    from serving.learner import TAKE_LABELLED, LabelQueue
+
+    q = LabelQueue(tmp_path / "labels.db")
+    # 2,000 decisions of 200 sessions still open, and three sessions that ended.
+    for i in range(2000):
+        q.add_decision(f"open-{i % 200}", 1000.0 + i, {"i": float(i)}, 0.5)
+        q.add_activity(f"open-{i % 200}", 1000.0 + i, purchased=False)
+    q.add_decision("bought", 50.0, {"i": -1.0}, 0.2)
+    q.add_activity("bought", 60.0, purchased=True)
+    q.add_decision("left", 40.0, {"i": -2.0}, 0.7)
+    q.add_decision("left", 45.0, {"i": -3.0}, 0.8)
+    q.add_activity("left", 45.0, purchased=False)
+    taken = q.take_labelled(now=3000.0, gap_s=1800.0)
+    assert [(s, ts, y) for _, s, ts, _, _, y in taken] == [
+        ("left", 40.0, 1),
+        ("left", 45.0, 1),
+        ("bought", 50.0, 0),
+    ]
+    assert q.pending() == 2000
+    # The plan reaches decisions through their session index, never by a scan.
+    plan = [r[3] for r in q._conn.execute("EXPLAIN QUERY PLAN " + TAKE_LABELLED, (0.0, 10))]
+    assert not any(step.startswith("SCAN") for step in plan), plan
+    assert any("decisions_session" in step for step in plan), plan
