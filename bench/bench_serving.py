@@ -7,8 +7,10 @@ champions (built here from four days of generated events unless --home names
 one), then 200 live sessions posted through ``POST /v1/events`` so that every
 scored session has fresh features.
 
-Measured side by side in one run, every server pinned to core 0 and ``wrk``
-(one thread, closed loop) to core 1, rounds alternating between servers:
+Measured side by side in one run, rounds alternating between servers. Each
+server runs alone, pinned to core 0, while it is measured (an idle server's
+timers would otherwise share its core), and ``wrk`` (one thread, closed loop)
+runs on core 1. Each server gets 3 s of load before it is measured:
 
 * ``ours``: ``microtune serve`` (one uvicorn worker), ``POST /v1/score``:
   features, LightGBM + SHAP contributions, river, policy, decision log, with
@@ -39,11 +41,13 @@ import os
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from serving_load import Batches, freshness, need_wrk, wrk
+from serving_load import LOAD_CORE, Batches, freshness, need_wrk, wrk
 from serving_setup import (
     feast_serve_command,
     floor,
@@ -57,6 +61,8 @@ from serving_setup import (
 )
 
 PORTS = {"ours": 18731, "feast": 18732, "ours_fsync": 18733, "feast_mr0": 18734}
+#: Seconds of load, not recorded, after a server starts and before it is measured.
+WARM_UP_S = 3.0
 ROUTES = {"ours": "/v1/score", "feast": "/get-online-features"}
 Results = dict[str, list[dict[str, Any]]]
 
@@ -65,35 +71,54 @@ def url(name: str) -> str:
     return f"http://127.0.0.1:{PORTS[name]}"
 
 
-def servers(home: Path, work: Path, procs: dict[str, subprocess.Popen]) -> None:
-    """The four servers, started into ``procs`` and ready, with the live sessions posted."""
-    env = {
-        **os.environ,
-        "MICROTUNE_HOME": str(home),
-        "MICROTUNE_PROFILE": "embedded",
-        "MICROTUNE_PROJECT": "microtune",
-        # One load generator plays every visitor: the per-client rate limits are off.
-        "MICROTUNE_SERVE__RATE_LIMIT_SCORE_PER_MIN": "0",
-        "MICROTUNE_SERVE__RATE_LIMIT_EVENTS_PER_MIN": "0",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    print("rate limits: off (MICROTUNE_SERVE__RATE_LIMIT_*_PER_MIN=0)", flush=True)
-    procs["ours"] = start(scorer_command(PORTS["ours"]), env, work / "ours.log")
-    wait_ready(f"{url('ours')}/readyz", procs["ours"])
-    post_live_sessions(url("ours"), datetime.now(UTC))
-    always = {**env, "MICROTUNE_SERVE__LOG_FSYNC": "always"}
-    procs["ours_fsync"] = start(scorer_command(PORTS["ours_fsync"]), always, work / "fsync.log")
-    procs["feast"] = start(feast_serve_command(PORTS["feast"]), env, work / "feast.log")
-    procs["feast_mr0"] = start(
-        feast_serve_command(PORTS["feast_mr0"], max_requests=0), env, work / "feast_mr0.log"
-    )
-    wait_ready(f"{url('ours_fsync')}/readyz", procs["ours_fsync"])
-    wait_ready(f"{url('feast')}/health", procs["feast"])
-    wait_ready(f"{url('feast_mr0')}/health", procs["feast_mr0"])
+class Servers:
+    """Starts one server at a time, so that none shares core 0 with the one measured."""
+
+    def __init__(self, home: Path, work: Path) -> None:
+        self.work = work
+        self.env = {
+            **os.environ,
+            "MICROTUNE_HOME": str(home),
+            "MICROTUNE_PROFILE": "embedded",
+            "MICROTUNE_PROJECT": "microtune",
+            # One load generator plays every visitor: the per-client rate limits are off.
+            "MICROTUNE_SERVE__RATE_LIMIT_SCORE_PER_MIN": "0",
+            "MICROTUNE_SERVE__RATE_LIMIT_EVENTS_PER_MIN": "0",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+        print("rate limits: off (MICROTUNE_SERVE__RATE_LIMIT_*_PER_MIN=0)", flush=True)
+        self.proc: subprocess.Popen | None = None
+
+    @contextmanager
+    def running(self, name: str) -> Iterator[str]:
+        """Server ``name`` on core 0 while in the block; its base URL."""
+        port = PORTS[name]
+        if name.startswith("feast"):
+            cmd = feast_serve_command(port, max_requests=0 if name == "feast_mr0" else None)
+            health = "/health"
+        else:
+            cmd, health = scorer_command(port), "/readyz"
+        env = (
+            {**self.env, "MICROTUNE_SERVE__LOG_FSYNC": "always"}
+            if name == "ours_fsync"
+            else self.env
+        )
+        self.proc = start(cmd, env, self.work / f"{name}.log")
+        try:
+            wait_ready(url(name) + health, self.proc)
+            yield url(name)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+            self.proc = None
 
 
-def measure(bodies: tuple[Path, Path], repeat: int, duration: float) -> Results:
-    """Rounds of ``wrk``: c=1 and c=16 on each server, then ours under event batches."""
+def measure(servers: Servers, bodies: tuple[Path, Path], repeat: int, duration: float) -> Results:
+    """Rounds: each server alone, ``wrk`` at c=1 and c=16; ours also under event batches."""
     results: Results = {}
 
     def record(key: str, out: dict[str, Any], r: int) -> None:
@@ -106,14 +131,17 @@ def measure(bodies: tuple[Path, Path], repeat: int, duration: float) -> Results:
         )
 
     for r in range(repeat):
-        for conc in (1, 16):
-            for name in ("ours", "feast", "ours_fsync", "feast_mr0"):
-                side = "feast" if name.startswith("feast") else "ours"
-                body = bodies[0] if side == "ours" else bodies[1]
-                record(f"{name}_c{conc}", wrk(url(name) + ROUTES[side], body, conc, duration), r)
-        with Batches(url("ours")) as batches:
-            out = wrk(url("ours") + ROUTES["ours"], bodies[0], 1, duration)
-        record("ours_batches_c1", {**out, **batches.summary()}, r)
+        for name in ("ours", "feast", "ours_fsync", "feast_mr0"):
+            side = "feast" if name.startswith("feast") else "ours"
+            body = bodies[0] if side == "ours" else bodies[1]
+            with servers.running(name) as base:
+                wrk(base + ROUTES[side], body, 1, WARM_UP_S)  # caches, first-call paths: not timed
+                for conc in (1, 16):
+                    record(f"{name}_c{conc}", wrk(base + ROUTES[side], body, conc, duration), r)
+                if name == "ours":
+                    with Batches(base) as batches:
+                        out = wrk(base + ROUTES["ours"], bodies[0], 1, duration)
+                    record("ours_batches_c1", {**out, **batches.summary()}, r)
     return results
 
 
@@ -164,26 +192,30 @@ def report(results: Results, fl: dict[str, float], fresh: dict[str, float], args
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", type=Path, help="A home with promoted champions (else built).")
+    ap.add_argument(
+        "--home", type=Path, help="A home with promoted champions; built there if missing."
+    )
     ap.add_argument("--duration", type=float, default=12.0, help="Seconds per wrk run.")
     ap.add_argument("--repeat", type=int, default=2, help="Rounds; figures are medians.")
     args = ap.parse_args()
     need_wrk()
+    # This process (the batch sender, the in-process floor) stays off the servers' core.
+    os.sched_setaffinity(0, {LOAD_CORE})
     work = Path(tempfile.mkdtemp(prefix="mt-bench-serve-"))
     home = trained(args.home, work)
-    procs: dict[str, subprocess.Popen] = {}
+    servers = Servers(home, work)
     try:
-        servers(home, work, procs)
-        bodies = request_bodies(work, datetime.now(UTC))
-        probe(url("ours") + ROUTES["ours"], bodies[0], degraded_ok=False)
-        probe(url("feast") + ROUTES["feast"], bodies[1])
-        results = measure(bodies, args.repeat, args.duration)
-        fresh = freshness(url("ours"))
+        with servers.running("ours") as base:
+            post_live_sessions(base, datetime.now(UTC))
+            bodies = request_bodies(work, datetime.now(UTC))
+            probe(base + ROUTES["ours"], bodies[0], degraded_ok=False)
+        with servers.running("feast") as base:
+            probe(base + ROUTES["feast"], bodies[1])
+        results = measure(servers, bodies, args.repeat, args.duration)
+        with servers.running("ours") as base:
+            fresh = freshness(base)
     finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            p.wait(timeout=30)
+        servers.stop()
     report(results, floor(home), fresh, args)
 
 

@@ -135,15 +135,15 @@ def probe(url: str, bodies: Path, degraded_ok: bool = True) -> None:
 
 
 def trained(home: Path | None, work: Path) -> Path:
-    """``home`` when given, else a trained home built under ``work``."""
-    if home is not None:
+    """``home`` when it exists, else a trained home built there (or under ``work``)."""
+    if home is not None and home.exists():
         return home
     sys.path.insert(0, str(ROOT / "tests"))
     from serving_harness import trained_home
 
     from core.settings import Settings
 
-    home = work / "home"
+    home = home or work / "home"
     print("building a trained home (4 days, 2,500 sessions) ...", flush=True)
     built = Settings(home=home, profile="embedded", project="microtune")
     trained_home(built.override(gate={"max_ece": 0.15}), work)

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -168,6 +168,18 @@ ARROW_SCHEMA: pa.Schema = pa.schema([pa.field(f.name, f.arrow_type) for f in FIE
 CONSENTLESS_FIELDS: frozenset[str] = frozenset(
     {"event_id", "session_id", "ts", "event_type", "page_type", "consent"}
 )
+
+
+def minimize_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One row as :func:`minimize_unconsented` stores it.
+
+    >>> minimize_row({"consent": False, "session_id": "s1", "cart_value": 3.0})["cart_value"]
+    >>> minimize_row({"consent": True, "session_id": "s1", "cart_value": 3.0})["cart_value"]
+    3.0
+    """
+    if row["consent"]:
+        return row
+    return {k: (v if k in CONSENTLESS_FIELDS else None) for k, v in row.items()}
 
 
 def minimize_unconsented(table: pa.Table) -> pa.Table:

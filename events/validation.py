@@ -32,7 +32,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,34 @@ class ValidationResult:
     def reasons(self) -> dict[str, int]:
         """Rejections counted by their reason with values stripped: ``field: problem``."""
         return count_reasons(self.rejected)
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """Accepted rows as dicts in the storage schema, as ``to_arrow().to_pylist()`` gives.
+
+        Built in plain Python, without one long call into Arrow: a thread doing it
+        lets other threads run between rows (the scorer's live-event path).
+
+        >>> r = validate_rows([{"event_id": "e1", "session_id": "s1", "user_id": "u1",
+        ...     "ts": "2026-01-02T03:04:05Z", "event_type": "hover", "page_type": "cart",
+        ...     "device": "mobile", "browser": "chrome", "consent": True}],
+        ...     now=datetime(2026, 1, 3, tzinfo=UTC))
+        >>> row = r.to_rows()[0]
+        >>> row["ts"].isoformat(), row["duration_ms"], row["consent"]
+        ('2026-01-02T03:04:05+00:00', None, True)
+        """
+        n = self.accepted_count
+        cols: list[tuple[str, list[Any]]] = []
+        for f in FIELDS:
+            col = self.columns[f.name]
+            if f.kind == "ts":
+                micros = col.astype("int64").tolist()
+                values: list[Any] = [_EPOCH + timedelta(microseconds=m) for m in micros]
+            elif f.kind == "float":
+                values = [None if math.isnan(v) else v for v in col.tolist()]
+            else:
+                values = col.tolist()
+            cols.append((f.name, values))
+        return [{name: values[i] for name, values in cols} for i in range(n)]
 
     def to_arrow(self) -> pa.Table:
         """Accepted rows as an Arrow table in the storage schema."""

@@ -48,8 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
-            runtime.flush()
-            runtime.lock.release()
+            runtime.close()
 
     app = FastAPI(
         title="microtune scorer",

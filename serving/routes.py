@@ -113,12 +113,12 @@ async def events(request: Request, s: ScorerDep, rt: RuntimeDep) -> Any:
     """Live events: validated like ingest, folded into the session's online features.
 
     The body is read here and everything else (parsing, validation, the inbox
-    write, the fold) runs in a worker thread, one batch at a time: scores keep
-    being answered while a large batch is handled.
+    write, the fold) runs on the events thread, one batch at a time and below
+    the event loop's priority: scores keep being answered while a large batch
+    is handled.
     """
     body = await request.body()
-    async with rt.events_slot:
-        out = await asyncio.to_thread(_events, s, body)
+    out = await asyncio.get_running_loop().run_in_executor(rt.events_pool, _events, s, body)
     metrics.EVENTS.labels("accepted").inc(out["accepted"])
     metrics.EVENTS.labels("rejected").inc(len(out["rejected"]))
     return out

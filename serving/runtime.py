@@ -9,9 +9,14 @@ freshness) that the alert rules read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,25 @@ FLUSH_EVERY_S = 1.0
 #: river learns this many examples, then lets requests in (about 1 ms of work).
 LEARN_CHUNK = 8
 SWITCH_INTERVAL_S = 0.0005
+#: The nice value of the threads that take event batches and background work.
+BACKGROUND_NICE = 10
+
+
+def lower_priority() -> None:
+    """Run the calling thread at a lower CPU priority than the event loop's.
+
+    On Linux the nice value is per thread: when a request arrives, the event
+    loop's thread preempts a batch or a flush at once, instead of waiting out
+    its share of a time slice (bench/bench_serving.py, ``ours_batches``).
+    Elsewhere, or where it is not allowed, the thread keeps its priority.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+
+
+def low_priority_pool(name: str) -> ThreadPoolExecutor:
+    """One worker thread at :data:`BACKGROUND_NICE`, so its jobs run one at a time."""
+    return ThreadPoolExecutor(1, thread_name_prefix=name, initializer=lower_priority)
 
 
 def _open_online(settings: Settings) -> tuple[Any, str | None]:
@@ -63,8 +87,10 @@ class Runtime:
         self.lock = WriterLock(settings.paths.serving / "river.lock")
         self.started = time.time()
         self.scorer: Scorer | None = None
-        #: One live-event batch at a time per process (they run in a worker thread).
-        self.events_slot = asyncio.Semaphore(1)
+        #: Live-event batches, one at a time, and the loops' I/O, each on a thread of
+        #: its own below the event loop's priority.
+        self.events_pool = low_priority_pool("events")
+        self.background = low_priority_pool("background")
         self._river_mtime = 0.0
 
     async def start(self) -> None:
@@ -85,9 +111,20 @@ class Runtime:
 
     # -- background work ------------------------------------------------------
 
+    async def in_background(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the low-priority background thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.background, fn, *args)
+
+    def close(self) -> None:
+        """Flush the logs, release the learner's lock and stop the worker threads."""
+        self.flush()
+        self.lock.release()
+        self.events_pool.shutdown(wait=True)
+        self.background.shutdown(wait=True)
+
     async def reload_models(self) -> dict[str, str | None]:
         assert self.scorer is not None
-        new = await asyncio.to_thread(load_champions, self.settings, self.scorer.models)
+        new = await self.in_background(load_champions, self.settings, self.scorer.models)
         if new.versions != self.scorer.models.versions or new.errors != self.scorer.models.errors:
             self.scorer.models = new  # one reference swap: atomic for readers
             self._river_mtime = 0.0
@@ -112,12 +149,12 @@ class Runtime:
         while True:
             await asyncio.sleep(self.settings.serve.model_poll_s)
             try:
-                await asyncio.to_thread(self.refresh_health)
+                await self.in_background(self.refresh_health)
             except Exception:
                 log.exception("refreshing the health gauges failed")
             try:
                 assert self.scorer is not None
-                current = await asyncio.to_thread(champion_versions, self.settings)
+                current = await self.in_background(champion_versions, self.settings)
                 if current != self.scorer.models.versions:
                     await self.reload_models()
             except Exception:
@@ -153,7 +190,7 @@ class Runtime:
                 models = self.scorer.models
                 if models.river is None:
                     continue
-                examples = await asyncio.to_thread(
+                examples = await self.in_background(
                     self.scorer.labels.take_labelled,
                     time.time(),
                     s.features.session_gap_minutes * 60.0,
@@ -170,7 +207,7 @@ class Runtime:
                     metrics.DRIFT.inc(len(fired))
                     log.warning("ADWIN: river error drift after %d live labels", len(examples))
                 # Pickled in a thread: only this coroutine changes the model, and it waits.
-                await asyncio.to_thread(
+                await self.in_background(
                     models.river.checkpoint,
                     _river_checkpoint(s, models.versions.get(registry.RIVER)),
                 )
@@ -181,7 +218,7 @@ class Runtime:
         while True:
             await asyncio.sleep(FLUSH_EVERY_S)
             try:
-                await asyncio.to_thread(self.flush)
+                await self.in_background(self.flush)
             except Exception:  # kept in memory; the next tick retries
                 log.exception("flushing the decision log or label queue failed")
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.errors import StoreError
 from core.settings import Settings
-from events.contract import EventType, minimize_unconsented
+from events.contract import EventType, minimize_row
 from events.validation import is_id, validate_rows
 from feature_repo.features import SESSION_VIEW
 from features.stream import fold_sessions
@@ -235,7 +235,9 @@ class Scorer:
         oldest = datetime.fromtimestamp(now - self.settings.serve.max_event_age_hours * 3600, UTC)
         result = validate_rows(batch.events, now=datetime.fromtimestamp(now, UTC), earliest=oldest)
         # Without consent only the minimal fields are kept, here as in the raw store.
-        rows = minimize_unconsented(result.to_arrow()).to_pylist()
+        # Rows built in Python, not in one long call into Arrow: the event loop's
+        # thread can take the interpreter back between rows.
+        rows = [minimize_row(r) for r in result.to_rows()]
         # A retried event (same id) is folded once; the batch build deduplicates too.
         fresh = [r for r in rows if not self._seen(r["event_id"])]
         duplicates = len(rows) - len(fresh)

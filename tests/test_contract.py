@@ -8,7 +8,15 @@ import pytest
 from conftest import LATER, T0, event
 from test_docs import ROOT
 
-from events.contract import ARROW_SCHEMA, EARLIEST, FIELD_NAMES, FIELDS, ID_MAX
+from events.contract import (
+    ARROW_SCHEMA,
+    EARLIEST,
+    FIELD_NAMES,
+    FIELDS,
+    ID_MAX,
+    minimize_row,
+    minimize_unconsented,
+)
 from events.validation import validate_rows
 
 
@@ -23,6 +31,22 @@ def test_valid_rows_are_accepted_with_typed_columns() -> None:
     assert table.schema.equals(ARROW_SCHEMA)
     assert table.column("duration_ms").to_pylist() == [300.0]
     assert table.column("ts").to_pylist()[0] == T0 + timedelta(seconds=1)
+
+
+def test_rows_built_in_python_equal_the_arrow_table_minimized_or_not() -> None:
+    """The scorer's live path builds rows without Arrow; they must be the stored rows."""
+    rows = [
+        event(at=1.5, event_type="hover", duration_ms=300, element_id="price"),
+        event(at=2, event_type="add_to_cart", cart_value=19.99, consent=False),
+        event(at=3, event_type="scroll", scroll_depth=0.5, scroll_velocity=120.0),
+        event(at=4, event_type="page_view", user_id="u2", device="mobile", consent=False),
+    ]
+    result = validate_rows(rows, now=LATER)
+    assert result.to_rows() == result.to_arrow().to_pylist()
+    minimized = [minimize_row(r) for r in result.to_rows()]
+    assert minimized == minimize_unconsented(result.to_arrow()).to_pylist()
+    assert minimized[1]["cart_value"] is None and minimized[1]["session_id"] == "s1"
+    assert minimized[3]["user_id"] is None and minimized[0]["duration_ms"] == 300.0
 
 
 @pytest.mark.parametrize(
