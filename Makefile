@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 
 export MICROTUNE_HOME ?= $(CURDIR)/.microtune
 # The stage packages, in the order data flows through them (docs/architecture.md).
-PACKAGES := core events folds feature_repo features stores models monitoring serving flows cli
+PACKAGES := core events folds feature_repo features stores models monitoring experiments serving flows simulation cli
 
 .PHONY: install demo test test-fast lint unit bench clean help
 

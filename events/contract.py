@@ -51,6 +51,13 @@ class EventType(StrEnum):
     REMOVE_FROM_CART = "remove_from_cart"
     CHECKOUT_START = "checkout_start"
     PURCHASE = "purchase"
+    #: The front end showed a decision; ``element_id`` names the action shown.
+    EXPOSURE = "exposure"
+
+
+#: Event types that record what the site did, not what the visitor did: stored and
+#: analysed (experiments), never folded into behaviour features, batch or live.
+RECORD_ONLY_TYPES: frozenset[str] = frozenset({EventType.EXPOSURE.value})
 
 
 class PageType(StrEnum):

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.parallel import PARALLEL_MIN_ROWS, THREADS
-from events.contract import EventType
+from events.contract import RECORD_ONLY_TYPES, EventType
 from feature_repo.features import SESSION_FOLDS, USER_FOLDS
 from features.offline import TS_TYPE, epoch_seconds, micros, strictly_increasing, to_ts
 from folds import (
@@ -126,6 +126,10 @@ class SessionEvents:
     def of(cls, events: pa.Table) -> SessionEvents:
         user_codes, users = _string_ranks(events.column("user_id"))
         consent = pc.fill_null(events.column("consent"), False).to_numpy(zero_copy_only=False)
+        # Exposures record what the site showed: never behaviour features.
+        behaviour = ~pc.is_in(
+            events.column("event_type"), pa.array(sorted(RECORD_ONLY_TYPES))
+        ).to_numpy(zero_copy_only=False)
         ev = prepare_events(
             {
                 "entity": events.column("session_id"),
@@ -135,7 +139,7 @@ class SessionEvents:
             },
             folds=SESSION_FOLDS,
             keep=("user", "event_type"),
-            where=np.asarray(consent, dtype=bool),
+            where=np.asarray(consent, dtype=bool) & behaviour,
             arrival=events.column("seq") if "seq" in events.column_names else None,
         )
         return cls(ev, users)

@@ -144,6 +144,10 @@ class Chosen:
 class Decision:
     variant: str
     actions: list[Chosen] = field(default_factory=list)
+    #: The probability with which these actions were chosen: the variant's
+    #: assignment probability times the policy's probability of the actions given
+    #: the variant, after the guard rails (1 for these deterministic rules).
+    propensity: float = 1.0
 
     @property
     def adjusted(self) -> bool:
@@ -167,6 +171,19 @@ def assign_variant(experiment: Experiment, session_id: str) -> str:
         if u < acc:
             return name
     return next(reversed(experiment.variants))
+
+
+def variant_share(experiment: Experiment, variant: str) -> float:
+    """The probability that a session is assigned ``variant``: its weight's share.
+
+    >>> from serving.policy_doc import Variant
+    >>> e = Experiment(variants={"control": Variant(weight=1), "b": Variant(weight=3)})
+    >>> variant_share(e, "b")
+    0.75
+    """
+    total = sum(v.weight for v in experiment.variants.values())
+    v = experiment.variants.get(variant)
+    return v.weight / total if v is not None and total > 0 else 0.0
 
 
 def _none(variant: str, reason: str) -> Decision:
@@ -214,6 +231,19 @@ class Policy:
         now: float,
     ) -> Decision:
         """The adjustments for one score; updates ``guard`` when one is made."""
+        decision = self._decide(session_id, risk, features, context, guard, now)
+        decision.propensity = variant_share(self.doc.experiment, decision.variant)
+        return decision
+
+    def _decide(
+        self,
+        session_id: str,
+        risk: float,
+        features: dict[str, Any],
+        context: dict[str, Any],
+        guard: Guard,
+        now: float,
+    ) -> Decision:
         doc = self.doc
         variant = assign_variant(doc.experiment, session_id)
         pct, z = self.baseline.percentile(risk), self.baseline.zscore(risk)

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.errors import StoreError
 from core.settings import Settings
-from events.contract import EventType, minimize_row
+from events.contract import RECORD_ONLY_TYPES, EventType, minimize_row
 from events.validation import is_id, validate_rows
 from feature_repo.features import SESSION_VIEW
 from features.stream import fold_sessions
@@ -28,7 +28,7 @@ from models import registry
 from serving.champions import ModelSet
 from serving.learner import LabelQueue
 from serving.online import OnlineFeatures, model_features
-from serving.policy import Chosen, Decision, Guards, Policy, assign_variant
+from serving.policy import Chosen, Decision, Guards, Policy, assign_variant, variant_share
 from serving.schemas import EventBatch, ScoreRequest
 from stores.decision_log import AppendLog
 
@@ -116,9 +116,12 @@ class Scorer:
         risk, source = self._combine(risk_lgbm, risk_river, reasons, models)
         if risk is None or store_failed:
             why = "online store unavailable" if store_failed else "no model score"
+            experiment = self.policy.doc.experiment
+            variant = assign_variant(experiment, req.session_id)
             decision = Decision(
-                assign_variant(self.policy.doc.experiment, req.session_id),
+                variant,
                 [Chosen("none", {}, f"degraded: {why}, safe decision")],
+                variant_share(experiment, variant),
             )
         else:
             guard = self.guards.get(req.session_id)
@@ -199,7 +202,10 @@ class Scorer:
                 "ts": now,
                 "session_id": req.session_id,
                 "user_id": req.user_id,
+                "experiment": self.policy.doc.experiment.name,
                 "variant": decision.variant,
+                "policy_version": self.policy.doc.version,
+                "propensity": decision.propensity,
                 "risk": risk,
                 "risk_lgbm": risk_lgbm,
                 "risk_river": risk_river,
@@ -249,7 +255,7 @@ class Scorer:
         for row in rows:
             if row["event_type"] == EventType.PURCHASE.value or row["consent"]:
                 self._activity(row)
-            if row["consent"]:
+            if row["consent"] and row["event_type"] not in RECORD_ONLY_TYPES:
                 by_session[row["session_id"]].append({**row, "ts": row["ts"].timestamp()})
         reasons: list[str] = []
         updated = late = 0

@@ -156,10 +156,11 @@ def _files(root: Path, start: datetime, end: datetime) -> Iterator[Path]:
 def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
     """Decisions with ``start <= ts < end``; ``features`` become one float column each.
 
-    Columns: ``ts`` (timestamp, UTC), ``session_id``, ``user_id``, ``variant``,
-    ``risk``, ``risk_lgbm``, ``risk_river``, ``degraded``, ``drift_signal``,
-    ``actions`` (comma-joined), then the features. A torn last line (a
-    process killed mid-write) is skipped.
+    Columns: ``ts`` (timestamp, UTC), ``session_id``, ``user_id``,
+    ``experiment``, ``variant``, ``policy_version``, ``propensity``, ``risk``,
+    ``risk_lgbm``, ``risk_river``, ``degraded``, ``drift_signal``, ``actions``
+    (comma-joined), then the features. Records written before a field existed
+    hold null there. A torn last line (a process killed mid-write) is skipped.
     """
     lo, hi = start.timestamp(), end.timestamp()
     rows: list[dict[str, Any]] = []
@@ -178,9 +179,11 @@ def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
         ),
         "session_id": pa.array([r.get("session_id") for r in rows], pa.string()),
         "user_id": pa.array([r.get("user_id") for r in rows], pa.string()),
+        "experiment": pa.array([r.get("experiment") for r in rows], pa.string()),
         "variant": pa.array([r.get("variant") for r in rows], pa.string()),
+        "policy_version": pa.array([r.get("policy_version") for r in rows], pa.int64()),
     }
-    for c in ("risk", "risk_lgbm", "risk_river"):
+    for c in ("propensity", "risk", "risk_lgbm", "risk_river"):
         cols[c] = pa.array([r.get(c) for r in rows], pa.float64())
     for c in ("degraded", "drift_signal"):
         cols[c] = pa.array([bool(r.get(c, False)) for r in rows], pa.bool_())

@@ -29,7 +29,8 @@ def python_files() -> list[Path]:
 
 def test_the_python_folders_are_the_stages() -> None:
     stages = {"core", "events", "folds", "feature_repo", "features", "stores", "models"}
-    stages |= {"monitoring", "serving", "flows", "cli", "tests", "bench"}
+    stages |= {"monitoring", "experiments", "serving", "flows", "simulation", "cli"}
+    stages |= {"tests", "bench"}
     assert set(PYTHON_DIRS) == stages, "a new package: add it to the layers in pyproject.toml"
 
 

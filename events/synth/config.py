@@ -119,6 +119,8 @@ ORACLE_SCHEMA = pa.schema(
         pa.field("consent", pa.bool_(), False),
         pa.field("intent", pa.float64(), False),
         pa.field("hesitation", pa.float64(), False),
+        # How much of the hesitation is about size rather than price (events.synth.effects).
+        pa.field("size_share", pa.float64(), False),
         pa.field("added_to_cart", pa.bool_(), False),
         pa.field("purchased", pa.bool_(), False),
         pa.field("abandoned", pa.bool_(), False),

@@ -150,6 +150,8 @@ def _oracle_table(world: _World) -> pa.Table:
         "consent": pa.array(world.consent[order]),
         "intent": pa.array(s.z[order]),
         "hesitation": pa.array(s.h[order]),
+        # Its own stream: the draws of every other column are unchanged by it.
+        "size_share": pa.array(np.random.default_rng([cfg.seed, 2]).beta(2.0, 2.0, len(order))),
         "added_to_cart": pa.array(s.cart[order]),
         "purchased": pa.array(out.purchased[order]),
         "abandoned": pa.array(out.abandoned[order]),

@@ -1,0 +1,204 @@
+"""The world that answers decisions, the simulator, and outcomes joined to decisions."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pyarrow as pa
+import pytest
+
+from core.settings import Settings
+from events.synth import GeneratorConfig
+from events.synth.effects import ACTIONS, CTA, DISCOUNT, SIZE_GUIDE, effect_logit
+from experiments.join import join_outcomes
+from serving.policy import Policy, variant_share
+from simulation.run import HttpChannel, simulate
+from simulation.visitors import ending, visitors
+from stores.decision_log import read_decisions
+
+WORLD = GeneratorConfig(sessions=3000, days=1, seed=404)
+
+
+@pytest.fixture(scope="module")
+def people() -> list:
+    return visitors(WORLD)
+
+
+def test_endings_depend_on_seed_and_decisions_only(people: list) -> None:
+    shown = [(DISCOUNT, {"percent": 10})]
+    forward = [ending(v, shown, seed=1) for v in people[:200]]
+    backward = [ending(v, shown, seed=1) for v in reversed(people[:200])][::-1]
+    assert forward == backward  # the order visitors run in changes nothing
+    other = [ending(v, shown, seed=2) for v in people[:200]]
+    assert [e.purchased for e in other] != [e.purchased for e in forward]
+
+
+def test_effects_have_the_documented_size_sign_and_targets(people: list) -> None:
+    z = np.array([v.intent for v in people])
+    h = np.array([v.hesitation for v in people])
+    s = np.array([v.size_share for v in people])
+    base = np.array([v.base_logit for v in people])
+    p0 = 1 / (1 + np.exp(base))  # purchase probability without an adjustment
+    points = {}
+    for action in ACTIONS[1:]:
+        p1 = 1 / (1 + np.exp(base + effect_logit(action, {}, z, h, s)))
+        points[action] = 100 * (p1 - p0)
+    for action, pts in points.items():
+        assert 0.2 <= abs(pts.mean()) <= 5.0, (action, pts.mean())
+        assert pts.max() <= 8.0, action
+    # A discount helps price-hesitant visitors more than size-hesitant ones; the size
+    # guide the other way round; the stronger call to action helps low intent most.
+    hesitant = h > 0.5
+    price, size = hesitant & (s < 0.3), hesitant & (s > 0.7)
+    assert points[DISCOUNT][price].mean() > 2 * points[DISCOUNT][size].mean()
+    assert points[SIZE_GUIDE][size].mean() > 2 * points[SIZE_GUIDE][price].mean()
+    assert points[CTA][z < -1].mean() > points[CTA][z > 1].mean()
+    # Some effects are negative: the size guide distracts confident visitors.
+    assert (points[SIZE_GUIDE] < 0).mean() > 0.1
+
+
+def test_simulated_outcomes_agree_with_the_true_purchase_probabilities(people: list) -> None:
+    for shown in ([("none", {})], [(DISCOUNT, {"percent": 15})]):
+        ends = [ending(v, shown, seed=5) for v in people]
+        rate = np.mean([e.purchased for e in ends])
+        truth = np.mean([e.p_purchase for e in ends])
+        se = math.sqrt(truth * (1 - truth) / len(ends))
+        assert abs(rate - truth) < 3 * se, (shown, rate, truth)
+    # Revenue gives the discount away on every purchase it was shown to.
+    v = next(v for v in people if ending(v, [(DISCOUNT, {"percent": 15})], 5).purchased)
+    assert ending(v, [(DISCOUNT, {"percent": 15})], 5).revenue == round(v.cart_value * 0.85, 2)
+
+
+def test_the_join_counts_only_what_happened_after_the_decision() -> None:
+    t0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    decisions = pa.table(
+        {
+            "ts": [t0, t0 + timedelta(seconds=30), t0],
+            "session_id": ["a", "a", "b"],
+            "experiment": ["x"] * 3,
+            "variant": ["control", "control", "t"],
+            "propensity": [0.5] * 3,
+            "risk": [0.8, 0.7, 0.4],
+            "actions": ["none", "none", "emphasize_cta"],
+        }
+    )
+    rows = [  # (session, seconds after t0, type, value)
+        ("a", -60, "purchase", 10.0),  # before: never counted
+        ("a", 0, "purchase", 11.0),  # at the decision's own time: it could have seen it
+        ("b", 5, "exposure", None),
+        ("b", 20, "add_to_cart", 3.0),
+        ("b", 40, "purchase", 12.5),
+        ("c", 50, "purchase", 99.0),  # no decision: no row
+    ]
+    events = pa.table(
+        {
+            "ts": [t0 + timedelta(seconds=r[1]) for r in rows],
+            "session_id": [r[0] for r in rows],
+            "event_type": [r[2] for r in rows],
+            "cart_value": [r[3] for r in rows],
+            "device": ["mobile"] * len(rows),
+        }
+    )
+    out = {r["session_id"]: r for r in join_outcomes(decisions, events).to_pylist()}
+    assert set(out) == {"a", "b"}
+    assert out["a"]["purchased"] is False and out["a"]["revenue"] == 0.0
+    assert out["a"]["risk"] == 0.8  # the first decision is the assignment
+    b = out["b"]
+    assert (b["purchased"], b["revenue"], b["exposed"], b["added_to_cart_after"]) == (
+        True,
+        12.5,
+        True,
+        True,
+    )
+    assert b["time_to_purchase_s"] == 40.0 and b["action"] == "emphasize_cta"
+
+
+def _inbox(settings: Settings) -> pa.Table:
+    rows = []
+    for f in sorted((settings.paths.home / "inbox" / "live").rglob("*.jsonl")):
+        rows += [orjson.loads(line) for line in f.read_bytes().splitlines() if line]
+    return pa.table(
+        {
+            "ts": [datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) for r in rows],
+            "session_id": [r["session_id"] for r in rows],
+            "event_type": [r["event_type"] for r in rows],
+            "cart_value": pa.array([r.get("cart_value") for r in rows], pa.float64()),
+            "device": [r.get("device") for r in rows],
+        }
+    )
+
+
+def test_visitors_through_the_real_scorer_leave_outcomes_the_join_recovers(
+    served: tuple[Settings, str], tmp_path: Path
+) -> None:
+    settings, url = served
+    channel = HttpChannel(url)
+    try:
+        result = simulate(channel, WORLD, tmp_path, limit=150)
+    finally:
+        channel.close()
+    truth = {r["session_id"]: r for r in pa.parquet.read_table(result.truth_path).to_pylist()}
+    assert result.visitors == result.decisions == len(truth) == 150
+    assert result.adjusted > 0 and result.exposed > 0 and result.purchases > 0
+    policy = Policy.load(settings.serve.policy)
+    now = datetime.now(UTC)
+    decisions = read_decisions(settings.paths.decisions, now - timedelta(hours=1), now)
+    mine = decisions.filter(pa.compute.is_in(decisions["session_id"], pa.array(list(truth))))
+    assert mine.num_rows == 150
+    for d in mine.to_pylist():
+        assert d["propensity"] == variant_share(policy.doc.experiment, d["variant"])
+        assert d["policy_version"] == policy.doc.version
+        assert d["experiment"] == policy.doc.experiment.name
+        assert d["variant"] == truth[d["session_id"]]["variant"]
+    joined = {r["session_id"]: r for r in join_outcomes(mine, _inbox(settings)).to_pylist()}
+    assert set(joined) == set(truth)
+    for sid, t in truth.items():
+        j = joined[sid]
+        assert (j["purchased"], j["exposed"]) == (t["purchased"], t["exposed"]), sid
+        # Without consent the store keeps no order value: the purchase still counts.
+        assert j["revenue"] == (t["revenue"] if t["consent"] else 0.0), sid
+        assert j["action"] == t["action"]
+        # Control never sees an adjustment; an exposure needs one.
+        if t["variant"] == "control":
+            assert t["action"] == "none" and not t["exposed"]
+        for action in ACTIONS:
+            assert 0.0 < t[f"p_purchase_{action}"] < 1.0
+
+
+def test_an_exposure_is_stored_but_folds_into_no_feature(client: httpx.Client) -> None:
+    now = datetime.now(UTC)
+    ev = {
+        "event_id": "exposure-only-1",
+        "session_id": "exposure-only",
+        "ts": now.isoformat(),
+        "event_type": "exposure",
+        "page_type": "cart",
+        "element_id": "show_discount_popup",
+        "device": "mobile",
+        "browser": "chrome",
+        "consent": True,
+    }
+    out = client.post("/v1/events", json={"events": [ev]}).json()
+    assert out["accepted"] == 1 and out["sessions_updated"] == 0
+
+
+def test_the_simulate_command_drives_a_running_scorer(
+    served: tuple[Settings, str], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    settings, url = served
+    cmd = [sys.executable, "-m", "cli.main", "simulate", "--url", url, "--visitors", "12"]
+    cmd += ["--sessions", "400", "--seed", "9", "--out", str(tmp_path)]
+    env = {**os.environ, **settings.environment()}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "12 visitors" in done.stdout
+    assert pa.parquet.read_table(tmp_path / "truth.parquet").num_rows == 12
