@@ -11,10 +11,15 @@
 5. The ``check_drift`` flow compares them with the champion's training window
    (Evidently HTML report, verdict). The demo does not retrain on a failing
    verdict; the scheduled deployment does (``docs/deployments.md``).
-6. ``microtune serve`` starts in its own process. Sessions of the last day are
-   replayed live, shifted to now, through real HTTP: their events go to
-   ``POST /v1/events`` and a ``POST /v1/score`` follows each batch.
-7. A summary is printed and the server is stopped.
+6. ``microtune serve`` starts in its own process. 5,000 simulated visitors
+   (``microtune simulate``, docs/experiments.md) go through real HTTP: their
+   events to ``POST /v1/events``, a ``POST /v1/score``, then their answer to
+   the decision (exposure, checkout, purchase) as the world's true effects
+   say. Their truth goes to ``simulation/truth.parquet``.
+7. The ``analyze_experiment`` flow joins outcomes to decisions and analyses
+   the policy's experiment: each variant against control, its measured lift,
+   its interval, and the true lift.
+8. A summary is printed and the server is stopped.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from cli.app import app, console, flows_on, progress, settings
 from cli.demo_live import live_traffic, print_summary
 from core.settings import Settings
 
-STEPS = 7
+STEPS = 8
 
 
 def _step(console: Console, n: int, title: str) -> None:
@@ -97,8 +102,14 @@ def run_demo(
     second = build_features(inbox=late)
     _step(console, 6, "check_drift: the new days against the champion's training window")
     drift = check_drift(window_hours=48.0, retrain_on_fail=False, seed=seed)
-    _step(console, 7, "serve: live events and scores through HTTP")
+    _step(console, 7, "serve: simulated visitors through HTTP, answering the decisions")
     live = live_traffic(settings, console)
+    _step(console, 8, "analyze_experiment: did the decisions help? (beside the world's truth)")
+    from cli.experiment import show
+    from flows.experiment_flow import analyze_experiment
+
+    experiment = analyze_experiment()
+    show(experiment)
 
     accepted = first.ingest["accepted"] + second.ingest["accepted"]
     rejected: Counter[str] = Counter(first.ingest["rejected"])
@@ -112,6 +123,7 @@ def run_demo(
         "promote": promoted,
         "drift": drift,
         "live": live,
+        "experiment": experiment,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print_summary(settings, figures, console)

@@ -1,31 +1,34 @@
-"""The demo's last step: live traffic through a real scorer, and the summary.
+"""The demo's last steps: simulated visitors through a real scorer, and the summary.
 
-The scorer runs in its own process (``microtune serve``). Sessions of the
-last generated day are replayed, shifted to now, over real HTTP: their events
-go to ``POST /v1/events`` and a ``POST /v1/score`` follows each batch.
+The scorer runs in its own process (``microtune serve``). Simulated visitors
+(:mod:`simulation`) send their events over real HTTP, are scored, and answer
+the decision as the world's true effects say; their truth is kept beside.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
 from cli.app import progress
 from core.settings import Settings
 
-LIVE_SESSIONS = 300
+#: Visitors simulated live over HTTP: enough for an experiment's intervals to mean
+#: something. They are the cart sessions of a generated day of LIVE_SESSIONS.
+LIVE_VISITORS = 5_000
+LIVE_SESSIONS = 18_000
+LIVE_SEED = 1_007
 
 # ---------------------------------------------------------------------------
 # Live traffic
@@ -35,40 +38,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _replay_sessions(settings: Settings, now: datetime) -> list[list[dict[str, Any]]]:
-    """Cart sessions of the last stored day, with new ids, shifted to end now."""
-    from events.ingest import RawEventStore
-
-    raw = RawEventStore(settings.paths.raw_events)
-    span = raw.time_range()
-    assert span is not None
-    rows = raw.read(span[1] - timedelta(hours=12), span[1] + timedelta(seconds=1)).to_pylist()
-    by_session: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_session.setdefault(r["session_id"], []).append(r)
-    chosen = [
-        evs
-        for evs in by_session.values()
-        if any(e["event_type"] == "add_to_cart" for e in evs) and len(evs) >= 6
-    ][:LIVE_SESSIONS]
-    out = []
-    for evs in chosen:
-        evs.sort(key=lambda e: e["ts"])
-        shift = now - evs[-1]["ts"]
-        out.append(
-            [
-                {
-                    **e,
-                    "event_id": f"live-{e['event_id']}",
-                    "session_id": f"live-{e['session_id']}",
-                    "ts": (e["ts"] + shift).isoformat(),
-                }
-                for e in evs
-            ]
-        )
-    return out
 
 
 def live_traffic(settings: Settings, console: Console) -> dict[str, Any]:
@@ -116,50 +85,42 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes], logfile: Path) -> Non
 
 
 def _traffic(settings: Settings, url: str, console: Console) -> dict[str, Any]:
-    sessions = _replay_sessions(settings, datetime.now(UTC))
-    latencies: list[float] = []
-    actions: Counter[tuple[str, str]] = Counter()
-    degraded = events_accepted = events_rejected = 0
-    with httpx.Client(base_url=url, timeout=10) as client, progress(console) as bar:
-        before = client.get("/v1/models").json()["river_learner"]["learned"] or 0
-        task = bar.add_task("live sessions", total=len(sessions))
-        for evs in sessions:
-            # Each session arrives in three batches, with a score after each.
-            cut = [0, len(evs) // 3, 2 * len(evs) // 3, len(evs)]
-            for lo, hi in itertools.pairwise(cut):
-                if hi <= lo:
-                    continue
-                sent = client.post("/v1/events", json={"events": evs[lo:hi]}).json()
-                events_accepted += sent["accepted"]
-                events_rejected += len(sent["rejected"])
-                body = {
-                    "session_id": evs[0]["session_id"],
-                    "user_id": evs[0]["user_id"],
-                    "context": {
-                        "device": evs[hi - 1]["device"],
-                        "page_type": evs[hi - 1]["page_type"],
-                    },
-                }
-                t = time.perf_counter()
-                r = client.post("/v1/score", json=body)
-                latencies.append(time.perf_counter() - t)
-                out = r.json()
-                degraded += bool(out["degraded"])
-                for a in out["decision"]["actions"]:
-                    actions[(a["action"], out["decision"]["variant"])] += 1
-            bar.advance(task)
+    from events.synth import GeneratorConfig
+    from simulation.run import HttpChannel, simulate
+
+    world = GeneratorConfig(sessions=LIVE_SESSIONS, days=1, seed=LIVE_SEED)
+    channel = HttpChannel(url)
+    try:
+        before = channel.client.get("/v1/models").json()["river_learner"]["learned"] or 0
+        with progress(console) as bar:
+            task = bar.add_task("simulated visitors", total=LIVE_VISITORS)
+            sim = simulate(
+                channel,
+                world,
+                settings.paths.home / "simulation",
+                limit=LIVE_VISITORS,
+                on_visitor=lambda: bar.advance(task),
+            )
         time.sleep(2.5)  # one learner tick after the last purchase
-        models = client.get("/v1/models").json()
-    latencies.sort()
+        models = channel.client.get("/v1/models").json()
+    finally:
+        channel.close()
+    truth = pq.read_table(sim.truth_path, columns=["variant", "action"]).to_pylist()
+    actions = Counter((r["action"], r["variant"]) for r in truth)
+    latencies = sorted(channel.latencies)
     n = len(latencies)
     return {
-        "sessions": len(sessions),
+        "sessions": sim.visitors,
         "scores": n,
         "p50_ms": latencies[n // 2] * 1000 if n else None,
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else None,
-        "degraded": degraded,
-        "events_accepted": events_accepted,
-        "events_rejected": events_rejected,
+        "degraded": sim.degraded,
+        "events_accepted": channel.accepted,
+        "events_rejected": channel.rejected,
+        "purchases": sim.purchases,
+        "exposed": sim.exposed,
+        "seconds": sim.seconds,
+        "truth": str(sim.truth_path),
         "actions": {f"{a} / {v}": c for (a, v), c in sorted(actions.items())},
         "champions": {k: v["version"] for k, v in models["models"].items()},
         "river_live_labels": (models["river_learner"]["learned"] or 0) - before,
@@ -197,9 +158,9 @@ def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> No
     v = f["drift"]["verdict"]
     t.add_row("drift verdict", f"{v['status']}: {v.get('summary', '')}"[:120])
     t.add_row(
-        "live traffic",
-        f"{live['sessions']} sessions, {live['events_accepted']:,} events, "
-        f"{live['scores']:,} scores",
+        "simulated visitors (HTTP)",
+        f"{live['sessions']:,} visitors, {live['events_accepted']:,} events, "
+        f"{live['scores']:,} scores, {live['purchases']:,} purchases in {live['seconds']} s",
     )
     if live["p50_ms"] is not None:
         t.add_row(
@@ -211,9 +172,20 @@ def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> No
     for key, n in live["actions"].items():
         t.add_row(f"decisions: {key}", f"{n:,}")
     t.add_row("river live labels learnt", f"{live['river_live_labels']:,}")
+    ex = f["experiment"]
+    t.add_row(f"experiment {ex['experiment']}", f"{ex['verdict']}: {ex['reason']}"[:120])
+    for a in ex["arms"]:
+        if a["lift"] is not None:
+            true = "" if a["true_lift"] is None else f", true {a['true_lift']:+.4f}"
+            t.add_row(
+                f"lift: {a['name']}",
+                f"{a['lift']:+.4f} [{a['ci_low']:+.4f}, {a['ci_high']:+.4f}]{true}",
+            )
+    t.add_row("experiment report", ex["report"])
     t.add_row("took", f"{f['seconds']} s")
     t.add_row("drift report", f["drift"]["report"])
     t.add_row("decision log", live["decision_log"])
+    t.add_row("simulation truth", live["truth"])
     t.add_row("training plots", str(Path(tr["plots"][0]).parent) if tr.get("plots") else "-")
     t.add_row("MLflow", settings.tracking_uri)
     t.add_row("quarantine", str(settings.paths.quarantine))

@@ -14,7 +14,7 @@ import importlib
 from cli.app import app, main
 
 #: Command modules, in the order ``--help`` lists them: the data's way through.
-COMMANDS = ("data", "features", "models", "drift", "simulate", "demo", "ops")
+COMMANDS = ("data", "features", "models", "drift", "simulate", "experiment", "demo", "ops")
 for _module in COMMANDS:
     importlib.import_module(f"cli.{_module}")
 

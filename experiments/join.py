@@ -37,6 +37,7 @@ OUTCOME_SCHEMA = pa.schema(
         pa.field("propensity", pa.float64()),
         pa.field("risk", pa.float64()),
         pa.field("action", pa.string()),
+        pa.field("discount_percent", pa.float64()),
         pa.field("device", pa.string()),
         pa.field("purchased", pa.bool_(), False),
         pa.field("revenue", pa.float64(), False),
@@ -97,6 +98,7 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
         "propensity": first.column("propensity"),
         "risk": first.column("risk"),
         "action": pa.array([a.split(",")[0] if a else None for a in actions], pa.string()),
+        "discount_percent": _optional(first, "discount_percent"),
         "device": pa.array(device, pa.string()),
         "purchased": pa.array(purchased),
         "revenue": pa.array(np.round(revenue, 2)),
@@ -105,6 +107,12 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
         "time_to_purchase_s": pa.array(to_buy, from_pandas=True),
     }
     return pa.Table.from_pydict(cols, schema=OUTCOME_SCHEMA)
+
+
+def _optional(table: pa.Table, name: str) -> pa.Array:
+    if name in table.column_names:
+        return pc.cast(table.column(name), pa.float64())
+    return pa.nulls(table.num_rows, pa.float64())
 
 
 def _seconds(col: pa.ChunkedArray | pa.Array) -> np.ndarray:

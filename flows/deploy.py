@@ -16,7 +16,7 @@ Examples
 >>> pool_name(cfg)
 'microtune'
 >>> sorted(deployment_names(cfg))[:2]
-['build_features/hourly', 'check_drift/every-4h']
+['analyze_experiment/daily', 'build_features/hourly']
 """
 
 from __future__ import annotations

@@ -211,6 +211,7 @@ class Scorer:
                 "risk_river": risk_river,
                 "features": features,
                 "actions": [a.action for a in decision.actions],
+                "params": {a.action: a.params for a in decision.actions if a.params},
                 "models": dict(models.versions),
                 "degraded": degraded,
                 "drift_signal": drift,

@@ -42,14 +42,22 @@ class HttpChannel:
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.client = httpx.Client(base_url=url, timeout=timeout)
+        #: Seconds each score took, end to end; events accepted and rejected.
+        self.latencies: list[float] = []
+        self.accepted = self.rejected = 0
 
     def send(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         r = self.client.post("/v1/events", json={"events": events})
         _check(r)
-        return r.json()
+        out = r.json()
+        self.accepted += out["accepted"]
+        self.rejected += len(out["rejected"])
+        return out
 
     def score(self, body: dict[str, Any]) -> dict[str, Any]:
+        t = time.perf_counter()
         r = self.client.post("/v1/score", json=body)
+        self.latencies.append(time.perf_counter() - t)
         _check(r)
         return r.json()
 

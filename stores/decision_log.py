@@ -159,8 +159,9 @@ def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
     Columns: ``ts`` (timestamp, UTC), ``session_id``, ``user_id``,
     ``experiment``, ``variant``, ``policy_version``, ``propensity``, ``risk``,
     ``risk_lgbm``, ``risk_river``, ``degraded``, ``drift_signal``, ``actions``
-    (comma-joined), then the features. Records written before a field existed
-    hold null there. A torn last line (a process killed mid-write) is skipped.
+    (comma-joined), ``discount_percent`` (0 without a discount), then the
+    features. Records written before a field existed hold null there. A torn
+    last line (a process killed mid-write) is skipped.
     """
     lo, hi = start.timestamp(), end.timestamp()
     rows: list[dict[str, Any]] = []
@@ -188,6 +189,13 @@ def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
     for c in ("degraded", "drift_signal"):
         cols[c] = pa.array([bool(r.get(c, False)) for r in rows], pa.bool_())
     cols["actions"] = pa.array([",".join(r.get("actions") or []) for r in rows], pa.string())
+    cols["discount_percent"] = pa.array([_discount(r) for r in rows], pa.float64())
     for n in names:
         cols[n] = pa.array([(r.get("features") or {}).get(n) for r in rows], pa.float64())
     return pa.table(cols)
+
+
+def _discount(record: dict[str, Any]) -> float:
+    """The discount a decision offered, in percent (0 without one)."""
+    params = (record.get("params") or {}).get("show_discount_popup") or {}
+    return float(params.get("percent", 0.0) or 0.0)

@@ -205,7 +205,9 @@ def test_deployment_runs_on_schedule_on_demand_and_fails_visibly(
 
     # Once the worker has taken the schedule's first run, remove the schedule (its
     # runs that have not started go with it): no more runs queue up behind.
-    first = _wait_run(deployment.id, lambda run: _started(run), timeout=30)
+    # The worker starts cold, then starts the run's own process: both import Prefect,
+    # which takes tens of seconds on a loaded 2-core machine (the suite runs in parallel).
+    first = _wait_run(deployment.id, lambda run: _started(run), timeout=120)
     with get_client(sync_client=True) as client:
         client.delete_deployment_schedule(deployment.id, every_2s.id)
     scheduled = _wait_run(deployment.id, lambda run: run.id == first.id and _final(run), 60)
@@ -253,6 +255,7 @@ def test_worker_line_and_deployment_names() -> None:
     names = deployment_names(cfg)
     assert {"build_features/hourly", "retrain/daily", "retrain/on-demand"} <= set(names)
     assert {"check_drift/every-4h", "rollback/on-demand"} <= set(names)
+    assert "analyze_experiment/daily" in names
     for d in cfg["deployments"]:
         assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
         assert re.fullmatch(r"flows/\w+\.py:\w+", d["entrypoint"])

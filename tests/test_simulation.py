@@ -202,3 +202,45 @@ def test_the_simulate_command_drives_a_running_scorer(
     assert done.returncode == 0, done.stderr
     assert "12 visitors" in done.stdout
     assert pa.parquet.read_table(tmp_path / "truth.parquet").num_rows == 12
+
+
+def test_the_experiment_flow_analyses_simulated_traffic(
+    prefect_server: None, served: tuple[Settings, str], tmp_path: Path
+) -> None:
+    from cli.experiment import summary
+    from flows.context import use_settings
+    from flows.experiment_flow import analyze_experiment
+
+    settings, url = served
+    # Other tests of this server change its policy: analyse this run's decisions only.
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    channel = HttpChannel(url)
+    try:
+        sim = simulate(channel, GeneratorConfig(sessions=1200, days=1, seed=55), tmp_path)
+    finally:
+        channel.close()
+    with use_settings(settings):
+        out = analyze_experiment(since=since, truth=str(tmp_path))
+    policy = Policy.load(settings.serve.policy)
+    assert out["experiment"] == policy.doc.experiment.name
+    arms = {a["name"]: a for a in out["arms"]}
+    assert "control" in arms and sum(a["sessions"] for a in arms.values()) >= sim.visitors
+    assert out["srm_p_value"] > 0.001
+    assert out["verdict"] in {"ship", "stop", "keep running", "invalid"}
+    for name, a in arms.items():
+        if name != "control":
+            assert a["ci_low"] <= a["lift"] <= a["ci_high"]
+            assert a["seq_ci_low"] <= a["ci_low"] and a["true_lift"] is not None
+    report = Path(out["report"])
+    assert report.exists() and report.read_text().count("<img") >= 2
+    latest = settings.paths.reports / "experiments" / "latest.json"
+    assert orjson.loads(latest.read_bytes())["verdict"] == out["verdict"]
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    run = mlflow.get_run(out["mlflow_run"])
+    assert run.data.tags["verdict"] == out["verdict"]
+    js = summary(out)
+    assert {"experiment", "srm_p_value", "verdict", "arms"} <= set(js)
+    assert {"name", "sessions", "conversions", "rate", "lift", "ci_low", "ci_high", "p_value",
+            "chance_to_beat_control"} <= set(js["arms"][1])  # fmt: skip

@@ -1,0 +1,85 @@
+"""What an analysis reads: decisions and events of a window, joined; the weights; the truth.
+
+The arms' configured weights are read back from the decisions themselves:
+every decision logs its ``propensity``, and under the rule policy a
+decision's propensity is its variant's assignment probability, so a log
+describes its own experiment even after the policy file changed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from core.errors import NotReadyError
+from core.settings import Settings
+from events.raw_store import RawEventStore
+from experiments.join import join_outcomes
+from stores.decision_log import read_decisions
+
+#: Outcomes are looked for this long after the window's last decision.
+OUTCOME_HORIZON = timedelta(days=1)
+_EVENT_COLUMNS = ["ts", "session_id", "event_type", "cart_value", "device"]
+
+
+def load_joined(settings: Settings, since: datetime, until: datetime) -> pa.Table:
+    """Sessions first decided in ``[since, until)``, joined to what they did next.
+
+    Degraded decisions count: such a session was assigned and got the safe
+    decision, which is what its arm really did (intent to treat).
+    """
+    decisions = read_decisions(settings.paths.decisions, since, until)
+    if decisions.num_rows == 0:
+        raise NotReadyError(
+            f"no decisions between {since:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M} UTC in "
+            f"{settings.paths.decisions}: serve some traffic (`microtune serve`, "
+            "`microtune simulate`) or widen --since"
+        )
+    events = RawEventStore(settings.paths.raw_events).read(
+        since, until + OUTCOME_HORIZON, columns=_EVENT_COLUMNS
+    )
+    return join_outcomes(decisions, events)
+
+
+def experiments_in(joined: pa.Table) -> list[str]:
+    """The experiments of a joined table, most sessions first."""
+    names = joined.column("experiment").drop_null().to_pylist()
+    return sorted(set(names), key=lambda n: (-names.count(n), n))
+
+
+def weights_of(joined: pa.Table, experiment: str) -> dict[str, float]:
+    """Each arm's assignment probability, as its decisions logged it (control first).
+
+    >>> t = pa.table({"experiment": ["x"] * 3, "variant": ["b", "control", "b"],
+    ...               "propensity": [0.8, 0.2, 0.8]})
+    >>> weights_of(t, "x")
+    {'control': 0.2, 'b': 0.8}
+    """
+    t = joined.filter(pc.equal(joined.column("experiment"), experiment))
+    variant = t.column("variant").to_numpy(zero_copy_only=False)
+    prop = pc.fill_null(t.column("propensity"), np.nan).to_numpy(zero_copy_only=False)
+    out = {}
+    for v in sorted(set(variant.tolist()), key=lambda v: (v != "control", v)):
+        p = prop[variant == v]
+        out[v] = float(np.nanmedian(p)) if np.isfinite(p).any() else 1.0
+    return out
+
+
+def read_truth(path: Path | None) -> pa.Table | None:
+    """A simulator's ``truth.parquet`` (or a folder of them), when there is one."""
+    if path is None or not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(path.rglob("truth.parquet"))
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+
+def default_since(now: datetime | None = None) -> datetime:
+    """The default window starts 30 days ago."""
+    return (now or datetime.now(UTC)) - timedelta(days=30)
