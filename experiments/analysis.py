@@ -102,14 +102,17 @@ def analyze(
 ) -> Analysis:
     """Analyse one experiment's joined table against its configured ``weights``."""
     t = joined.filter(pc.equal(joined.column("experiment"), experiment))
-    cols = _columns(t, truth)
-    counts = [int(np.sum(cols["variant"] == v)) for v in weights]
-    srm = srm_p_value(counts, list(weights.values()))
+    names = list(weights)
+    cols, device_labels = _columns(t, truth, names)
+    counts = np.bincount(cols["variant"][cols["variant"] >= 0], minlength=len(names))
+    srm = srm_p_value([int(c) for c in counts], list(weights.values()))
     if exposed_only:
-        keep = (cols["variant"] == CONTROL) | cols["exposed"]
+        keep = (cols["variant"] == _control(names)) | cols["exposed"]
         cols = {k: v[keep] for k, v in cols.items()}
-    arms = [_arm(name, cols, planned_sessions) for name in weights if name in set(cols["variant"])]
+    present = {names[i] for i in np.flatnonzero(counts)}
+    arms = [_arm(name, names, cols, planned_sessions) for name in names if name in present]
     verdict, reason, alerts = _verdict(arms, srm)
+    band_codes, band_labels = _risk_bands(cols["risk"])
     return Analysis(
         experiment=experiment,
         srm_p_value=srm,
@@ -117,23 +120,37 @@ def analyze(
         reason=reason,
         arms=arms,
         exposure="exposed only" if exposed_only else "intent to treat",
-        bands=breakdown(cols, _risk_bands(cols["risk"])),
-        devices=breakdown(cols, cols["device"]),
+        bands=breakdown(cols, names, band_codes, band_labels),
+        devices=breakdown(cols, names, cols["device"], device_labels),
         alerts=alerts,
     )
 
 
-def _columns(t: pa.Table, truth: pa.Table | None) -> dict[str, np.ndarray]:
+def _control(names: list[str]) -> int:
+    """The control arm's code (-2, which no row has, without one)."""
+    return names.index(CONTROL) if CONTROL in names else -2
+
+
+def _columns(
+    t: pa.Table, truth: pa.Table | None, names: list[str]
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Numeric columns only, strings as codes (a 10M-row analysis stays in numpy), and
+    the device labels the ``device`` codes index."""
+
     def col(name: str, fill: Any) -> np.ndarray:
         return pc.fill_null(t.column(name), fill).to_numpy(zero_copy_only=False)
 
+    variant = pc.index_in(t.column("variant"), value_set=pa.array(names, pa.string()))
+    device = pc.dictionary_encode(pc.fill_null(t.column("device"), "unknown")).combine_chunks()
     cols = {
-        "variant": col("variant", ""),
+        "variant": pc.fill_null(variant, -1).to_numpy(zero_copy_only=False).astype(np.int64),
         "purchased": col("purchased", False).astype(bool),
         "revenue": col("revenue", 0.0).astype(float),
         "exposed": col("exposed", False).astype(bool),
         "risk": col("risk", math.nan).astype(float),
-        "device": col("device", "unknown"),
+        "device": device.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        if t.num_rows
+        else np.zeros(0, dtype=np.int64),
         "discount": col("discount_percent", 0.0).astype(float),
         "day": pc.floor_temporal(t.column("decided_at"), unit="day")
         .cast(pa.int64())
@@ -146,11 +163,12 @@ def _columns(t: pa.Table, truth: pa.Table | None) -> dict[str, np.ndarray]:
         rows = pc.fill_null(idx, 0).to_numpy(zero_copy_only=False)
         effect = pc.subtract(truth.column("p_purchase"), truth.column("p_purchase_none"))
         cols["true_effect"] = np.where(found, effect.to_numpy()[rows], math.nan)
-    return cols
+    labels = [str(d) for d in device.dictionary.to_pylist()] if t.num_rows else []
+    return cols, labels
 
 
-def _arm(name: str, cols: dict[str, np.ndarray], planned: int) -> Arm:
-    m = cols["variant"] == name
+def _arm(name: str, names: list[str], cols: dict[str, np.ndarray], planned: int) -> Arm:
+    m = cols["variant"] == names.index(name)
     n, x = int(m.sum()), int(cols["purchased"][m].sum())
     revenue = cols["revenue"][m]
     pct = cols["discount"][m]
@@ -160,7 +178,7 @@ def _arm(name: str, cols: dict[str, np.ndarray], planned: int) -> Arm:
     true = cols["true_effect"][m]
     if not np.all(np.isnan(true)):
         arm.true_lift = float(np.nanmean(true)) if name != CONTROL else 0.0
-    c = cols["variant"] == CONTROL
+    c = cols["variant"] == _control(names)
     if name == CONTROL or not c.any() or n == 0:
         return arm
     n_c, x_c = int(c.sum()), int(cols["purchased"][c].sum())
@@ -213,59 +231,71 @@ def _verdict(arms: list[Arm], srm: float) -> tuple[str, str, list[str]]:
     return "keep running", "no arm is significantly better than control yet", alerts
 
 
-def _risk_bands(risk: np.ndarray, bands: int = 10) -> np.ndarray:
-    finite = risk[np.isfinite(risk)]
-    if len(finite) == 0:
-        return np.full(len(risk), "unknown", dtype=object)
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bands + 1)[1:-1]))
-    band = np.searchsorted(edges, risk, side="right")
-    return np.where(np.isfinite(risk), [f"decile {b + 1}" for b in band], "unknown")
+def _risk_bands(risk: np.ndarray, bands: int = 10) -> tuple[np.ndarray, list[str]]:
+    """Each row's risk decile as a code (the last label, ``unknown``, for no risk)."""
+    finite = np.isfinite(risk)
+    if not finite.any():
+        return np.zeros(len(risk), dtype=np.int64), ["unknown"]
+    edges = np.unique(np.quantile(risk[finite], np.linspace(0, 1, bands + 1)[1:-1]))
+    labels = [f"decile {b + 1}" for b in range(len(edges) + 1)]
+    codes = np.where(finite, np.searchsorted(edges, risk, side="right"), len(labels))
+    return codes, [*labels, "unknown"]
 
 
-def breakdown(cols: dict[str, np.ndarray], groups: np.ndarray) -> list[dict[str, Any]]:
+def breakdown(
+    cols: dict[str, np.ndarray], names: list[str], groups: np.ndarray, labels: list[str]
+) -> list[dict[str, Any]]:
     """Per group (a risk decile, a device), each treatment's lift against control."""
+    a, g = len(names), len(labels)
+    ok = cols["variant"] >= 0
+    key = groups[ok] * a + cols["variant"][ok]
+    n = np.bincount(key, minlength=a * g).reshape(g, a)
+    x = np.bincount(key, weights=cols["purchased"][ok], minlength=a * g).reshape(g, a)
+    true = cols["true_effect"][ok]
+    known = np.isfinite(true)
+    t_sum = np.bincount(key[known], weights=true[known], minlength=a * g).reshape(g, a)
+    t_n = np.bincount(key[known], minlength=a * g).reshape(g, a)
+    c = _control(names)
     out = []
-    c = cols["variant"] == CONTROL
-    for g in sorted(set(groups.tolist())):
-        in_g = groups == g
-        n_c, x_c = int((c & in_g).sum()), int(cols["purchased"][c & in_g].sum())
-        for arm in sorted(set(cols["variant"][in_g].tolist()) - {CONTROL}):
-            m = (cols["variant"] == arm) & in_g
-            n, x = int(m.sum()), int(cols["purchased"][m].sum())
-            if n < 2 or n_c < 2:
+    for gi, label in enumerate(labels):
+        for ai, arm in enumerate(names):
+            if ai == c or c < 0 or n[gi, ai] < 2 or n[gi, c] < 2:
                 continue
-            d = proportion_lift(x, n, x_c, n_c)
-            true = cols["true_effect"][m]
+            d = proportion_lift(int(x[gi, ai]), int(n[gi, ai]), int(x[gi, c]), int(n[gi, c]))
             out.append(
                 {
-                    "group": g,
+                    "group": label,
                     "arm": arm,
-                    "sessions": n,
-                    "control_sessions": n_c,
+                    "sessions": int(n[gi, ai]),
+                    "control_sessions": int(n[gi, c]),
                     "lift": d.lift,
                     "ci_low": d.ci_low,
                     "ci_high": d.ci_high,
-                    "true_lift": None if np.all(np.isnan(true)) else float(np.nanmean(true)),
+                    "true_lift": float(t_sum[gi, ai] / t_n[gi, ai]) if t_n[gi, ai] else None,
                 }
             )
     return out
 
 
-def cumulative(cols_table: pa.Table, weights: dict[str, float], planned: int) -> list[dict]:
+def cumulative(table: pa.Table, weights: dict[str, float], planned: int) -> list[dict]:
     """Each day's cumulative lift per arm, with its always-valid interval."""
-    cols = _columns(cols_table, None)
+    names = list(weights)
+    cols, _ = _columns(table, None, names)
+    c = _control(names)
+    days = np.unique(cols["day"])
+    d_code = np.searchsorted(days, cols["day"])
+    ok = cols["variant"] >= 0
+    key = d_code[ok] * len(names) + cols["variant"][ok]
+    size = len(days) * len(names)
+    n = np.bincount(key, minlength=size).reshape(len(days), -1).cumsum(axis=0)
+    x = np.bincount(key, weights=cols["purchased"][ok], minlength=size)
+    x = x.reshape(len(days), -1).cumsum(axis=0)
     out = []
-    c_all = cols["variant"] == CONTROL
-    for day in sorted(set(cols["day"].tolist())):
-        upto = cols["day"] <= day
-        c = c_all & upto
-        n_c, x_c = int(c.sum()), int(cols["purchased"][c].sum())
-        for arm in weights:
-            m = (cols["variant"] == arm) & upto
-            n, x = int(m.sum()), int(cols["purchased"][m].sum())
-            if arm == CONTROL or n < 2 or n_c < 2:
+    for di, day in enumerate(days):
+        for ai, arm in enumerate(names):
+            if ai == c or c < 0 or n[di, ai] < 2 or n[di, c] < 2:
                 continue
-            d = proportion_lift(x, n, x_c, n_c)
-            half = sequential_halfwidth(d.se, n + n_c, planned)
+            d = proportion_lift(int(x[di, ai]), int(n[di, ai]), int(x[di, c]), int(n[di, c]))
+            half = sequential_halfwidth(d.se, int(n[di, ai] + n[di, c]), planned)
             out.append({"day": int(day), "arm": arm, "lift": d.lift, "half": half})
     return out

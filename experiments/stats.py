@@ -6,9 +6,8 @@
   ``proportion_effectsize``;
 * the Bayesian chance to beat control and the expected loss: Beta(1, 1)
   posteriors, by seeded draws from :mod:`scipy.stats`;
-* CUPED: the treatment coefficient of statsmodels' OLS with the centred
-  pre-decision covariate, heteroscedasticity-robust (HC1), beside the same
-  regression without it;
+* CUPED: the arms' difference of covariate-adjusted means (closed form; it
+  agrees with statsmodels' OLS on the centred covariate, which the tests check);
 * always-valid intervals: the asymptotic confidence sequence of Waudby-Smith et
   al. (2021), as GrowthBook uses it, tuned for a planned sample size. No pinned
   library has it; the formula is in :func:`sequential_halfwidth`.
@@ -135,20 +134,26 @@ class Adjusted:
 
 
 def cuped(y: np.ndarray, treated: np.ndarray, covariate: np.ndarray) -> Adjusted:
-    """OLS of ``y`` on treatment, without and with the centred covariate (HC1 errors)."""
-    import statsmodels.api as sm
+    """CUPED (Deng et al. 2013): ``y - theta (x - mean x)``, ``theta = cov(y, x) / var(x)``.
 
-    t = treated.astype(float)
+    The effect is the difference of the arms' means, its standard error
+    ``sqrt(var_t / n_t + var_c / n_c)``, with and without the adjustment. In
+    closed form with numpy, because it runs on every row (10M in bench); the
+    tests check it against statsmodels' OLS with the centred covariate
+    (heteroscedasticity-robust errors), which gives the same figures.
+    """
+    t = treated.astype(bool)
     x = covariate - covariate.mean()
-    plain = sm.OLS(y, sm.add_constant(t)).fit(cov_type="HC1")
-    both = sm.OLS(y, sm.add_constant(np.column_stack([t, x]))).fit(cov_type="HC1")
-    return Adjusted(
-        float(plain.params[1]),
-        float(plain.bse[1]),
-        float(both.params[1]),
-        float(both.bse[1]),
-        float(both.params[2]),
-    )
+    theta = float(np.dot(y - y.mean(), x) / np.dot(x, x)) if np.dot(x, x) > 0 else 0.0
+    effect, se = _diff(y, t)
+    adjusted, adjusted_se = _diff(y - theta * x, t)
+    return Adjusted(effect, se, adjusted, adjusted_se, theta)
+
+
+def _diff(y: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+    a, b = y[t], y[~t]
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    return float(a.mean() - b.mean()), se
 
 
 def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -91,6 +91,18 @@ def test_cuped_recovers_the_effect_with_a_narrower_interval() -> None:
     assert a.cuped_effect == pytest.approx(0.3, abs=3 * a.cuped_se)
     # Var(y | t) = 4 + 1 without the covariate, 1 with it: the interval is sqrt(5) narrower.
     assert a.width_ratio == pytest.approx(1 / math.sqrt(5), abs=0.03)
+    # The reference: statsmodels' OLS of y on treatment and the centred covariate.
+    import statsmodels.api as sm
+
+    xc = x - x.mean()
+    ols = sm.OLS(y, sm.add_constant(np.column_stack([t.astype(float), xc]))).fit(cov_type="HC1")
+    plain = sm.OLS(y, sm.add_constant(t.astype(float))).fit(cov_type="HC1")
+    assert a.cuped_effect == pytest.approx(ols.params[1], abs=0.01)
+    assert a.cuped_se == pytest.approx(ols.bse[1], rel=0.02)
+    assert (a.effect, a.se) == (
+        pytest.approx(plain.params[1]),
+        pytest.approx(plain.bse[1], rel=0.01),
+    )
 
 
 def test_the_always_valid_interval_is_wider_than_the_fixed_one_and_shrinks() -> None:

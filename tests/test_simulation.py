@@ -244,3 +244,30 @@ def test_the_experiment_flow_analyses_simulated_traffic(
     assert {"experiment", "srm_p_value", "verdict", "arms"} <= set(js)
     assert {"name", "sessions", "conversions", "rate", "lift", "ci_low", "ci_high", "p_value",
             "chance_to_beat_control"} <= set(js["arms"][1])  # fmt: skip
+
+
+def test_the_in_process_channel_runs_the_same_scoring_core(
+    served: tuple[Settings, str], tmp_path: Path
+) -> None:
+    """Large benchmarks skip HTTP: the same Scorer class, built as the server builds it."""
+    from serving.champions import load_champions
+    from serving.policy import Policy as P
+    from serving.runtime import _open_online, policy_path
+    from serving.scorer import Scorer
+    from simulation.run import InProcessChannel
+
+    settings, _ = served
+    online, error = _open_online(settings)
+    assert error is None
+    scorer = Scorer(settings, online, load_champions(settings), P.load(policy_path(settings)))
+    cfg = GeneratorConfig(sessions=300, days=1, seed=606)
+    first = simulate(InProcessChannel(scorer), cfg, tmp_path / "a", limit=40)
+    again = simulate(InProcessChannel(scorer), cfg, tmp_path / "b", limit=40)
+    assert first.visitors == 40 and first.degraded < 40
+    a = pa.parquet.read_table(first.truth_path).to_pylist()
+    b = pa.parquet.read_table(again.truth_path).to_pylist()
+    # Same seed and same decisions: the same outcomes (variants are hashed, so equal).
+    for x, y in zip(a, b, strict=True):
+        assert x["variant"] == y["variant"]
+        if x["action"] == y["action"]:
+            assert (x["purchased"], x["revenue"]) == (y["purchased"], y["revenue"])
