@@ -254,9 +254,11 @@ class Scorer:
         self.inbox.append_many(map(_inbox_record, rows), (r["ts"].timestamp() for r in rows))
         by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
+            if row["event_type"] in RECORD_ONLY_TYPES:
+                continue  # what the site did, not the visitor: no activity, no feature
             if row["event_type"] == EventType.PURCHASE.value or row["consent"]:
                 self._activity(row)
-            if row["consent"] and row["event_type"] not in RECORD_ONLY_TYPES:
+            if row["consent"]:
                 by_session[row["session_id"]].append({**row, "ts": row["ts"].timestamp()})
         reasons: list[str] = []
         updated = late = 0
