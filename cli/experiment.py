@@ -87,7 +87,7 @@ def show(out: dict[str, Any]) -> None:
         t.add_row(
             a["name"],
             f"{a['sessions']:,}",
-            f"{a['rate']:.4f}",
+            "–" if a["rate"] is None else f"{a['rate']:.4f}",
             lift,
             "–" if a["chance_to_beat_control"] is None else f"{a['chance_to_beat_control']:.3f}",
             "–" if a["true_lift"] is None else f"{a['true_lift']:+.4f}",

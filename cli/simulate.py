@@ -20,6 +20,10 @@ def simulate(
         int, typer.Option(min=10, help="Sessions of the generated day they are drawn from.")
     ] = 4000,
     seed: Annotated[int, typer.Option(help="Seed of the world and of every outcome.")] = 7,
+    run: Annotated[
+        str | None,
+        typer.Option(help="Prefix of this run's session and event ids (default: r<unix time>)."),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Where truth.parquet goes (default: $MICROTUNE_HOME/simulation)."),
@@ -29,14 +33,15 @@ def simulate(
 
     Each visitor posts its browsing events, is scored, then buys, abandons or
     leaves at checkout as the world's true effects of what it was shown say
-    (docs/experiments.md). The same seed and the same decisions give the same
-    run. The truth of every decision point goes to truth.parquet, never to the
+    (docs/experiments.md). The same seed, run name and decisions give the same
+    run; each run's ids are new (the variant is a hash of the session id). The
+    truth of every decision point goes to run=NAME/truth.parquet, never to the
     scorer. The scorer must not rate-limit this one client: start it with
     MICROTUNE_SERVE__RATE_LIMIT_SCORE_PER_MIN=0 and ..._EVENTS_PER_MIN=0.
     """
     from events.synth import GeneratorConfig
     from simulation.run import HttpChannel
-    from simulation.run import simulate as run
+    from simulation.run import simulate as simulate_run
 
     s = settings()
     target = out or s.paths.home / "simulation"
@@ -45,7 +50,9 @@ def simulate(
     try:
         with progress() as bar:
             task = bar.add_task("visitors", total=None)
-            result = run(channel, cfg, target, limit=visitors, on_visitor=lambda: bar.advance(task))
+            result = simulate_run(
+                channel, cfg, target, limit=visitors, run=run, on_visitor=lambda: bar.advance(task)
+            )
     finally:
         channel.close()
     console.print(

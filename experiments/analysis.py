@@ -35,6 +35,8 @@ from experiments.stats import (
 )
 
 CONTROL = "control"
+#: An arm (and control) needs this many sessions before it can ship or stop.
+MIN_ARM_SESSIONS = 100
 #: The sample size the always-valid interval is tightest at, unless told.
 PLANNED_SESSIONS = 10_000
 
@@ -109,7 +111,8 @@ def analyze(
     if exposed_only:
         keep = (cols["variant"] == _control(names)) | cols["exposed"]
         cols = {k: v[keep] for k, v in cols.items()}
-    present = {names[i] for i in np.flatnonzero(counts)}
+    kept = np.bincount(cols["variant"][cols["variant"] >= 0], minlength=len(names))
+    present = {names[i] for i in np.flatnonzero(kept)}
     arms = [_arm(name, names, cols, planned_sessions) for name in names if name in present]
     verdict, reason, alerts = _verdict(arms, srm)
     band_codes, band_labels = _risk_bands(cols["risk"])
@@ -191,7 +194,10 @@ def _arm(name: str, names: list[str], cols: dict[str, np.ndarray], planned: int)
     arm.seq_ci_low, arm.seq_ci_high = d.lift - half, d.lift + half
     both = m | c
     covariate = cols["risk"][both]
-    if np.isfinite(covariate).all() and np.std(covariate) > 0:
+    finite = np.isfinite(covariate)
+    if finite.any():  # a session without a risk (degraded) is not adjusted
+        covariate = np.where(finite, covariate, covariate[finite].mean())
+    if finite.any() and np.std(covariate) > 0:
         a = cuped(cols["purchased"][both].astype(float), m[both], covariate)
         arm.cuped_lift = a.cuped_effect
         arm.cuped_ci_low = a.cuped_effect - 1.96 * a.cuped_se
@@ -210,8 +216,12 @@ def _verdict(arms: list[Arm], srm: float) -> tuple[str, str, list[str]]:
             [f"sample-ratio mismatch, p = {srm:.2g}"],
         )
     alerts, ship = [], []
+    control = next((a for a in arms if a.name == CONTROL), None)
     for a in arms:
         if a.seq_ci_low is None or a.seq_ci_high is None:
+            continue
+        if control is None or min(a.sessions, control.sessions) < MIN_ARM_SESSIONS:
+            a.verdict = "keep running"  # intervals of a handful of sessions mean little
             continue
         revenue_worse = (a.revenue_diff or 0.0) < 0 and (a.revenue_p_value or 1.0) < 0.05
         if a.seq_ci_high < 0:

@@ -111,6 +111,7 @@ def simulate(
     out_dir: Path,
     *,
     limit: int | None = None,
+    run: str | None = None,
     clock: Callable[[], float] = time.time,
     on_visitor: Callable[[], None] | None = None,
 ) -> SimulationResult:
@@ -121,17 +122,19 @@ def simulate(
     (progress).
     """
     t0 = time.perf_counter()
-    people = visitors(cfg, limit)
+    run = run if run is not None else f"r{int(clock())}"
+    people = visitors(cfg, limit, run=f"{run}-" if run else "")
     rows = []
     degraded = 0
     for v in people:
-        row, was_degraded = visit(channel, v, cfg.seed, clock())
+        row, was_degraded = visit(channel, v, cfg.seed, clock)
         rows.append(row)
         degraded += was_degraded
         if on_visitor is not None:
             on_visitor()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "truth.parquet"
+    # One folder a run: the analysis reads every run's truth under out_dir.
+    path = out_dir / f"run={run or 'default'}" / "truth.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
     return SimulationResult(
         visitors=len(people),
@@ -145,9 +148,11 @@ def simulate(
     )
 
 
-def visit(channel: Channel, v: Visitor, seed: int, now_s: float) -> tuple[dict[str, Any], bool]:
+def visit(
+    channel: Channel, v: Visitor, seed: int, clock: Callable[[], float]
+) -> tuple[dict[str, Any], bool]:
     """One visitor: browse, be scored, answer; its truth row and whether it was degraded."""
-    events = v.arrive(now_s)
+    events = v.arrive(clock())
     channel.send(events)
     last = events[-1]
     out = channel.score(
@@ -157,6 +162,8 @@ def visit(channel: Channel, v: Visitor, seed: int, now_s: float) -> tuple[dict[s
             "context": {"device": v.device, "page_type": last["page_type"]},
         }
     )
+    # The ending happens after the decision as the scorer logged it, whatever the delay.
+    v.decided_at = max(v.decided_at, clock())
     shown = [(a["action"], a["params"]) for a in out["decision"]["actions"]]
     end = ending(v, shown, seed)
     if end.events:

@@ -113,8 +113,12 @@ class Ending:
     events: list[dict[str, Any]]
 
 
-def visitors(cfg: GeneratorConfig, limit: int | None = None) -> list[Visitor]:
-    """The cart sessions of a generated log as visitors, in the order they started."""
+def visitors(cfg: GeneratorConfig, limit: int | None = None, run: str = "") -> list[Visitor]:
+    """The cart sessions of a generated log as visitors, in the order they started.
+
+    ``run`` prefixes every session and event id, so that two runs of one world
+    in the same home are different visitors (variants hash the session id).
+    """
     events, oracle = generate_events(cfg)
     truth = {r["session_id"]: r for r in oracle.to_pylist() if r["added_to_cart"]}
     by_session: dict[str, list[dict[str, Any]]] = {}
@@ -133,16 +137,24 @@ def visitors(cfg: GeneratorConfig, limit: int | None = None) -> list[Visitor]:
     for i, (sid, evs) in enumerate(plans):
         o = truth[sid]
         p = o["p_abandon"]
-        cart = sum(e["cart_value"] or 0.0 for e in evs if e["event_type"] == "add_to_cart")
+        # The order total, as the generator makes it: items added less items removed.
+        cart = sum(
+            (e["cart_value"] or 0.0) * (1 if e["event_type"] == "add_to_cart" else -1)
+            for e in evs
+            if e["event_type"] in ("add_to_cart", "remove_from_cart")
+        )
         out.append(
             Visitor(
                 index=i,
-                session_id=sid,
+                session_id=f"{run}{sid}",
                 user_id=o["user_id"],
                 device=evs[0]["device"],
                 browser=evs[0]["browser"],
                 consent=bool(evs[0]["consent"]),
-                events=evs,
+                events=[
+                    {**e, "session_id": f"{run}{sid}", "event_id": f"{run}{e['event_id']}"}
+                    for e in evs
+                ],
                 intent=o["intent"],
                 hesitation=o["hesitation"],
                 size_share=o["size_share"],

@@ -175,3 +175,24 @@ def test_a_large_experiment_recovers_the_true_lifts(
     errors = [abs(b["lift"] - b["true_lift"]) for b in out.bands]
     assert len(errors) == 20 and np.mean(errors) < 0.03
     assert out.as_dict()["arms"][1]["true_lift"] == arms["discount"].true_lift
+
+
+def test_tiny_arms_exposed_only_and_missing_risks_do_not_break_the_analysis() -> None:
+    # 4 of 4 against 0 of 3: a zero-variance interval, but no verdict on so few.
+    variant = ["b"] * 4 + ["control"] * 3
+    out = analyze(joined(variant, [True] * 4 + [False] * 3), {"control": 1, "b": 1},
+                  experiment="x")  # fmt: skip
+    assert out.verdict == "keep running" and out.arms[1].verdict == "keep running"
+    # An arm with no exposed session drops out of the exposed-only view; no crash.
+    variant = ["control"] * 300 + ["b"] * 300 + ["holdout"] * 300
+    t = joined(variant, [i % 3 == 0 for i in range(900)], [0.1 + (i % 7) / 10 for i in range(900)])
+    exposed = pa.array([v == "b" for v in variant])
+    t = t.set_column(t.schema.get_field_index("exposed"), "exposed", exposed)
+    weights = {"control": 1, "b": 1, "holdout": 1}
+    out = analyze(t, weights, experiment="x", exposed_only=True)
+    assert [a.name for a in out.arms] == ["control", "b"]
+    # A session without a risk (a degraded decision) leaves CUPED on for the others.
+    risk = t.column("risk").to_pylist()
+    risk[5] = None
+    t = t.set_column(t.schema.get_field_index("risk"), "risk", pa.array(risk, pa.float64()))
+    assert analyze(t, weights, experiment="x").arms[1].cuped_width_ratio is not None

@@ -201,7 +201,8 @@ def test_the_simulate_command_drives_a_running_scorer(
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "12 visitors" in done.stdout
-    assert pa.parquet.read_table(tmp_path / "truth.parquet").num_rows == 12
+    (truth,) = tmp_path.rglob("truth.parquet")
+    assert pa.parquet.read_table(truth).num_rows == 12
 
 
 def test_the_experiment_flow_analyses_simulated_traffic(
@@ -261,8 +262,8 @@ def test_the_in_process_channel_runs_the_same_scoring_core(
     assert error is None
     scorer = Scorer(settings, online, load_champions(settings), P.load(policy_path(settings)))
     cfg = GeneratorConfig(sessions=300, days=1, seed=606)
-    first = simulate(InProcessChannel(scorer), cfg, tmp_path / "a", limit=40)
-    again = simulate(InProcessChannel(scorer), cfg, tmp_path / "b", limit=40)
+    first = simulate(InProcessChannel(scorer), cfg, tmp_path / "a", limit=40, run="inproc")
+    again = simulate(InProcessChannel(scorer), cfg, tmp_path / "b", limit=40, run="inproc")
     assert first.visitors == 40 and first.degraded < 40
     a = pa.parquet.read_table(first.truth_path).to_pylist()
     b = pa.parquet.read_table(again.truth_path).to_pylist()
@@ -271,3 +272,28 @@ def test_the_in_process_channel_runs_the_same_scoring_core(
         assert x["variant"] == y["variant"]
         if x["action"] == y["action"]:
             assert (x["purchased"], x["revenue"]) == (y["purchased"], y["revenue"])
+
+
+def test_a_visitors_order_total_is_its_adds_less_its_removes() -> None:
+    """As the generator's purchase event has it, for every session that bought."""
+    from events.synth import generate_events
+
+    cfg = GeneratorConfig(sessions=2000, days=1, seed=8)
+    events, _ = generate_events(cfg)
+    bought = {
+        r["session_id"]: r["cart_value"]
+        for r in events.to_pylist()
+        if r["event_type"] == "purchase"
+    }
+    people = [v for v in visitors(cfg) if v.session_id in bought]
+    assert len(people) > 100
+    assert any(any(e["event_type"] == "remove_from_cart" for e in v.events) for v in people)
+    for v in people:
+        assert v.cart_value == pytest.approx(bought[v.session_id], abs=0.011)
+
+
+def test_two_runs_of_one_world_are_different_visitors() -> None:
+    cfg = GeneratorConfig(sessions=300, days=1, seed=8)
+    a, b = visitors(cfg, run="r1-"), visitors(cfg, run="r2-")
+    assert a[0].session_id == "r1-" + b[0].session_id.removeprefix("r2-")
+    assert {e["event_id"][:3] for e in a[0].events} == {"r1-"}

@@ -21,8 +21,8 @@ the visitor's latent state:
 ``h`` is the hesitation, ``intent`` the intent and ``size_share`` in [0, 1] how
 much of the hesitation is about size rather than price (a latent the behaviour
 does not reveal). At the world's abandonment rates (a slope of about 0.23 points
-per 0.01 of log-odds) the effects are 0 to 6 points of conversion per visitor,
-about 0.5 to 2 points on average, and some are negative.
+per 0.01 of log-odds) the effects are at most about 4 points of conversion per
+visitor, 0.2 to 1 point on average, and some are negative.
 
 >>> import numpy as np
 >>> h, z, s = np.array([1.5, -1.0]), np.array([0.0, 0.0]), np.array([0.0, 0.0])
