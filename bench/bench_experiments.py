@@ -186,6 +186,7 @@ def _joined(variant: np.ndarray, buy: np.ndarray, risk: np.ndarray) -> pa.Table:
             "experiment": pa.array(np.full(n, "x")),
             "variant": pa.array(variant),
             "propensity": np.full(n, 0.5),
+            "policy_version": np.ones(n, dtype=np.int64),
             "risk": risk,
             "action": pa.array(np.where(variant == "control", "none", DISCOUNT)),
             "discount_percent": np.where(variant == "control", 0.0, 15.0),

@@ -35,6 +35,7 @@ OUTCOME_SCHEMA = pa.schema(
         pa.field("experiment", pa.string()),
         pa.field("variant", pa.string()),
         pa.field("propensity", pa.float64()),
+        pa.field("policy_version", pa.int64()),
         pa.field("risk", pa.float64()),
         pa.field("action", pa.string()),
         pa.field("discount_percent", pa.float64()),
@@ -96,9 +97,10 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
         "experiment": first.column("experiment"),
         "variant": first.column("variant"),
         "propensity": first.column("propensity"),
+        "policy_version": _optional(first, "policy_version", pa.int64()),
         "risk": first.column("risk"),
         "action": pa.array([a.split(",")[0] if a else None for a in actions], pa.string()),
-        "discount_percent": _optional(first, "discount_percent"),
+        "discount_percent": _optional(first, "discount_percent", pa.float64()),
         "device": pa.array(device, pa.string()),
         "purchased": pa.array(purchased),
         "revenue": pa.array(np.round(revenue, 2)),
@@ -109,10 +111,10 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=OUTCOME_SCHEMA)
 
 
-def _optional(table: pa.Table, name: str) -> pa.Array:
+def _optional(table: pa.Table, name: str, kind: pa.DataType) -> pa.Array:
     if name in table.column_names:
-        return pc.cast(table.column(name), pa.float64())
-    return pa.nulls(table.num_rows, pa.float64())
+        return pc.cast(table.column(name), kind)
+    return pa.nulls(table.num_rows, kind)
 
 
 def _seconds(col: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -70,6 +70,29 @@ def weights_of(joined: pa.Table, experiment: str) -> dict[str, float]:
     return out
 
 
+def latest_version(joined: pa.Table, experiment: str) -> tuple[pa.Table, int | None, int]:
+    """The experiment's sessions assigned under its latest policy version.
+
+    A window in which the policy changed mixes weights (and maybe rules): its
+    arms are only comparable within one version. Returns the rows of the
+    latest version, that version (None when none was logged) and how many
+    sessions of earlier versions were left out.
+
+    >>> t = pa.table({"experiment": ["x"] * 3, "policy_version": [1, 2, 2]})
+    >>> rows, version, left_out = latest_version(t, "x")
+    >>> rows.num_rows, version, left_out
+    (2, 2, 1)
+    """
+    t = joined.filter(pc.equal(joined.column("experiment"), experiment))
+    versions = t.column("policy_version").drop_null()
+    if len(versions) == 0:
+        return t, None, 0
+    latest = pc.max(versions).as_py()
+    keep = pc.equal(pc.fill_null(t.column("policy_version"), latest), latest)
+    rows = t.filter(keep)
+    return rows, latest, t.num_rows - rows.num_rows
+
+
 def read_truth(path: Path | None) -> pa.Table | None:
     """A simulator's ``truth.parquet`` (or a folder of them), when there is one."""
     if path is None or not path.exists():

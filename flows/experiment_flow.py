@@ -32,7 +32,14 @@ from core.settings import Settings
 from events.ingest import ingest_files, live_inbox_files, retire_inbox_files
 from events.raw_store import RawEventStore
 from experiments.analysis import PLANNED_SESSIONS, Analysis, analyze, cumulative
-from experiments.load import default_since, experiments_in, load_joined, read_truth, weights_of
+from experiments.load import (
+    default_since,
+    experiments_in,
+    latest_version,
+    load_joined,
+    read_truth,
+    weights_of,
+)
 from experiments.report import write_report
 from flows.context import flow_settings
 from flows.drift_flow import post_alert
@@ -76,6 +83,7 @@ def analyze_task(
             f"no decisions of experiment {name!r} since {since:%Y-%m-%d}; "
             f"the log has: {', '.join(names) or 'none'}"
         )
+    joined, version, left_out = latest_version(joined, name)
     weights = weights_of(joined, name)
     path = Path(truth) if truth else settings.paths.home / "simulation"
     result = analyze(
@@ -86,6 +94,11 @@ def analyze_task(
         exposed_only=exposed_only,
         planned_sessions=planned,
     )
+    if left_out:
+        result.reason += (
+            f"; policy version {version} only ({left_out} sessions of earlier versions, "
+            "with other weights or rules, left out)"
+        )
     table = joined.filter(pc.equal(joined.column("experiment"), name))
     return result, cumulative(table, weights, planned)
 

@@ -38,6 +38,7 @@ def joined(variant: list[str], purchased: list[bool], risk: list[float] | None =
             "experiment": ["x"] * n,
             "variant": variant,
             "propensity": [0.5] * n,
+            "policy_version": [1] * n,
             "risk": risk,
             "action": ["none"] * n,
             "discount_percent": [0.0] * n,
