@@ -252,19 +252,29 @@ def _risk_bands(risk: np.ndarray, bands: int = 10) -> tuple[np.ndarray, list[str
     return codes, [*labels, "unknown"]
 
 
+def _grid(
+    cols: dict[str, np.ndarray],
+    groups: np.ndarray,
+    shape: tuple[int, int],
+    values: np.ndarray | None = None,
+) -> np.ndarray:
+    """Sums of ``values`` (or counts of rows) per (group, arm), rows of known arms only."""
+    ok = cols["variant"] >= 0
+    key = groups[ok] * shape[1] + cols["variant"][ok]
+    w = None if values is None else values[ok].astype(float)
+    return np.bincount(key, weights=w, minlength=shape[0] * shape[1]).reshape(shape)
+
+
 def breakdown(
     cols: dict[str, np.ndarray], names: list[str], groups: np.ndarray, labels: list[str]
 ) -> list[dict[str, Any]]:
     """Per group (a risk decile, a device), each treatment's lift against control."""
-    a, g = len(names), len(labels)
-    ok = cols["variant"] >= 0
-    key = groups[ok] * a + cols["variant"][ok]
-    n = np.bincount(key, minlength=a * g).reshape(g, a)
-    x = np.bincount(key, weights=cols["purchased"][ok], minlength=a * g).reshape(g, a)
-    true = cols["true_effect"][ok]
-    known = np.isfinite(true)
-    t_sum = np.bincount(key[known], weights=true[known], minlength=a * g).reshape(g, a)
-    t_n = np.bincount(key[known], minlength=a * g).reshape(g, a)
+    shape = (len(labels), len(names))
+    n = _grid(cols, groups, shape)
+    x = _grid(cols, groups, shape, cols["purchased"])
+    known = np.isfinite(cols["true_effect"])
+    t_sum = _grid(cols, groups, shape, np.where(known, cols["true_effect"], 0.0))
+    t_n = _grid(cols, groups, shape, known)
     c = _control(names)
     out = []
     for gi, label in enumerate(labels):
@@ -294,12 +304,9 @@ def cumulative(table: pa.Table, weights: dict[str, float], planned: int) -> list
     c = _control(names)
     days = np.unique(cols["day"])
     d_code = np.searchsorted(days, cols["day"])
-    ok = cols["variant"] >= 0
-    key = d_code[ok] * len(names) + cols["variant"][ok]
-    size = len(days) * len(names)
-    n = np.bincount(key, minlength=size).reshape(len(days), -1).cumsum(axis=0)
-    x = np.bincount(key, weights=cols["purchased"][ok], minlength=size)
-    x = x.reshape(len(days), -1).cumsum(axis=0)
+    shape = (len(days), len(names))
+    n = _grid(cols, d_code, shape).cumsum(axis=0)
+    x = _grid(cols, d_code, shape, cols["purchased"]).cumsum(axis=0)
     out = []
     for di, day in enumerate(days):
         for ai, arm in enumerate(names):
