@@ -6,6 +6,8 @@ Times, for about ``--events`` events (one million by default), the median of
 * generating the events and the oracle as Arrow tables (:func:`generate_events`),
 * generating and writing a JSONL log (:func:`write_event_log`, ``fmt="jsonl"``),
 * generating and writing a Parquet log (``fmt="parquet"``),
+* generating and writing a JSONL log with ``ideal.parquet`` beside it (the ideal
+  risk at every decision point, :mod:`events.synth.ideal`; not part of the target),
 
 each run into a fresh temporary folder, and prints seconds and events per second
 next to the target: a million events generated and written as JSONL in 30 s.
@@ -62,8 +64,12 @@ def main() -> None:
     as_parquet = replace(cfg, fmt="parquet")
     cases: list[tuple[str, Callable[[Path], int]]] = [
         ("generate to Arrow", lambda _: generate_events(cfg)[0].num_rows),
-        ("generate + write JSONL", lambda out: write_event_log(cfg, out).events),
-        ("generate + write Parquet", lambda out: write_event_log(as_parquet, out).events),
+        ("generate + write JSONL", lambda out: write_event_log(cfg, out, ideal=False).events),
+        (
+            "generate + write Parquet",
+            lambda out: write_event_log(as_parquet, out, ideal=False).events,
+        ),
+        ("... and ideal.parquet", lambda out: write_event_log(cfg, out).events),
     ]
     print(f"sessions={cfg.sessions:,} days={cfg.days} seed={cfg.seed} repeats={args.repeats}")
     header = f"{'case':<26} {'events':>11} {'seconds':>9} {'events/s':>12}"

@@ -1,13 +1,19 @@
 """Model quality bars and training speed, each with its baseline in the same run.
 
-    python bench/bench_models.py [--part oracle|week|uci|speed|all] [--sessions 20000] [--seed 7]
-                                 [--train-sessions 100000]
+    python bench/bench_models.py [--part oracle|ideal|week|uci|speed|all] [--sessions 20000]
+                                 [--seed 7] [--seeds 13] [--train-sessions 100000]
 
 * oracle: on generator data (default 20k sessions over 7 days), LightGBM's
   hold-out ROC AUC against the oracle AUC (true abandonment probability) on
   the same rows, and river's progressive AUC on those rows. The same gap on
   the validation day is printed too: one day holds under a thousand cart
   sessions, and the gap moves by about 0.01 from one day to the next.
+* ideal (not part of ``all``; about 2 minutes a seed): LightGBM's hold-out
+  ROC AUC against the *ideal* risk's (the best risk the events allow, computed
+  from the world's own likelihoods: :mod:`events.synth.ideal`) on the same
+  rows, paired per data seed over ``--seeds`` seeds (``0 .. seeds-1``), with the
+  oracle's gap beside it. Bar: mean gap to the ideal <= 0.005, with its
+  standard error.
 * week (not part of ``all``): the same hold-out day, with the model trained on
   its own training and validation days and on an independent, larger week of
   the same simulated world (``--train-sessions``, default 100k): what more
@@ -114,6 +120,54 @@ def oracle_part(sessions: int, seed: int) -> None:
         f"river - LightGBM {river_auc - auc:+.4f}; bars: gap <= 0.02, never < -0.005, "
         "river within 0.05"
     )
+
+
+def ideal_part(sessions: int, seeds: int) -> None:
+    """LightGBM against the ideal and the oracle risk, paired per data seed."""
+    import shutil
+
+    from models.card import ModelCard
+    from models.dataset import load_ideal, load_oracle, time_split
+    from models.lgbm import train_lgbm
+    from models.metrics import roc_auc
+    from models.train import SERVICE, ideal_auc, oracle_auc, xy
+
+    print(f"generator: {sessions:,} sessions x 7 days per seed; hold-out = the last day")
+    head = f"{'seed':>4}{'rows':>8}{'LightGBM':>10}{'ideal':>8}{'oracle':>8}"
+    print(f"{head}{'ideal-LGBM':>12}{'oracle-LGBM':>13}{'oracle-ideal':>14}", flush=True)
+    gaps: list[tuple[float, float, float]] = []
+    for seed in range(seeds):
+        s = fresh_home(f"mt-bench-ideal-{seed}-")
+        _, cols, frame = _generated(s, sessions, seed)
+        split = time_split(frame)
+        xte, yte = xy(split.test, cols)
+        card = ModelCard("lightgbm", SERVICE, cols, {})
+        r = train_lgbm(
+            *xy(split.train, cols),
+            *xy(split.valid, cols),
+            card,
+            seed=0,
+            groups=split.train["session_id"].to_numpy(),
+            valid_groups=split.valid["session_id"].to_numpy(),
+        )
+        auc = roc_auc(yte, r.model.predict(xte))
+        ideal = ideal_auc(load_ideal(s), split.test, yte)
+        oracle = oracle_auc(load_oracle(s), split.test, yte)
+        assert ideal is not None and oracle is not None
+        gaps.append((ideal - auc, oracle - auc, oracle - ideal))
+        print(
+            f"{seed:>4}{len(yte):>8,}{auc:>10.4f}{ideal:>8.4f}{oracle:>8.4f}"
+            f"{ideal - auc:>12.4f}{oracle - auc:>13.4f}{oracle - ideal:>14.4f}",
+            flush=True,
+        )
+        shutil.rmtree(s.home, ignore_errors=True)
+    g = np.array(gaps)
+    mean, se = g.mean(axis=0), g.std(axis=0, ddof=1) / np.sqrt(len(g))
+    print(
+        f"mean over {len(g)} seeds (standard error): ideal - LightGBM {mean[0]:.4f} ({se[0]:.4f}), "
+        f"oracle - LightGBM {mean[1]:.4f} ({se[1]:.4f}), oracle - ideal {mean[2]:.4f} ({se[2]:.4f})"
+    )
+    print("bar: mean gap to the ideal <= 0.005 (baseline beside it: the gap to the oracle)")
 
 
 def week_part(sessions: int, seed: int, train_sessions: int) -> None:
@@ -260,9 +314,11 @@ def speed_part() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", default="all", choices=["oracle", "week", "uci", "speed", "all"])
+    parts = ["oracle", "ideal", "week", "uci", "speed", "all"]
+    ap.add_argument("--part", default="all", choices=parts)
     ap.add_argument("--sessions", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seeds", type=int, default=13, help="data seeds of --part ideal")
     ap.add_argument(
         "--train-sessions",
         type=int,
@@ -272,6 +328,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.part in ("oracle", "all"):
         oracle_part(args.sessions, args.seed)
+    if args.part == "ideal":
+        ideal_part(args.sessions, args.seeds)
     if args.part == "week":
         week_part(args.sessions, args.seed, args.train_sessions)
     if args.part in ("uci", "all"):

@@ -144,8 +144,10 @@ def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> No
     t.add_row("rows rejected", f"{sum(f['rejected'].values()):,} ({len(f['rejected'])} reasons)")
     tr = f["train"]
     t.add_row("LightGBM hold-out ROC AUC", f"{tr['lgbm']['test_roc_auc']:.4f}")
+    if tr.get("ideal_auc") is not None:
+        t.add_row("ideal AUC (best the events allow), same rows", f"{tr['ideal_auc']:.4f}")
     if tr.get("oracle_auc") is not None:
-        t.add_row("oracle AUC, same rows", f"{tr['oracle_auc']:.4f}")
+        t.add_row("oracle AUC (knows the latents), same rows", f"{tr['oracle_auc']:.4f}")
     t.add_row("LightGBM hold-out ECE", f"{tr['lgbm']['test_ece']:.4f}")
     t.add_row("river progressive AUC", f"{tr['river']['test_progressive_roc_auc']:.4f}")
     for name, d in f["promote"]["decisions"].items():

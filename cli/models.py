@@ -16,7 +16,10 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of every random source in training.")] = 0,
     every_n: Annotated[int, typer.Option(help="A decision point every N events.")] = 10,
     oracle: Annotated[
-        Path | None, typer.Option(help="Generator oracle.parquet to compare AUC with.")
+        Path | None,
+        typer.Option(
+            help="Generator oracle.parquet to compare AUC with (and ideal.parquet beside it)."
+        ),
     ] = None,
 ) -> None:
     """Run the train flow: LightGBM and river on a time split, registered as challengers."""
@@ -32,8 +35,10 @@ def train(
         f"{r['river']['test_progressive_roc_auc']:.4f} (progressive)",
     )
     t.add_row("ECE", f"{r['lgbm']['test_ece']:.4f}", "")
+    if r.get("ideal_auc") is not None:
+        t.add_row("ideal AUC (same rows: the best the events allow)", f"{r['ideal_auc']:.4f}", "")
     if r["oracle_auc"] is not None:
-        t.add_row("oracle AUC (same rows)", f"{r['oracle_auc']:.4f}", "")
+        t.add_row("oracle AUC (same rows: knows the latent state)", f"{r['oracle_auc']:.4f}", "")
     t.add_row("rows train/valid/test", " / ".join(str(v) for v in r["rows"].values()), "")
     console.print(t)
     for p in r["plots"]:

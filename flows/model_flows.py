@@ -23,7 +23,7 @@ from flows.context import flow_settings
 from flows.locks import MODELS, exclusive
 from flows.retry import MODEL_RETRIES
 from models import registry
-from models.dataset import load_oracle, service_columns, time_split, training_frame
+from models.dataset import load_ideal, load_oracle, service_columns, time_split, training_frame
 from models.gate import PromotionReport, decide, drift_quality
 from models.lgbm import single_row_latency_us
 from models.plots import plot_calibration, plot_importance
@@ -39,7 +39,9 @@ def train_task(settings: Settings, seed: int, every_n: int, oracle: str | None) 
     columns = service_columns(store, SERVICE).columns
     frame = training_frame(settings, store, every_n)
     truth = load_oracle(settings, Path(oracle) if oracle else None)
-    return save_training(settings, fit_models(frame, columns, seed=seed, oracle=truth))
+    ideal = load_ideal(settings, Path(oracle).with_name("ideal.parquet") if oracle else None)
+    fitted = fit_models(frame, columns, seed=seed, oracle=truth, ideal=ideal)
+    return save_training(settings, fitted)
 
 
 def save_training(settings: Settings, fitted: Fitted) -> TrainReport:
@@ -80,6 +82,7 @@ def save_training(settings: Settings, fitted: Fitted) -> TrainReport:
         window=fitted.window,
         oracle_auc=fitted.oracle_auc,
         plots=[str(p) for p in plots],
+        ideal_auc=fitted.ideal_auc,
     )
     (folder / "report.json").write_text(json.dumps(asdict(report), indent=2, default=str))
     return report

@@ -241,3 +241,30 @@ def load_oracle(settings: Settings, explicit: Path | None = None) -> pd.DataFram
         if p is not None and p.exists()
     ]
     return pd.concat(frames).drop_duplicates("session_id") if frames else None
+
+
+def load_ideal(settings: Settings, explicit: Path | None = None) -> pd.DataFrame | None:
+    """The ideal risk of generated decision points (``ideal.parquet`` files), if any.
+
+    Columns ``session_id``, ``ts_us`` (the decision event's time, epoch
+    microseconds) and ``ideal_risk``: the best risk the events up to that point
+    allow (:mod:`events.synth.ideal`).
+    """
+    paths = (
+        [explicit] if explicit else sorted((settings.home / "generated").glob("*/ideal.parquet"))
+    )
+    frames = []
+    for p in paths:
+        if p is None or not p.exists():
+            continue
+        t = pq.read_table(p, columns=["session_id", "ts", "ideal_risk"])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "session_id": t["session_id"].to_numpy(zero_copy_only=False),
+                    "ts_us": t["ts"].cast(pa.int64()).to_numpy(),
+                    "ideal_risk": t["ideal_risk"].to_numpy(),
+                }
+            )
+        )
+    return pd.concat(frames).drop_duplicates(["session_id", "ts_us"]) if frames else None

@@ -3,8 +3,8 @@
 :func:`fit_models` splits the point-in-time training frame by time, trains
 LightGBM (early stopping on the validation day, then refitted on both days)
 and river (replayed over every row with delayed labels), scores both on the
-held-out day, and compares LightGBM with the generator's oracle when one is
-known. It reads no store and writes nothing: the ``train`` flow loads the
+held-out day, and compares LightGBM with the generator's oracle and ideal
+risk when they are known. It reads no store and writes nothing: the ``train`` flow loads the
 frame (:func:`models.dataset.training_frame`), then registers the models in
 MLflow and writes the plots and the report.
 
@@ -36,7 +36,7 @@ import pandas as pd
 from core.errors import NotReadyError
 from feature_repo.features import ABANDONMENT_SERVICE
 from models.card import ModelCard
-from models.dataset import LABEL, Split, time_split
+from models.dataset import LABEL, Split, micros_of, time_split
 from models.lgbm import LgbmRiskModel, single_row_latency_us, train_lgbm
 from models.metrics import roc_auc, score
 from models.online import RiverRiskModel, replay
@@ -56,6 +56,7 @@ class TrainReport:
     window: dict[str, Any]
     oracle_auc: float | None = None
     plots: list[str] = field(default_factory=list)
+    ideal_auc: float | None = None
 
 
 @dataclass
@@ -69,6 +70,8 @@ class Fitted:
     window: dict[str, Any]
     rows: dict[str, int]
     oracle_auc: float | None
+    #: The ideal risk's AUC on the same rows (:mod:`events.synth.ideal`), when known.
+    ideal_auc: float | None
     #: The hold-out rows, their labels and LightGBM's risk on them (for the plots).
     test_x: np.ndarray
     test_y: np.ndarray
@@ -90,12 +93,29 @@ def oracle_auc(oracle: pd.DataFrame | None, rows: pd.DataFrame, y: np.ndarray) -
     return roc_auc(y, p.to_numpy(float))
 
 
+def ideal_auc(ideal: pd.DataFrame | None, rows: pd.DataFrame, y: np.ndarray) -> float | None:
+    """The ideal risk scored on ``rows`` (None unless every row's decision point is in it).
+
+    Rows are matched on ``session_id`` and the decision event's time.
+    """
+    if ideal is None:
+        return None
+    keys = pd.DataFrame(
+        {"session_id": rows["session_id"].to_numpy(), "ts_us": micros_of(rows["event_timestamp"])}
+    )
+    p = keys.merge(ideal, on=["session_id", "ts_us"], how="left")["ideal_risk"]
+    if p.isna().any():
+        return None
+    return roc_auc(y, p.to_numpy(float))
+
+
 def fit_models(
     frame: pd.DataFrame,
     columns: list[str],
     *,
     seed: int = 0,
     oracle: pd.DataFrame | None = None,
+    ideal: pd.DataFrame | None = None,
 ) -> Fitted:
     """Train LightGBM and river on a time split of ``frame``; score both on the hold-out."""
     split = time_split(frame)
@@ -136,6 +156,10 @@ def fit_models(
     if truth is not None:
         lgbm_metrics["oracle_auc"] = truth
         lgbm_metrics["oracle_gap"] = truth - lgbm_metrics["test_roc_auc"]
+    limit = ideal_auc(ideal, split.test, y_te)
+    if limit is not None:
+        lgbm_metrics["ideal_auc"] = limit
+        lgbm_metrics["ideal_gap"] = limit - lgbm_metrics["test_roc_auc"]
     card.metrics = {k: lgbm_metrics[k] for k in ("test_roc_auc", "test_ece", "test_log_loss")}
     river, river_metrics = _fit_river(columns, window, split)
     return Fitted(
@@ -146,6 +170,7 @@ def fit_models(
         window=card.training_window,
         rows={"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
         oracle_auc=truth,
+        ideal_auc=limit,
         test_x=x_te,
         test_y=y_te,
         test_p=p_te,

@@ -40,6 +40,7 @@ from events.synth.effects import (
     purchase_probability,
     shown_effect,
 )
+from events.synth.ideal import ideal_risk
 
 Shown = Sequence[tuple[str, Mapping[str, Any]]]
 #: Share of abandoning visitors who start the checkout before leaving (as the generator).
@@ -69,6 +70,8 @@ class Visitor:
     #: Abandonment log-odds without any adjustment (the oracle's).
     base_logit: float
     cart_value: float
+    #: The best risk the events so far allow (:mod:`events.synth.ideal`), at the decision.
+    ideal_risk: float
     #: When the visitor is decided on: its last event as generated, until :meth:`arrive`.
     decided_at: float = field(init=False)
 
@@ -121,6 +124,15 @@ def visitors(cfg: GeneratorConfig, limit: int | None = None, run: str = "") -> l
     """
     events, oracle = generate_events(cfg)
     truth = {r["session_id"]: r for r in oracle.to_pylist() if r["added_to_cart"]}
+    ideal_table = ideal_risk(events, oracle, cfg)
+    # A visitor is decided on at its last browsing event: the last ideal row of its session.
+    ideal = dict(
+        zip(
+            ideal_table["session_id"].to_pylist(),
+            ideal_table["ideal_risk"].to_pylist(),
+            strict=True,
+        )
+    )
     by_session: dict[str, list[dict[str, Any]]] = {}
     carts = events.filter(pc.is_in(events["session_id"], pa.array(list(truth))))
     for row in carts.to_pylist():
@@ -160,6 +172,7 @@ def visitors(cfg: GeneratorConfig, limit: int | None = None, run: str = "") -> l
                 size_share=o["size_share"],
                 base_logit=math.log(p / (1.0 - p)),
                 cart_value=round(cart, 2),
+                ideal_risk=ideal[sid],
             )
         )
     return out
@@ -221,6 +234,7 @@ def truth_row(v: Visitor, decision: Mapping[str, Any], end: Ending) -> dict[str,
         "variant": decision["variant"],
         "action": decision["action"],
         "oracle_risk": v.oracle_risk,
+        "ideal_risk": v.ideal_risk,
         "intent": v.intent,
         "hesitation": v.hesitation,
         "size_share": v.size_share,

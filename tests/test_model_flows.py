@@ -70,6 +70,10 @@ def _train_promote_and_rollback(built: Settings, model_log) -> None:
     # The report's window is the card's: refitted, the model learnt from train and valid.
     assert first["window"]["fit"] == [first["window"]["train"][0], first["window"]["valid"][1]]
     assert 0.6 < first["lgbm"]["test_roc_auc"] <= first["oracle_auc"] + 0.005
+    # ideal.parquet beside the oracle: every hold-out decision point has its ideal risk.
+    assert first["ideal_auc"] is not None
+    assert first["lgbm"]["ideal_gap"] == first["ideal_auc"] - first["lgbm"]["test_roc_auc"]
+    assert 0.6 < first["ideal_auc"] < first["oracle_auc"] + 0.02
     # The 0.05 bar against LightGBM is measured on 20k sessions in bench/bench_models.py.
     assert first["river"]["test_progressive_roc_auc"] > 0.6
     out = promote()

@@ -169,6 +169,14 @@ def test_visitors_through_the_real_scorer_leave_outcomes_the_join_recovers(
             assert t["action"] == "none" and not t["exposed"]
         for action in ACTIONS:
             assert 0.0 < t[f"p_purchase_{action}"] < 1.0
+    # No live model beats the best risk the events allow: its error to the true
+    # risk is the larger (the scorer learnt from a two-day log).
+    scored = [d for d in mine.to_pylist() if truth[d["session_id"]]["consent"] and d["risk"]]
+    assert len(scored) > 100
+    oracle = np.array([truth[d["session_id"]]["oracle_risk"] for d in scored])
+    ideal = np.array([truth[d["session_id"]]["ideal_risk"] for d in scored])
+    live = np.array([d["risk"] for d in scored])
+    assert np.mean((ideal - oracle) ** 2) < np.mean((live - oracle) ** 2)
 
 
 def test_an_exposure_is_stored_but_folds_into_no_feature(client: httpx.Client) -> None:
@@ -290,6 +298,25 @@ def test_a_visitors_order_total_is_its_adds_less_its_removes() -> None:
     assert any(any(e["event_type"] == "remove_from_cart" for e in v.events) for v in people)
     for v in people:
         assert v.cart_value == pytest.approx(bought[v.session_id], abs=0.011)
+
+
+def test_a_visitors_ideal_risk_is_the_ideal_at_its_decision_event(people: list) -> None:
+    from events.synth import generate_events
+    from events.synth.ideal import ideal_risk
+
+    events, oracle = generate_events(WORLD)
+    table = ideal_risk(events, oracle, WORLD)
+    at = {
+        (sid, ts.timestamp()): r
+        for sid, ts, r in zip(
+            table["session_id"].to_pylist(),
+            table["ts"].to_pylist(),
+            table["ideal_risk"].to_pylist(),
+            strict=True,
+        )
+    }
+    for v in people[:300]:
+        assert v.ideal_risk == at[(v.session_id, v.decided_at)]
 
 
 def test_two_runs_of_one_world_are_different_visitors() -> None:

@@ -88,6 +88,9 @@ class GeneratedLog:
         Event files written, in name order (day files and any ``.badtypes.jsonl`` sidecars).
     oracle_path:
         The per-session ground truth (Parquet, schema :data:`ORACLE_SCHEMA`).
+    ideal_path:
+        The ideal risk at every decision point (Parquet, schema
+        :data:`events.synth.ideal.IDEAL_SCHEMA`), or None when not written.
     events:
         Valid, distinct events written.
     sessions, users:
@@ -100,6 +103,7 @@ class GeneratedLog:
 
     files: list[Path]
     oracle_path: Path
+    ideal_path: Path | None
     events: int
     sessions: int
     users: int
