@@ -1,6 +1,7 @@
 """Model quality bars and training speed, each with its baseline in the same run.
 
-    python bench/bench_models.py [--part oracle|ideal|week|uci|speed|all] [--sessions 20000]
+    python bench/bench_models.py [--part oracle|ideal|ideal-terms|week|uci|speed|all]
+                                 [--sessions 20000]
                                  [--seed 7] [--seeds 13] [--train-sessions 100000]
 
 * oracle: on generator data (default 20k sessions over 7 days), LightGBM's
@@ -11,9 +12,12 @@
 * ideal (not part of ``all``; about 2 minutes a seed): LightGBM's hold-out
   ROC AUC against the *ideal* risk's (the best risk the events allow, computed
   from the world's own likelihoods: :mod:`events.synth.ideal`) on the same
-  rows, paired per data seed over ``--seeds`` seeds (``0 .. seeds-1``), with the
+  rows, paired per data seed over ``--seeds`` seeds (from ``--first-seed``, 0), with the
   oracle's gap beside it. Bar: mean gap to the ideal <= 0.005, with its
   standard error.
+* ideal-terms (not part of ``all``): where the ideal risk's information is. Its
+  ROC AUC over every possible decision point of one seed's week, with each
+  piece of evidence left out in turn (``ideal_risk(..., leave_out=...)``).
 * week (not part of ``all``): the same hold-out day, with the model trained on
   its own training and validation days and on an independent, larger week of
   the same simulated world (``--train-sessions``, default 100k): what more
@@ -122,7 +126,7 @@ def oracle_part(sessions: int, seed: int) -> None:
     )
 
 
-def ideal_part(sessions: int, seeds: int) -> None:
+def ideal_part(sessions: int, seeds: int, first_seed: int = 0) -> None:
     """LightGBM against the ideal and the oracle risk, paired per data seed."""
     import shutil
 
@@ -136,7 +140,7 @@ def ideal_part(sessions: int, seeds: int) -> None:
     head = f"{'seed':>4}{'rows':>8}{'LightGBM':>10}{'ideal':>8}{'oracle':>8}"
     print(f"{head}{'ideal-LGBM':>12}{'oracle-LGBM':>13}{'oracle-ideal':>14}", flush=True)
     gaps: list[tuple[float, float, float]] = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         s = fresh_home(f"mt-bench-ideal-{seed}-")
         _, cols, frame = _generated(s, sessions, seed)
         split = time_split(frame)
@@ -168,6 +172,32 @@ def ideal_part(sessions: int, seeds: int) -> None:
         f"oracle - LightGBM {mean[1]:.4f} ({se[1]:.4f}), oracle - ideal {mean[2]:.4f} ({se[2]:.4f})"
     )
     print("bar: mean gap to the ideal <= 0.005 (baseline beside it: the gap to the oracle)")
+
+
+def ideal_terms_part(sessions: int, seed: int) -> None:
+    """The ideal risk's AUC with each piece of its evidence left out in turn."""
+    from events.synth import GeneratorConfig, generate_events
+    from events.synth.ideal import EVIDENCE, ideal_risk
+    from models.metrics import roc_auc
+
+    cfg = GeneratorConfig(sessions=sessions, days=7, seed=seed)
+    events, oracle = generate_events(cfg)
+    label = dict(
+        zip(oracle["session_id"].to_pylist(), oracle["abandoned"].to_pylist(), strict=True)
+    )
+
+    def auc(leave_out: tuple[str, ...]) -> float:
+        t = ideal_risk(events, oracle, cfg, leave_out=leave_out)
+        y = np.array([label[s] for s in t["session_id"].to_pylist()], dtype=int)
+        return roc_auc(y, t["ideal_risk"].to_numpy())
+
+    full = auc(())
+    print(f"seed {seed}, {sessions:,} sessions x 7 days: ideal AUC {full:.4f} over every event")
+    print("from the first add_to_cart to the checkout (every possible decision point)")
+    print(f"{'left out':<14}{'AUC':>8}{'loss':>9}", flush=True)
+    for name in EVIDENCE:
+        a = auc((name,))
+        print(f"{name:<14}{a:>8.4f}{full - a:>9.4f}", flush=True)
 
 
 def week_part(sessions: int, seed: int, train_sessions: int) -> None:
@@ -314,11 +344,12 @@ def speed_part() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parts = ["oracle", "ideal", "week", "uci", "speed", "all"]
+    parts = ["oracle", "ideal", "ideal-terms", "week", "uci", "speed", "all"]
     ap.add_argument("--part", default="all", choices=parts)
     ap.add_argument("--sessions", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--seeds", type=int, default=13, help="data seeds of --part ideal")
+    ap.add_argument("--first-seed", type=int, default=0, help="first data seed of --part ideal")
     ap.add_argument(
         "--train-sessions",
         type=int,
@@ -329,7 +360,9 @@ def main() -> None:
     if args.part in ("oracle", "all"):
         oracle_part(args.sessions, args.seed)
     if args.part == "ideal":
-        ideal_part(args.sessions, args.seeds)
+        ideal_part(args.sessions, args.seeds, args.first_seed)
+    if args.part == "ideal-terms":
+        ideal_terms_part(args.sessions, args.seed)
     if args.part == "week":
         week_part(args.sessions, args.seed, args.train_sessions)
     if args.part in ("uci", "all"):

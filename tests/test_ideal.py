@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pytest
 
 from events.synth import GeneratorConfig, generate_events
-from events.synth.ideal import _PK, ideal_risk
+from events.synth.ideal import _PK, EVIDENCE, ideal_risk
 
 CFG = GeneratorConfig(sessions=4000, days=2, seed=9)
 
@@ -126,3 +126,12 @@ def test_a_users_earlier_sessions_inform_the_ideal_and_later_ones_do_not(world) 
 
     assert without(later) == pytest.approx(base, rel=1e-9)
     assert not np.allclose(without(earlier["session_id"].tolist()), base, rtol=1e-6)
+
+
+def test_leaving_evidence_out_is_a_diagnostic_that_names_what_it_knows(world) -> None:
+    events, oracle, ideal = world
+    with pytest.raises(ValueError, match="unknown evidence"):
+        ideal_risk(events, oracle, CFG, leave_out=("mood",))
+    # With no evidence at all, the risk is the prior: one per device, signed in or not.
+    blind = ideal_risk(events, oracle, CFG, leave_out=EVIDENCE)
+    assert len(np.unique(np.round(blind["ideal_risk"].to_numpy(), 12))) <= 3 * 2

@@ -48,6 +48,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,6 +147,9 @@ def _layout() -> dict[str, slice]:
 
 _S = _layout()
 N_STATS = _S["velocity"].stop
+#: Every piece of evidence the ideal risk weighs: the per-event statistics, the
+#: session's length so far, and the user's earlier sessions.
+EVIDENCE: tuple[str, ...] = (*_S, "length", "history")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -481,7 +485,7 @@ def _whole_sessions(log: _Log, g: _Grid, risk: np.ndarray, wanted: np.ndarray) -
     return logsumexp(ll.reshape(len(idx), nz, -1) - g.h.reshape(nz, -1)[None] ** 2 / 2, axis=2)
 
 
-def _intent_priors(log: _Log, g: _Grid, risk: np.ndarray) -> np.ndarray:
+def _intent_priors(log: _Log, g: _Grid, risk: np.ndarray, history: bool = True) -> np.ndarray:
     """Each session's log prior of intent over the grid, given the user's earlier sessions.
 
     A signed-in session's intent is ``0.7 u + sqrt(0.51) e``; the user's trait
@@ -494,6 +498,9 @@ def _intent_priors(log: _Log, g: _Grid, risk: np.ndarray) -> np.ndarray:
     log_k -= logsumexp(log_k, axis=1, keepdims=True)  # (trait, intent): p(intent | trait)
     prior = np.tile(-((points - _ANON_INTENT) ** 2) / 2, (len(log.n), 1))
     signed = np.flatnonzero(log.user >= 0)
+    if not history:
+        prior[signed] = -(points**2) / 2
+        return prior
     order = signed[np.lexsort((log.start_us[signed], log.user[signed]))]
     if len(order) == 0:
         return prior
@@ -522,7 +529,13 @@ def _intent_priors(log: _Log, g: _Grid, risk: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- the ideal risk
 
 
-def ideal_risk(events: pa.Table, oracle: pa.Table, cfg: GeneratorConfig | None = None) -> pa.Table:
+def ideal_risk(
+    events: pa.Table,
+    oracle: pa.Table,
+    cfg: GeneratorConfig | None = None,
+    *,
+    leave_out: Collection[str] = (),
+) -> pa.Table:
     """The ideal risk at every event of every cart session that a decision can follow.
 
     Parameters
@@ -532,6 +545,9 @@ def ideal_risk(events: pa.Table, oracle: pa.Table, cfg: GeneratorConfig | None =
         them (valid events only).
     cfg:
         The configuration the log was generated with; only its drift regime is read.
+    leave_out:
+        Evidence to ignore, to see where the information is (a diagnostic; the
+        ideal risk uses all of it): any of :data:`EVIDENCE`.
 
     Returns
     -------
@@ -540,11 +556,16 @@ def ideal_risk(events: pa.Table, oracle: pa.Table, cfg: GeneratorConfig | None =
         ``add_to_cart`` up to, not including, its ``checkout_start`` or ``purchase``
         (every possible decision point), keyed by ``(session_id, ts)``, sorted so.
     """
+    unknown = set(leave_out) - set(EVIDENCE)
+    if unknown:
+        raise ValueError(f"unknown evidence {sorted(unknown)}; known: {', '.join(EVIDENCE)}")
     cfg = cfg or GeneratorConfig()
     log = _read(events, oracle, cfg)
     g = _grid()
+    for name in set(leave_out) & set(_S):
+        g.w[_S[name]] = 0.0
     risk = _risk_table(g, log)
-    prior_z = _intent_priors(log, g, risk)
+    prior_z = _intent_priors(log, g, risk, history="history" not in leave_out)
     cart_len = _length_probs(_length_cdf(g), _CART_MIN_EVENTS)
     nz = len(np.unique(g.z))
     z_of_cell = np.repeat(np.arange(nz), g.cells // nz)
@@ -567,7 +588,8 @@ def ideal_risk(events: pa.Table, oracle: pa.Table, cfg: GeneratorConfig | None =
             ps = sess[part]
             ll = cum[part] - cum[first[part]] + stats[first[part]]
             ll = ll @ g.w
-            ll += _length_so_far(k[part], pos[part], cart_len)
+            if "length" not in leave_out:
+                ll += _length_so_far(k[part], pos[part], cart_len)
             ll += prior_z[ps][:, z_of_cell] + log_h
             w = np.exp(ll - ll.max(axis=1, keepdims=True))
             col = log.drifted[ps].astype(int) * len(DEVICES) + log.device[ps]
