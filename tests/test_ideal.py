@@ -129,7 +129,7 @@ def test_a_users_earlier_sessions_inform_the_ideal_and_later_ones_do_not(world) 
 
 
 def test_leaving_evidence_out_is_a_diagnostic_that_names_what_it_knows(world) -> None:
-    events, oracle, ideal = world
+    events, oracle, _ = world
     with pytest.raises(ValueError, match="unknown evidence"):
         ideal_risk(events, oracle, CFG, leave_out=("mood",))
     # With no evidence at all, the risk is the prior: one per device, signed in or not.
