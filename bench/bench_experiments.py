@@ -196,6 +196,10 @@ def _joined(variant: np.ndarray, buy: np.ndarray, risk: np.ndarray) -> pa.Table:
             "exposed": variant != "control",
             "added_to_cart_after": np.zeros(n, dtype=bool),
             "time_to_purchase_s": np.where(buy, 60.0, np.nan),
+            "consent": np.ones(n, dtype=bool),
+            "treatment": pa.nulls(n, pa.string()),
+            "treatment_propensity": pa.nulls(n, pa.float64()),
+            "arm_treatments": pa.nulls(n, pa.string()),
         },
         schema=OUTCOME_SCHEMA,
     )

@@ -14,7 +14,9 @@ import importlib
 from cli.app import app, main
 
 #: Command modules, in the order ``--help`` lists them: the data's way through.
-COMMANDS = ("data", "features", "models", "drift", "simulate", "experiment", "demo", "ops")
+COMMANDS = (
+    "data", "features", "models", "drift", "simulate", "experiment", "policy", "demo", "ops",
+)  # fmt: skip
 for _module in COMMANDS:
     importlib.import_module(f"cli.{_module}")
 

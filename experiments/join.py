@@ -45,6 +45,13 @@ OUTCOME_SCHEMA = pa.schema(
         pa.field("exposed", pa.bool_(), False),
         pa.field("added_to_cart_after", pa.bool_(), False),
         pa.field("time_to_purchase_s", pa.float64()),
+        # The assignment decision's treatment key, its probability over the whole
+        # experiment, and what every arm would have applied (JSON): off-policy
+        # evaluation's inputs (experiments.policy_eval).
+        pa.field("consent", pa.bool_()),
+        pa.field("treatment", pa.string()),
+        pa.field("treatment_propensity", pa.float64()),
+        pa.field("arm_treatments", pa.string()),
     ]
 )
 _PURCHASE, _EXPOSURE = EventType.PURCHASE.value, EventType.EXPOSURE.value
@@ -67,7 +74,7 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
     ``decisions`` needs ``ts``, ``session_id``, ``experiment``, ``variant``,
     ``propensity``, ``risk`` and ``actions`` (as ``read_decisions`` gives);
     ``events`` needs ``ts``, ``session_id``, ``event_type``, ``cart_value`` and
-    ``device`` (the raw store's schema).
+    ``device`` (the raw store's schema), and may hold ``consent``.
     """
     first = first_decisions(decisions)
     n = first.num_rows
@@ -90,6 +97,9 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
     to_buy = np.where(purchased, first_buy - at, np.nan)
     device = np.full(n, None, dtype=object)
     device[unit] = ev.column("device").to_numpy(zero_copy_only=False)  # any of the session's
+    consent = np.full(n, None, dtype=object)
+    if "consent" in ev.column_names:
+        consent[unit] = ev.column("consent").to_numpy(zero_copy_only=False)
     actions = first.column("actions").to_numpy(zero_copy_only=False)
     cols = {
         "session_id": first.column("session_id"),
@@ -107,6 +117,10 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
         "exposed": pa.array(exposed),
         "added_to_cart_after": pa.array(added),
         "time_to_purchase_s": pa.array(to_buy, from_pandas=True),
+        "consent": pa.array(consent, pa.bool_()),
+        "treatment": _optional(first, "treatment", pa.string()),
+        "treatment_propensity": _optional(first, "treatment_propensity", pa.float64()),
+        "arm_treatments": _optional(first, "arm_treatments", pa.string()),
     }
     return pa.Table.from_pydict(cols, schema=OUTCOME_SCHEMA)
 

@@ -24,7 +24,7 @@ from stores.decision_log import read_decisions
 
 #: Outcomes are looked for this long after the window's last decision.
 OUTCOME_HORIZON = timedelta(days=1)
-_EVENT_COLUMNS = ["ts", "session_id", "event_type", "cart_value", "device"]
+_EVENT_COLUMNS = ["ts", "session_id", "event_type", "cart_value", "device", "consent"]
 
 
 def load_joined(settings: Settings, since: datetime, until: datetime) -> pa.Table:

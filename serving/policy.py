@@ -148,10 +148,39 @@ class Decision:
     #: assignment probability times the policy's probability of the actions given
     #: the variant, after the guard rails (1 for these deterministic rules).
     propensity: float = 1.0
+    #: What every arm of the experiment would have applied to this visitor at this
+    #: moment, as treatment keys (:func:`treatment_key`): off-policy evaluation
+    #: reads each arm as a policy of its own from them.
+    arm_treatments: dict[str, str] = field(default_factory=dict)
+    #: The probability of this decision's treatment over the whole experiment:
+    #: the summed shares of the arms that would have applied it (the propensity
+    #: inverse propensity scoring divides by).
+    treatment_propensity: float = 1.0
 
     @property
     def adjusted(self) -> bool:
         return any(a.action != Action.NONE for a in self.actions)
+
+    @property
+    def treatment(self) -> str:
+        return treatment_key(self.actions)
+
+
+def treatment_key(actions: list[Chosen]) -> str:
+    """The treatment that actions apply, as one string; a discount names its percent.
+
+    >>> treatment_key([Chosen("show_discount_popup", {"percent": 15, "ttl_s": 600}, "rule")])
+    'show_discount_popup@15'
+    >>> treatment_key([Chosen("none", {}, "no rule matched")])
+    'none'
+    """
+    parts = []
+    for a in actions:
+        if a.action == Action.NONE:
+            continue
+        pct = a.params.get("percent") if a.action == Action.SHOW_DISCOUNT_POPUP else None
+        parts.append(a.action if pct is None else f"{a.action}@{float(pct):g}")
+    return "+".join(parts) or Action.NONE.value
 
 
 def assign_variant(experiment: Experiment, session_id: str) -> str:
@@ -230,24 +259,36 @@ class Policy:
         *,
         now: float,
     ) -> Decision:
-        """The adjustments for one score; updates ``guard`` when one is made."""
-        decision = self._decide(session_id, risk, features, context, guard, now)
-        decision.propensity = variant_share(self.doc.experiment, decision.variant)
-        return decision
+        """The adjustments for one score; updates ``guard`` when one is made.
 
-    def _decide(
-        self,
-        session_id: str,
-        risk: float,
-        features: dict[str, Any],
-        context: dict[str, Any],
-        guard: Guard,
-        now: float,
-    ) -> Decision:
+        Every arm is evaluated on the same values (rules are cheap): the session's
+        own arm decides, and the others say what they would have done.
+        """
         doc = self.doc
         variant = assign_variant(doc.experiment, session_id)
         pct, z = self.baseline.percentile(risk), self.baseline.zscore(risk)
         self.baseline.add(risk)
+        values: dict[str, Any] = {"risk": risk, "risk_percentile": pct, "risk_zscore": z}
+        values.update({f"feature:{k}": v for k, v in features.items()})
+        values.update({f"context:{k}": v for k, v in context.items()})
+        arms = {v: self._choose(v, values, guard, now) for v in doc.experiment.variants}
+        decision = arms[variant]
+        if decision.adjusted:
+            guard.shown += 1
+            guard.last_at = now
+        decision.propensity = variant_share(doc.experiment, variant)
+        decision.arm_treatments = {v: d.treatment for v, d in arms.items()}
+        mine = decision.treatment
+        decision.treatment_propensity = sum(
+            variant_share(doc.experiment, v)
+            for v, t in decision.arm_treatments.items()
+            if t == mine
+        )
+        return decision
+
+    def _choose(self, variant: str, values: dict[str, Any], guard: Guard, now: float) -> Decision:
+        """What ``variant`` applies given the values and the guard rails (changes nothing)."""
+        doc = self.doc
         if variant == "control":
             return _none(variant, "control group: no adjustment")
         rails = doc.guard_rails
@@ -256,9 +297,6 @@ class Policy:
         if guard.last_at is not None and now - guard.last_at < rails.cooldown_seconds:
             left = rails.cooldown_seconds - (now - guard.last_at)
             return _none(variant, f"cooldown: {left:.0f} s until the next adjustment")
-        values: dict[str, Any] = {"risk": risk, "risk_percentile": pct, "risk_zscore": z}
-        values.update({f"feature:{k}": v for k, v in features.items()})
-        values.update({f"context:{k}": v for k, v in context.items()})
         overrides = doc.experiment.variants[variant].params
         chosen: list[Chosen] = []
         for rule in doc.rules:
@@ -274,6 +312,4 @@ class Policy:
                 break
         if not chosen:
             return _none(variant, "no rule matched")
-        guard.shown += 1
-        guard.last_at = now
         return Decision(variant, chosen)

@@ -122,6 +122,9 @@ class Scorer:
                 variant,
                 [Chosen("none", {}, f"degraded: {why}, safe decision")],
                 variant_share(experiment, variant),
+                # Every arm degrades alike: the safe decision was certain.
+                arm_treatments=dict.fromkeys(experiment.variants, "none"),
+                treatment_propensity=1.0,
             )
         else:
             guard = self.guards.get(req.session_id)
@@ -206,6 +209,9 @@ class Scorer:
                 "variant": decision.variant,
                 "policy_version": self.policy.doc.version,
                 "propensity": decision.propensity,
+                "treatment": decision.treatment,
+                "treatment_propensity": decision.treatment_propensity,
+                "arm_treatments": decision.arm_treatments,
                 "risk": risk,
                 "risk_lgbm": risk_lgbm,
                 "risk_river": risk_river,

@@ -159,8 +159,10 @@ def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
     Columns: ``ts`` (timestamp, UTC), ``session_id``, ``user_id``,
     ``experiment``, ``variant``, ``policy_version``, ``propensity``, ``risk``,
     ``risk_lgbm``, ``risk_river``, ``degraded``, ``drift_signal``, ``actions``
-    (comma-joined), ``discount_percent`` (0 without a discount), then the
-    features. Records written before a field existed hold null there. A torn
+    (comma-joined), ``discount_percent`` (0 without a discount), ``treatment``
+    and ``treatment_propensity`` (the treatment key and its probability over
+    the whole experiment), ``arm_treatments`` (JSON: what each arm would have
+    applied), then the features. Records written before a field existed hold null there. A torn
     last line (a process killed mid-write) is skipped.
     """
     lo, hi = start.timestamp(), end.timestamp()
@@ -184,12 +186,20 @@ def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
         "variant": pa.array([r.get("variant") for r in rows], pa.string()),
         "policy_version": pa.array([r.get("policy_version") for r in rows], pa.int64()),
     }
-    for c in ("propensity", "risk", "risk_lgbm", "risk_river"):
+    for c in ("propensity", "treatment_propensity", "risk", "risk_lgbm", "risk_river"):
         cols[c] = pa.array([r.get(c) for r in rows], pa.float64())
     for c in ("degraded", "drift_signal"):
         cols[c] = pa.array([bool(r.get(c, False)) for r in rows], pa.bool_())
     cols["actions"] = pa.array([",".join(r.get("actions") or []) for r in rows], pa.string())
     cols["discount_percent"] = pa.array([_discount(r) for r in rows], pa.float64())
+    cols["treatment"] = pa.array([r.get("treatment") for r in rows], pa.string())
+    cols["arm_treatments"] = pa.array(
+        [
+            orjson.dumps(r["arm_treatments"]).decode() if "arm_treatments" in r else None
+            for r in rows
+        ],
+        pa.string(),
+    )
     for n in names:
         cols[n] = pa.array([(r.get("features") or {}).get(n) for r in rows], pa.float64())
     return pa.table(cols)

@@ -48,6 +48,10 @@ def joined(variant: list[str], purchased: list[bool], risk: list[float] | None =
             "exposed": [v != "control" for v in variant],
             "added_to_cart_after": [False] * n,
             "time_to_purchase_s": [60.0 if p else None for p in purchased],
+            "consent": [True] * n,
+            "treatment": ["none"] * n,
+            "treatment_propensity": [None] * n,
+            "arm_treatments": [None] * n,
         },
         schema=OUTCOME_SCHEMA,
     )

@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 
 from events.synth import GeneratorConfig, generate_events
-from events.synth.ideal import _PK, EVIDENCE, ideal_risk
+from events.synth.ideal import EVIDENCE, ideal_risk
+from events.synth.likelihood import FIRST_ADD
 
 CFG = GeneratorConfig(sessions=4000, days=2, seed=9)
 
@@ -28,11 +29,11 @@ def _with_truth(ideal: pa.Table, oracle: pa.Table) -> tuple[np.ndarray, np.ndarr
 
 def test_first_add_position_given_length_by_hand() -> None:
     # browse = 20: floor(U(0.4, 0.8) * 20) is 8 .. 15, each with chance 1/8.
-    assert _PK[8:16, 20] == pytest.approx([0.125] * 8)
-    assert _PK[:, 20].sum() == pytest.approx(1.0)
+    assert FIRST_ADD[8:16, 20] == pytest.approx([0.125] * 8)
+    assert FIRST_ADD[:, 20].sum() == pytest.approx(1.0)
     # browse = 14: floor(u * 14) is 5 .. 11 and the world moves 5, 6, 7 up to 8.
-    assert _PK[8, 14] == pytest.approx((9 / 14 - 0.4) / 0.4)
-    assert _PK[:, 14:].sum(axis=0) == pytest.approx(np.ones(398 - 14 + 1))
+    assert FIRST_ADD[8, 14] == pytest.approx((9 / 14 - 0.4) / 0.4)
+    assert FIRST_ADD[:, 14:].sum(axis=0) == pytest.approx(np.ones(398 - 14 + 1))
 
 
 def test_every_decision_point_of_every_cart_session_has_one(world) -> None:

@@ -196,3 +196,55 @@ def test_shipped_policy_is_valid(tmp_path: Path) -> None:
     }
     with pytest.raises(InputError, match="cannot read policy"):
         Policy.load(tmp_path / "missing.yaml")
+
+
+THREE_ARMS = """
+experiment:
+  variants:
+    control: {weight: 1}
+    ten: {weight: 2}
+    fifteen: {weight: 2, params: {show_discount_popup: {percent: 15}}}
+guard_rails: {max_adjustments_per_session: 1, cooldown_seconds: 0}
+rules:
+  - name: d
+    when: {risk: {gte: 0.5}}
+    action: show_discount_popup
+    params: {percent: 10}
+"""
+
+
+def test_every_arm_says_what_it_would_apply_and_propensities_sum_to_one() -> None:
+    p = Policy.from_yaml(THREE_ARMS)
+    for i, risk in enumerate((0.9, 0.2)):
+        d = p.decide(f"s{i}", risk, {}, {}, Guard(), now=0.0)
+        if risk >= 0.5:
+            assert d.arm_treatments == {
+                "control": "none",
+                "ten": "show_discount_popup@10",
+                "fifteen": "show_discount_popup@15",
+            }
+        else:
+            assert set(d.arm_treatments.values()) == {"none"}
+        # Each treatment's probability over the experiment: the shares of its arms.
+        by_treatment: dict[str, float] = {}
+        for arm, t in d.arm_treatments.items():
+            share = {"control": 0.2, "ten": 0.4, "fifteen": 0.4}[arm]
+            by_treatment[t] = by_treatment.get(t, 0.0) + share
+        assert sum(by_treatment.values()) == pytest.approx(1.0)
+        assert d.treatment_propensity == pytest.approx(by_treatment[d.treatment])
+        assert d.propensity == pytest.approx(
+            {"control": 0.2, "ten": 0.4, "fifteen": 0.4}[d.variant]
+        )
+
+
+def test_the_other_arms_change_no_guard_state() -> None:
+    # A control session at high risk: the other arms would adjust, but only the
+    # session's own arm moves its guard (cap 1 stays unused).
+    p = Policy.from_yaml(THREE_ARMS)
+    sid = next(
+        f"s{i}" for i in range(100) if assign_variant(p.doc.experiment, f"s{i}") == "control"
+    )
+    guard = Guard()
+    d = p.decide(sid, 0.9, {}, {}, guard, now=0.0)
+    assert d.treatment == "none" and guard.shown == 0 and guard.last_at is None
+    assert d.treatment_propensity == pytest.approx(0.2)

@@ -253,6 +253,28 @@ def test_the_experiment_flow_analyses_simulated_traffic(
     assert {"experiment", "srm_p_value", "verdict", "arms"} <= set(js)
     assert {"name", "sessions", "conversions", "rate", "lift", "ci_low", "ci_high", "p_value",
             "chance_to_beat_control"} <= set(js["arms"][1])  # fmt: skip
+    _policies_valued_off_policy(settings, since, tmp_path, policy)
+
+
+def _policies_valued_off_policy(settings: Settings, since, truth: Path, policy: Policy) -> None:
+    """`microtune policy evaluate` on the same traffic: identities the log must satisfy."""
+    from experiments.load import load_joined
+    from experiments.policy_eval import evaluate_home
+
+    out = evaluate_home(settings, since=since, truth=truth)
+    values = {p["name"]: p for p in out["policies"]}
+    assert list(values) == ["none", *policy.doc.experiment.variants, "logged"]
+    joined = load_joined(settings, since, datetime.now(UTC))
+    mine = joined.filter(pa.compute.equal(joined["consent"], True))
+    # The logged mix, weighted by the logged propensities, is exactly the mean reward.
+    mean_revenue = float(np.mean(mine["revenue"].to_numpy()))
+    assert values["logged"]["ips"]["value"] == pytest.approx(mean_revenue, rel=1e-9)
+    assert out["sessions"] == mine.num_rows
+    # Control adjusts nobody: it is the `none` policy.
+    assert values["control"]["ips"]["value"] == pytest.approx(values["none"]["ips"]["value"])
+    for p in values.values():
+        assert p["ci_low"] <= p["value_estimate"] <= p["ci_high"]
+        assert p["true_value"] is not None and p["true_value"] > 0
 
 
 def test_the_in_process_channel_runs_the_same_scoring_core(

@@ -1,0 +1,260 @@
+"""Which policy would have earned most: every arm, and doing nothing, valued off-policy.
+
+The unit is a session's first decision (its assignment), as in the experiment
+analysis; its **reward** is the revenue the session paid after it (net of any
+discount: revenue minus the margin given away). Sessions without consent are
+left out (the store keeps no order value for them).
+
+Candidates:
+
+* ``none``: never adjust;
+* every arm of the experiment, as if it served all the traffic: the scorer logs
+  what each arm would have applied to each visitor (``arm_treatments``), so an
+  arm's action is known on every logged decision, not only its own;
+* ``logged``: the experiment as it ran (its value is the mean reward; the
+  estimators must agree with it, a check of the propensities).
+
+Each gets IPS and doubly robust estimates (:mod:`experiments.ope`) with 95%
+intervals, and, when a simulator's truth is known, its **true value**: the
+mean over the same sessions of the world's expected net revenue under the
+candidate's treatment (:mod:`events.synth.effects`).
+
+>>> import pyarrow as pa
+>>> t = pa.table({"treatment": ["none", "show_discount_popup@10"] * 50,
+...     "variant": ["control", "b"] * 50, "propensity": [0.5] * 100,
+...     "treatment_propensity": [0.5] * 100, "revenue": [10.0, 30.0] * 50,
+...     "arm_treatments": ['{"control": "none", "b": "show_discount_popup@10"}'] * 100,
+...     "risk": [0.5] * 100, "device": ["mobile"] * 100, "consent": [True] * 100})
+>>> [(p.name, round(p.ips.value, 1)) for p in evaluate_policies(t)]
+[('none', 10.0), ('control', 10.0), ('b', 30.0), ('logged', 20.0)]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from core.errors import NotReadyError
+from core.settings import Settings
+from events.synth.effects import NONE, discount_percent, purchase_probability, shown_effect
+from experiments.load import (
+    default_since,
+    experiments_in,
+    latest_version,
+    load_joined,
+    read_truth,
+)
+from experiments.ope import Estimate, doubly_robust, fit_reward_model, ips
+
+LOGGED = "logged"
+_DEVICES = ("desktop", "mobile", "tablet")
+
+
+@dataclass
+class PolicyValue:
+    """One candidate policy's estimated value (and true value, when the truth is known)."""
+
+    name: str
+    dr: Estimate
+    ips: Estimate
+    true_value: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` shape: DR is the ``value_estimate``; IPS beside it."""
+        return {
+            "name": self.name,
+            "value_estimate": self.dr.value,
+            "ci_low": self.dr.ci_low,
+            "ci_high": self.dr.ci_high,
+            "method": "doubly_robust",
+            "ips": self.ips.as_dict(),
+            "effective_sample_size": self.dr.ess,
+            "n": self.dr.n,
+            "true_value": self.true_value,
+        }
+
+
+def parse_treatment(key: str) -> list[tuple[str, dict[str, Any]]]:
+    """A treatment key back to actions and parameters.
+
+    >>> parse_treatment("show_discount_popup@15+emphasize_cta")
+    [('show_discount_popup', {'percent': 15.0}), ('emphasize_cta', {})]
+    >>> parse_treatment("none")
+    []
+    """
+    out: list[tuple[str, dict[str, Any]]] = []
+    for part in key.split("+"):
+        if not part or part == NONE:
+            continue
+        action, _, pct = part.partition("@")
+        out.append((action, {"percent": float(pct)} if pct else {}))
+    return out
+
+
+def _usable(joined: pa.Table) -> pa.Table:
+    ok = np.asarray(joined.column("treatment").is_valid())
+    ok &= np.asarray(joined.column("arm_treatments").is_valid())
+    if "consent" in joined.column_names:
+        ok &= np.asarray(joined.column("consent").fill_null(False))
+    return joined.filter(pa.array(ok))
+
+
+def _context(t: pa.Table) -> np.ndarray:
+    risk = np.asarray(t.column("risk").fill_null(np.nan), dtype=float)
+    device = np.asarray(t.column("device").fill_null("").to_pylist(), dtype=object)
+    onehot = np.stack([device == d for d in _DEVICES], axis=1).astype(float)
+    return np.column_stack([risk, onehot])
+
+
+def evaluate_policies(
+    joined: pa.Table, truth: pa.Table | None = None, *, seed: int = 0
+) -> list[PolicyValue]:
+    """IPS and DR values of ``none``, every arm and the logged mix, in that order.
+
+    ``joined`` is the experiment's joined table (one experiment, one policy
+    version), with a ``consent`` column when known. ``truth`` is a simulator's
+    truth table; with it, each candidate's true value is computed over the
+    same sessions.
+    """
+    t = _usable(joined)
+    if t.num_rows < 2:
+        raise ValueError(
+            "no decision in the window logs the treatments every arm would have applied: "
+            "decisions from before treatments were logged cannot be evaluated off-policy"
+        )
+    logged = t.column("treatment").to_pylist()
+    arms_of = [json.loads(a) for a in t.column("arm_treatments").to_pylist()]
+    arms = list(arms_of[0])
+    keys = sorted({NONE, *logged, *(k for row in arms_of for k in row.values())})
+    col = {k: i for i, k in enumerate(keys)}
+    n, width = len(logged), len(keys)
+    action = np.array([col[k] for k in logged])
+    mu = np.asarray(t.column("treatment_propensity"), dtype=float)
+    reward = np.asarray(t.column("revenue").fill_null(0.0), dtype=float)
+    q = fit_reward_model(_context(t), action, reward, width, seed=seed)
+    candidates: list[tuple[str, np.ndarray]] = []
+    none = np.zeros((n, width))
+    none[:, col[NONE]] = 1.0
+    candidates.append((NONE, none))
+    for arm in arms:
+        target = np.zeros((n, width))
+        target[np.arange(n), [col[row.get(arm, NONE)] for row in arms_of]] = 1.0
+        candidates.append((arm, target))
+    mix = np.zeros((n, width))  # the logging policy itself: the arms' shares
+    shares = _shares(t, arms, arms_of, logged)
+    for arm, share in shares.items():
+        mix[np.arange(n), [col[row.get(arm, NONE)] for row in arms_of]] += share
+    candidates.append((LOGGED, mix))
+    truth_rows = _truth_for(t, truth)
+    out = []
+    for name, target in candidates:
+        value = PolicyValue(
+            name,
+            dr=doubly_robust(target, action, mu, reward, q),
+            ips=ips(target, action, mu, reward),
+        )
+        if truth_rows is not None:
+            value.true_value = _true_value(truth_rows, target, keys)
+        out.append(value)
+    return out
+
+
+def _shares(
+    t: pa.Table, arms: list[str], arms_of: list[dict[str, str]], logged: list[str]
+) -> dict[str, float]:
+    """Each arm's share, read back from the log: a variant's propensity is its share."""
+    variants = t.column("variant").to_pylist()
+    prop = t.column("propensity").to_pylist()
+    shares: dict[str, float] = {}
+    for v, p in zip(variants, prop, strict=True):
+        if v is not None and p is not None and v not in shares:
+            shares[v] = float(p)
+    missing = [a for a in arms if a not in shares]
+    if missing:
+        rest = max(0.0, 1.0 - sum(shares.values()))
+        for a in missing:
+            shares[a] = rest / len(missing)
+    total = sum(shares[a] for a in arms) or 1.0
+    return {a: shares[a] / total for a in arms}
+
+
+def _truth_for(t: pa.Table, truth: pa.Table | None) -> dict[str, np.ndarray] | None:
+    """The truth's latents and cart values of the evaluated sessions, in their order."""
+    if truth is None:
+        return None
+    index = {sid: i for i, sid in enumerate(truth.column("session_id").to_pylist())}
+    rows = [index.get(sid) for sid in t.column("session_id").to_pylist()]
+    if any(r is None for r in rows):
+        return None
+    take = pa.array(rows)
+    cols = ("intent", "hesitation", "size_share", "oracle_risk", "cart_value")
+    return {c: np.asarray(truth.column(c).take(take), dtype=float) for c in cols}
+
+
+def true_net_revenue(truth: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """Each session's expected net revenue had it been shown ``key``, under the world's truth."""
+    shown = parse_treatment(key)
+    base = np.log(truth["oracle_risk"] / (1.0 - truth["oracle_risk"]))
+    effect = np.array(
+        [
+            shown_effect(shown, z, h, s)
+            for z, h, s in zip(
+                truth["intent"], truth["hesitation"], truth["size_share"], strict=True
+            )
+        ]
+    )
+    pct = discount_percent(shown)
+    p = purchase_probability(base, effect)
+    return np.asarray(truth["cart_value"] * (1.0 - pct / 100.0) * p)
+
+
+def _true_value(truth: dict[str, np.ndarray], target: np.ndarray, keys: list[str]) -> float:
+    total = np.zeros(len(target))
+    for j, key in enumerate(keys):
+        weight = target[:, j]
+        if weight.any():
+            total += weight * true_net_revenue(truth, key)
+    value = float(total.mean())
+    return value if math.isfinite(value) else float("nan")
+
+
+def evaluate_home(
+    settings: Settings,
+    *,
+    experiment: str | None = None,
+    since: datetime | None = None,
+    truth: Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every candidate policy of an experiment, valued from the home's decision log.
+
+    Reads the decisions from ``since`` (default: 30 days ago) until now, joins
+    their outcomes, keeps the experiment's latest policy version, and reads a
+    simulator's truth from ``truth`` (default: ``HOME/simulation``) when there
+    is one. Returns the ``microtune policy evaluate --json`` object.
+    """
+    now = datetime.now(UTC)
+    joined = load_joined(settings, since or default_since(now), now)
+    names = experiments_in(joined)
+    if not names:
+        raise NotReadyError("no decision in the window belongs to an experiment")
+    name = experiment or names[0]
+    if name not in names:
+        raise NotReadyError(f"no decision of experiment {name!r}; the window has {names}")
+    rows, version, _ = latest_version(joined, name)
+    truth_table = read_truth(truth or settings.paths.home / "simulation")
+    values = evaluate_policies(rows, truth_table, seed=seed)
+    return {
+        "experiment": name,
+        "policy_version": version,
+        "sessions": values[0].dr.n,
+        "reward": "revenue per session, net of discounts",
+        "policies": [v.as_dict() for v in values],
+    }
