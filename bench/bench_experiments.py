@@ -199,7 +199,7 @@ def _joined(variant: np.ndarray, buy: np.ndarray, risk: np.ndarray) -> pa.Table:
             "consent": np.ones(n, dtype=bool),
             "treatment": pa.nulls(n, pa.string()),
             "treatment_propensity": pa.nulls(n, pa.float64()),
-            "arm_treatments": pa.nulls(n, pa.string()),
+            "arm_policies": pa.nulls(n, pa.string()),
         },
         schema=OUTCOME_SCHEMA,
     )

@@ -19,7 +19,10 @@
 7. The ``analyze_experiment`` flow joins outcomes to decisions and analyses
    the policy's experiment: each variant against control, its measured lift,
    its interval, and the true lift.
-8. A summary is printed and the server is stopped.
+8. ``microtune policy evaluate`` values ``none`` and every arm as if it
+   served all the traffic, off-policy from the same log, beside each one's
+   true value.
+9. A summary is printed and the server is stopped.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from cli.app import app, console, flows_on, progress, settings
 from cli.demo_live import live_traffic, print_summary
 from core.settings import Settings
 
-STEPS = 8
+STEPS = 9
 
 
 def _step(console: Console, n: int, title: str) -> None:
@@ -110,6 +113,12 @@ def run_demo(
 
     experiment = analyze_experiment()
     show(experiment)
+    _step(console, 9, "policy evaluate: every arm valued off-policy (beside its true value)")
+    from cli.policy import show as show_policies
+    from experiments.policy_eval import evaluate_home
+
+    policies = evaluate_home(settings)
+    show_policies(policies)
 
     accepted = first.ingest["accepted"] + second.ingest["accepted"]
     rejected: Counter[str] = Counter(first.ingest["rejected"])
@@ -124,6 +133,7 @@ def run_demo(
         "drift": drift,
         "live": live,
         "experiment": experiment,
+        "policies": policies,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print_summary(settings, figures, console)

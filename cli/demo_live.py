@@ -183,6 +183,12 @@ def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> No
                 f"lift: {a['name']}",
                 f"{a['lift']:+.4f} [{a['ci_low']:+.4f}, {a['ci_high']:+.4f}]{true}",
             )
+    for p in f["policies"]["policies"]:
+        true = "" if p["true_value"] is None else f", true {p['true_value']:.2f}"
+        t.add_row(
+            f"policy value (DR): {p['name']}",
+            f"{p['value_estimate']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]{true}",
+        )
     t.add_row("experiment report", ex["report"])
     t.add_row("took", f"{f['seconds']} s")
     t.add_row("drift report", f["drift"]["report"])

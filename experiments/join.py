@@ -51,7 +51,7 @@ OUTCOME_SCHEMA = pa.schema(
         pa.field("consent", pa.bool_()),
         pa.field("treatment", pa.string()),
         pa.field("treatment_propensity", pa.float64()),
-        pa.field("arm_treatments", pa.string()),
+        pa.field("arm_policies", pa.string()),
     ]
 )
 _PURCHASE, _EXPOSURE = EventType.PURCHASE.value, EventType.EXPOSURE.value
@@ -120,7 +120,7 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
         "consent": pa.array(consent, pa.bool_()),
         "treatment": _optional(first, "treatment", pa.string()),
         "treatment_propensity": _optional(first, "treatment_propensity", pa.float64()),
-        "arm_treatments": _optional(first, "arm_treatments", pa.string()),
+        "arm_policies": _optional(first, "arm_policies", pa.string()),
     }
     return pa.Table.from_pydict(cols, schema=OUTCOME_SCHEMA)
 

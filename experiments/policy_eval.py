@@ -9,8 +9,10 @@ Candidates:
 
 * ``none``: never adjust;
 * every arm of the experiment, as if it served all the traffic: the scorer logs
-  what each arm would have applied to each visitor (``arm_treatments``), so an
-  arm's action is known on every logged decision, not only its own;
+  each arm's probability of each treatment for each visitor (``arm_policies``:
+  1 for what a rule arm would have applied, the bandit's distribution for a
+  learning arm), so an arm's choice is known on every logged decision, not
+  only its own;
 * ``logged``: the experiment as it ran (its value is the mean reward; the
   estimators must agree with it, a check of the propensities).
 
@@ -23,7 +25,7 @@ candidate's treatment (:mod:`events.synth.effects`).
 >>> t = pa.table({"treatment": ["none", "show_discount_popup@10"] * 50,
 ...     "variant": ["control", "b"] * 50, "propensity": [0.5] * 100,
 ...     "treatment_propensity": [0.5] * 100, "revenue": [10.0, 30.0] * 50,
-...     "arm_treatments": ['{"control": "none", "b": "show_discount_popup@10"}'] * 100,
+...     "arm_policies": ['{"control": {"none": 1}, "b": {"show_discount_popup@10": 1}}'] * 100,
 ...     "risk": [0.5] * 100, "device": ["mobile"] * 100, "consent": [True] * 100})
 >>> [(p.name, round(p.ips.value, 1)) for p in evaluate_policies(t)]
 [('none', 10.0), ('control', 10.0), ('b', 30.0), ('logged', 20.0)]
@@ -40,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.errors import NotReadyError
 from core.settings import Settings
@@ -100,7 +103,7 @@ def parse_treatment(key: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _usable(joined: pa.Table) -> pa.Table:
     ok = np.asarray(joined.column("treatment").is_valid())
-    ok &= np.asarray(joined.column("arm_treatments").is_valid())
+    ok &= np.asarray(joined.column("arm_policies").is_valid())
     if "consent" in joined.column_names:
         ok &= np.asarray(joined.column("consent").fill_null(False))
     return joined.filter(pa.array(ok))
@@ -120,38 +123,44 @@ def evaluate_policies(
 
     ``joined`` is the experiment's joined table (one experiment, one policy
     version), with a ``consent`` column when known. ``truth`` is a simulator's
-    truth table; with it, each candidate's true value is computed over the
-    same sessions.
+    truth table; with it, only the sessions it knows are evaluated (other
+    traffic in the window is left out) and each candidate's true value is
+    computed over those same sessions.
     """
     t = _usable(joined)
+    if truth is not None:
+        known = pc.is_in(t.column("session_id"), value_set=truth.column("session_id"))
+        t = t.filter(known)
     if t.num_rows < 2:
         raise ValueError(
             "no decision in the window logs the treatments every arm would have applied: "
             "decisions from before treatments were logged cannot be evaluated off-policy"
         )
     logged = t.column("treatment").to_pylist()
-    arms_of = [json.loads(a) for a in t.column("arm_treatments").to_pylist()]
+    arms_of = [json.loads(a) for a in t.column("arm_policies").to_pylist()]
     arms = list(arms_of[0])
-    keys = sorted({NONE, *logged, *(k for row in arms_of for k in row.values())})
+    keys = sorted({NONE, *logged, *(k for row in arms_of for d in row.values() for k in d)})
     col = {k: i for i, k in enumerate(keys)}
     n, width = len(logged), len(keys)
     action = np.array([col[k] for k in logged])
     mu = np.asarray(t.column("treatment_propensity"), dtype=float)
     reward = np.asarray(t.column("revenue").fill_null(0.0), dtype=float)
     q = fit_reward_model(_context(t), action, reward, width, seed=seed)
-    candidates: list[tuple[str, np.ndarray]] = []
+
+    def policy_of(arm: str) -> np.ndarray:
+        target = np.zeros((n, width))
+        for i, row in enumerate(arms_of):
+            for key, p in (row.get(arm) or {NONE: 1.0}).items():
+                target[i, col[key]] += p
+        return target / target.sum(axis=1, keepdims=True)
+
     none = np.zeros((n, width))
     none[:, col[NONE]] = 1.0
-    candidates.append((NONE, none))
-    for arm in arms:
-        target = np.zeros((n, width))
-        target[np.arange(n), [col[row.get(arm, NONE)] for row in arms_of]] = 1.0
-        candidates.append((arm, target))
-    mix = np.zeros((n, width))  # the logging policy itself: the arms' shares
-    shares = _shares(t, arms, arms_of, logged)
-    for arm, share in shares.items():
-        mix[np.arange(n), [col[row.get(arm, NONE)] for row in arms_of]] += share
-    candidates.append((LOGGED, mix))
+    candidates: list[tuple[str, np.ndarray]] = [(NONE, none)]
+    candidates += [(arm, policy_of(arm)) for arm in arms]
+    shares = _shares(t, arms)
+    mix = sum((shares[arm] * target for arm, target in candidates[1:]), np.zeros((n, width)))
+    candidates.append((LOGGED, mix))  # the logging policy itself: the arms' shares
     truth_rows = _truth_for(t, truth)
     out = []
     for name, target in candidates:
@@ -166,16 +175,26 @@ def evaluate_policies(
     return out
 
 
-def _shares(
-    t: pa.Table, arms: list[str], arms_of: list[dict[str, str]], logged: list[str]
-) -> dict[str, float]:
-    """Each arm's share, read back from the log: a variant's propensity is its share."""
-    variants = t.column("variant").to_pylist()
-    prop = t.column("propensity").to_pylist()
+def _shares(t: pa.Table, arms: list[str]) -> dict[str, float]:
+    """Each arm's share, read back from the log.
+
+    A decision's propensity is its arm's share times the arm's probability of
+    its treatment, so the share is the propensity over that probability.
+    """
     shares: dict[str, float] = {}
-    for v, p in zip(variants, prop, strict=True):
-        if v is not None and p is not None and v not in shares:
-            shares[v] = float(p)
+    rows = zip(
+        t.column("variant").to_pylist(),
+        t.column("propensity").to_pylist(),
+        t.column("treatment").to_pylist(),
+        t.column("arm_policies").to_pylist(),
+        strict=True,
+    )
+    for v, prop, key, policies in rows:
+        if v is None or prop is None or v in shares:
+            continue
+        p = (json.loads(policies).get(v) or {}).get(key, 0.0)
+        if p > 0:
+            shares[v] = float(prop) / p
     missing = [a for a in arms if a not in shares]
     if missing:
         rest = max(0.0, 1.0 - sum(shares.values()))

@@ -1,4 +1,4 @@
-"""Live learning of the river model, with a single writer across server workers.
+"""Live learning of the river model and the bandit, with a single writer across server workers.
 
 Every worker records, in a small SQLite queue under the home
 (``serving/labels.db``, WAL mode), the decision points it scored (features
@@ -21,6 +21,14 @@ Examples
 [('s1', 0)]
 >>> q.take_labelled(now=140.0, gap_s=1800.0)
 []
+
+The bandit's examples: a session's first decision and the revenue that followed.
+
+>>> q.add_assignment("s2", 200.0, {"risk": 0.8}, "emphasize_cta", 0.3)
+>>> q.add_assignment("s2", 210.0, {"risk": 0.9}, "none", 0.6)
+>>> q.add_activity("s2", 260.0, purchased=True, revenue=54.5)
+>>> q.take_rewards(now=270.0, gap_s=1800.0)
+[('s2', 200.0, {'risk': 0.8}, 'emphasize_cta', 0.3, 54.5)]
 """
 
 from __future__ import annotations
@@ -41,16 +49,33 @@ CREATE TABLE IF NOT EXISTS decisions (
     x BLOB NOT NULL, p REAL);
 CREATE INDEX IF NOT EXISTS decisions_session ON decisions (session_id);
 CREATE TABLE IF NOT EXISTS activity (
-    session_id TEXT PRIMARY KEY, last_ts REAL NOT NULL, purchased INTEGER NOT NULL);
+    session_id TEXT PRIMARY KEY, last_ts REAL NOT NULL, purchased INTEGER NOT NULL,
+    revenue REAL NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS assignments (
+    session_id TEXT PRIMARY KEY, ts REAL NOT NULL, ctx BLOB NOT NULL, treatment TEXT NOT NULL,
+    propensity REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS activity_last ON activity (last_ts);
 CREATE INDEX IF NOT EXISTS activity_purchased ON activity (purchased);
 """
 #: Upsert of a session's latest activity: decisions and events both move it.
 _TOUCH = (
-    "INSERT INTO activity (session_id, last_ts, purchased) VALUES (?, ?, ?) "
+    "INSERT INTO activity (session_id, last_ts, purchased, revenue) VALUES (?, ?, ?, ?) "
     "ON CONFLICT(session_id) DO UPDATE SET last_ts = max(last_ts, excluded.last_ts), "
-    "purchased = max(purchased, excluded.purchased)"
+    "purchased = max(purchased, excluded.purchased), revenue = revenue + excluded.revenue"
 )
+#: Sessions whose outcome is known and that nothing waits for any more.
+_FORGET = (
+    "DELETE FROM activity WHERE (purchased = 1 OR last_ts < ?) AND NOT EXISTS "
+    "(SELECT 1 FROM decisions d WHERE d.session_id = activity.session_id) AND NOT EXISTS "
+    "(SELECT 1 FROM assignments g WHERE g.session_id = activity.session_id)"
+)
+#: The bandit's examples: each session's first decision, once its outcome is known.
+TAKE_REWARDS = """
+    SELECT g.session_id, g.ts, g.ctx, g.treatment, g.propensity,
+           CASE WHEN a.purchased = 1 THEN a.revenue ELSE 0.0 END
+    FROM activity a CROSS JOIN assignments g ON g.session_id = a.session_id
+    WHERE a.purchased = 1 OR a.last_ts < ?
+    ORDER BY g.ts LIMIT ?"""
 
 #: Decision points of the sessions whose outcome is known. ``CROSS JOIN`` keeps
 #: ``activity`` outside: SQLite then finds the ended sessions by their indexes and
@@ -64,6 +89,8 @@ TAKE_LABELLED = """
     ORDER BY d.ts LIMIT ?"""
 
 Example = tuple[int, str, float, dict[str, float], float | None, int]
+#: (session, decision time, bandit context, treatment, its probability, reward).
+Reward = tuple[str, float, dict[str, Any], str, float, float]
 
 
 class LabelQueue:
@@ -77,11 +104,17 @@ class LabelQueue:
         self._buffers = threading.Lock()  # the rows waiting for flush
         # Rows are buffered and written once a second (flush), off the request path.
         self._decisions: list[tuple[str, float, bytes, float | None]] = []
-        self._activity: list[tuple[str, float, int]] = []
+        self._activity: list[tuple[str, float, int, float]] = []
+        self._assignments: list[tuple[str, float, bytes, str, float]] = []
         with self._lock, self._conn:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(activity)")}
+            if "revenue" not in columns:  # a queue written before the bandit learnt
+                self._conn.execute(
+                    "ALTER TABLE activity ADD COLUMN revenue REAL NOT NULL DEFAULT 0"
+                )
 
     def add_decision(
         self, session_id: str, ts: float, x: dict[str, float], p: float | None
@@ -89,9 +122,18 @@ class LabelQueue:
         with self._buffers:
             self._decisions.append((session_id, ts, orjson.dumps(x), p))
 
-    def add_activity(self, session_id: str, last_ts: float, *, purchased: bool) -> None:
+    def add_activity(
+        self, session_id: str, last_ts: float, *, purchased: bool, revenue: float = 0.0
+    ) -> None:
         with self._buffers:
-            self._activity.append((session_id, last_ts, int(purchased)))
+            self._activity.append((session_id, last_ts, int(purchased), revenue))
+
+    def add_assignment(
+        self, session_id: str, ts: float, ctx: dict[str, Any], treatment: str, propensity: float
+    ) -> None:
+        """A session's decision for the bandit to learn from; only the first one counts."""
+        with self._buffers:
+            self._assignments.append((session_id, ts, orjson.dumps(ctx), treatment, propensity))
 
     def flush(self) -> None:
         """Write buffered rows in one transaction (every worker calls it each second).
@@ -102,13 +144,21 @@ class LabelQueue:
         with self._buffers:
             decisions, self._decisions = self._decisions, []
             activity, self._activity = self._activity, []
-        if not decisions and not activity:
+            assignments, self._assignments = self._assignments, []
+        if not decisions and not activity and not assignments:
             return
         with self._lock, self._conn:
             self._conn.executemany(
                 "INSERT INTO decisions (session_id, ts, x, p) VALUES (?, ?, ?, ?)", decisions
             )
-            self._conn.executemany(_TOUCH, [(s, ts, 0) for s, ts, _, _ in decisions])
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO assignments (session_id, ts, ctx, treatment, propensity) "
+                "VALUES (?, ?, ?, ?, ?)",
+                assignments,
+            )
+            touched = [(s, ts, 0, 0.0) for s, ts, _, _ in decisions]
+            touched += [(s, ts, 0, 0.0) for s, ts, _, _, _ in assignments]
+            self._conn.executemany(_TOUCH, touched)
             self._conn.executemany(_TOUCH, activity)
 
     def take_labelled(self, now: float, gap_s: float, limit: int = 5_000) -> list[Example]:
@@ -119,12 +169,23 @@ class LabelQueue:
         with self._lock, self._conn:
             rows = self._conn.execute(TAKE_LABELLED, (now - gap_s, limit)).fetchall()
             self._conn.executemany("DELETE FROM decisions WHERE id = ?", [(r[0],) for r in rows])
-            self._conn.execute(
-                "DELETE FROM activity WHERE (purchased = 1 OR last_ts < ?) AND NOT EXISTS "
-                "(SELECT 1 FROM decisions d WHERE d.session_id = activity.session_id)",
-                (now - gap_s,),
-            )
+            self._conn.execute(_FORGET, (now - gap_s,))
         return [(i, s, ts, orjson.loads(x), p, int(y)) for i, s, ts, x, p, y in rows]
+
+    def take_rewards(self, now: float, gap_s: float, limit: int = 5_000) -> list[Reward]:
+        """Remove and return the bandit's examples whose reward is known, in time order.
+
+        The reward is the revenue the session's purchases carried (net of any
+        discount, as the front end reports it), or 0 when it ended without one.
+        """
+        self.flush()
+        with self._lock, self._conn:
+            rows = self._conn.execute(TAKE_REWARDS, (now - gap_s, limit)).fetchall()
+            self._conn.executemany(
+                "DELETE FROM assignments WHERE session_id = ?", [(r[0],) for r in rows]
+            )
+            self._conn.execute(_FORGET, (now - gap_s,))
+        return [(s, ts, orjson.loads(c), t, float(p), float(r)) for s, ts, c, t, p, r in rows]
 
     def pending(self) -> int:
         self.flush()

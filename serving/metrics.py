@@ -47,6 +47,9 @@ DECISIONS = Counter(
 DEGRADED = Counter("microtune_degraded_total", "Scores answered in degraded mode.")
 EVENTS = Counter("microtune_events_total", "Live events by outcome.", ["outcome"])
 LEARNED = Counter("microtune_river_learned_total", "Live labels river learnt.")
+BANDIT_LEARNED = Counter(
+    "microtune_bandit_learned_total", "Sessions the bandit learnt from (decision and reward)."
+)
 DRIFT = Counter("microtune_river_drift_total", "ADWIN drift signals on river's error stream.")
 VERSIONS = Gauge(
     "microtune_model_version",

@@ -46,10 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
 from core.errors import InputError
+from models.bandit import BanditSpec, ContextualBandit
 from serving.policy_doc import Action, Experiment, PolicyDoc
 
 # ---------------------------------------------------------------------------
@@ -149,13 +151,17 @@ class Decision:
     #: the variant, after the guard rails (1 for these deterministic rules).
     propensity: float = 1.0
     #: What every arm of the experiment would have applied to this visitor at this
-    #: moment, as treatment keys (:func:`treatment_key`): off-policy evaluation
+    #: moment: each arm's probability of each treatment key (:func:`treatment_key`;
+    #: a rule arm gives its one treatment probability 1). Off-policy evaluation
     #: reads each arm as a policy of its own from them.
-    arm_treatments: dict[str, str] = field(default_factory=dict)
+    arm_policies: dict[str, dict[str, float]] = field(default_factory=dict)
     #: The probability of this decision's treatment over the whole experiment:
     #: the summed shares of the arms that would have applied it (the propensity
     #: inverse propensity scoring divides by).
     treatment_propensity: float = 1.0
+    #: What the bandit sees of this decision (None when the policy has no bandit):
+    #: every arm's decision teaches it, weighted by ``treatment_propensity``.
+    bandit_context: dict[str, Any] | None = None
 
     @property
     def adjusted(self) -> bool:
@@ -215,6 +221,12 @@ def variant_share(experiment: Experiment, variant: str) -> float:
     return v.weight / total if v is not None and total > 0 else 0.0
 
 
+def _uniform(key: str) -> float:
+    """A uniform draw in [0, 1) fixed by ``key`` (the same decision draws the same)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def _none(variant: str, reason: str) -> Decision:
     return Decision(variant, [Chosen(Action.NONE.value, {}, reason)])
 
@@ -225,6 +237,42 @@ class Policy:
     def __init__(self, doc: PolicyDoc, source: str = "<inline>") -> None:
         self.doc, self.source = doc, source
         self.baseline = RiskBaseline(doc.dynamic.window, doc.dynamic.min_samples)
+        #: Treatment key -> (action, params) of the bandit's choices.
+        self._bandit_actions: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.bandit: ContextualBandit | None = None
+        if doc.bandit is not None:
+            for a in doc.bandit.actions:
+                chosen = Chosen(a.action.value, dict(a.params), "")
+                self._bandit_actions[treatment_key([chosen])] = (a.action.value, dict(a.params))
+            self.bandit = ContextualBandit(self.bandit_spec())
+
+    def bandit_spec(self) -> BanditSpec:
+        """The bandit this policy's ``bandit:`` section describes (None without one)."""
+        b = self.doc.bandit
+        if b is None:
+            raise InputError("this policy has no `bandit:` section")
+        return BanditSpec(
+            actions=tuple(self._bandit_actions),
+            numeric=tuple(b.numeric),
+            categorical=tuple(b.categorical),
+            epsilon=b.epsilon,
+        )
+
+    def attach_bandit(self, bandit: ContextualBandit) -> None:
+        """Decide with a learnt bandit; it must choose among this policy's actions."""
+        spec = self.bandit_spec()
+        if (bandit.spec.actions, bandit.spec.numeric, bandit.spec.categorical) != (
+            spec.actions,
+            spec.numeric,
+            spec.categorical,
+        ):
+            raise InputError(
+                f"the learnt bandit chooses among {bandit.spec.actions} from "
+                f"{bandit.spec.numeric + bandit.spec.categorical}; the policy's `bandit:` "
+                f"section says {spec.actions} from {spec.numeric + spec.categorical}: "
+                "retrain it, or keep the policy's section as it was"
+            )
+        self.bandit = bandit
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<inline>") -> Policy:
@@ -261,8 +309,9 @@ class Policy:
     ) -> Decision:
         """The adjustments for one score; updates ``guard`` when one is made.
 
-        Every arm is evaluated on the same values (rules are cheap): the session's
-        own arm decides, and the others say what they would have done.
+        Every arm is evaluated on the same values (rules are cheap, the bandit
+        about 60 µs): the session's own arm decides, and the others say with what
+        probability they would have applied each treatment.
         """
         doc = self.doc
         variant = assign_variant(doc.experiment, session_id)
@@ -271,32 +320,87 @@ class Policy:
         values: dict[str, Any] = {"risk": risk, "risk_percentile": pct, "risk_zscore": z}
         values.update({f"feature:{k}": v for k, v in features.items()})
         values.update({f"context:{k}": v for k, v in context.items()})
-        arms = {v: self._choose(v, values, guard, now) for v in doc.experiment.variants}
-        decision = arms[variant]
+        policies: dict[str, dict[str, float]] = {}
+        decision = _none(variant, "")
+        for v, arm in doc.experiment.variants.items():
+            if arm.policy == "bandit":
+                chosen, dist = self._bandit_arm(v, values, guard, now, session_id, v == variant)
+            else:
+                chosen = self._choose(v, values, guard, now)
+                dist = {chosen.treatment: 1.0}
+            policies[v] = dist
+            if v == variant:
+                decision = chosen
         if decision.adjusted:
             guard.shown += 1
             guard.last_at = now
-        decision.propensity = variant_share(doc.experiment, variant)
-        decision.arm_treatments = {v: d.treatment for v, d in arms.items()}
         mine = decision.treatment
+        share = {v: variant_share(doc.experiment, v) for v in policies}
+        decision.propensity = share[variant] * policies[variant].get(mine, 0.0)
+        decision.arm_policies = policies
         decision.treatment_propensity = sum(
-            variant_share(doc.experiment, v)
-            for v, t in decision.arm_treatments.items()
-            if t == mine
+            share[v] * d.get(mine, 0.0) for v, d in policies.items()
         )
+        if doc.bandit is not None:
+            decision.bandit_context = self._bandit_context(values)
         return decision
 
-    def _choose(self, variant: str, values: dict[str, Any], guard: Guard, now: float) -> Decision:
-        """What ``variant`` applies given the values and the guard rails (changes nothing)."""
-        doc = self.doc
+    def _bandit_arm(
+        self,
+        variant: str,
+        values: dict[str, Any],
+        guard: Guard,
+        now: float,
+        session_id: str,
+        draw: bool,
+    ) -> tuple[Decision, dict[str, float]]:
+        """The bandit's probabilities after the guard rails; its draw when ``draw``."""
+        blocked = self._blocked(variant, guard, now)
+        if blocked is not None or self.bandit is None:
+            return blocked or _none(variant, "no bandit loaded"), {Action.NONE.value: 1.0}
+        bandit = self.bandit
+        probs = bandit.probabilities(self._bandit_context(values))
+        dist = {k: float(p) for k, p in zip(bandit.spec.actions, probs, strict=True)}
+        if not draw:
+            return _none(variant, ""), dist
+        u = _uniform(f"{session_id}:{now!r}")
+        key = bandit.spec.actions[
+            min(int(np.searchsorted(np.cumsum(probs), u, "right")), len(probs) - 1)
+        ]
+        if key == Action.NONE.value:
+            return _none(variant, f"bandit chose none (p={dist[key]:.3f})"), dist
+        action, params = self._bandit_actions[key]
+        reason = f"bandit (p={dist[key]:.3f})"
+        return Decision(variant, [Chosen(action, dict(params), reason, None)]), dist
+
+    def _bandit_context(self, values: dict[str, Any]) -> dict[str, Any]:
+        assert self.doc.bandit is not None
+        out: dict[str, Any] = {}
+        for name in self.doc.bandit.numeric:
+            out[name] = values.get(name if name == "risk" else f"feature:{name}")
+        for name in self.doc.bandit.categorical:
+            out[name] = values.get(f"context:{name}")
+        return out
+
+    def _blocked(self, variant: str, guard: Guard, now: float) -> Decision | None:
+        """The safe decision when control or the guard rails allow no adjustment."""
         if variant == "control":
             return _none(variant, "control group: no adjustment")
-        rails = doc.guard_rails
+        rails = self.doc.guard_rails
         if guard.shown >= rails.max_adjustments_per_session:
             return _none(variant, f"session cap reached ({guard.shown} adjustments)")
         if guard.last_at is not None and now - guard.last_at < rails.cooldown_seconds:
             left = rails.cooldown_seconds - (now - guard.last_at)
             return _none(variant, f"cooldown: {left:.0f} s until the next adjustment")
+        return None
+
+    def _choose(self, variant: str, values: dict[str, Any], guard: Guard, now: float) -> Decision:
+        """What the rules of ``variant`` apply given the values and the guard rails."""
+        doc = self.doc
+        blocked = self._blocked(variant, guard, now)
+        if blocked is not None:
+            return blocked
+        rails = doc.guard_rails
         overrides = doc.experiment.variants[variant].params
         chosen: list[Chosen] = []
         for rule in doc.rules:

@@ -132,6 +132,39 @@ class Variant(BaseModel):
     params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-action parameter overrides."
     )
+    policy: Literal["rules", "bandit"] = Field(
+        default="rules",
+        description="Who decides in this arm: the rules, or the learning bandit (`bandit:`).",
+    )
+
+
+class BanditAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Action
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BanditDoc(BaseModel):
+    """The learning policy: what it may choose, what it looks at, how much it explores."""
+
+    model_config = ConfigDict(extra="forbid")
+    actions: list[BanditAction] = Field(min_length=2)
+    numeric: list[str] = Field(
+        default_factory=lambda: ["risk"],
+        description="`risk` and feature names, read as numbers.",
+    )
+    categorical: list[str] = Field(
+        default_factory=lambda: ["device", "page_type"],
+        description="Request context fields, read as categories.",
+    )
+    epsilon: float = Field(default=0.05, gt=0, lt=1, description="The exploration share.")
+
+    @field_validator("actions")
+    @classmethod
+    def _with_none(cls, v: list[BanditAction]) -> list[BanditAction]:
+        if not any(a.action == Action.NONE for a in v):
+            raise ValueError("the bandit's actions must include `none`")
+        return v
 
 
 class Experiment(BaseModel):
@@ -171,3 +204,13 @@ class PolicyDoc(BaseModel):
     guard_rails: GuardRails = Field(default_factory=GuardRails)
     experiment: Experiment = Field(default_factory=Experiment)
     dynamic: Dynamic = Field(default_factory=Dynamic)
+    bandit: BanditDoc | None = None
+
+    @model_validator(mode="after")
+    def _bandit_arms_need_a_bandit(self) -> PolicyDoc:
+        arms = [n for n, v in self.experiment.variants.items() if v.policy == "bandit"]
+        if arms and self.bandit is None:
+            raise ValueError(f"variants {arms} use the bandit: add a `bandit:` section")
+        if "control" in arms:
+            raise ValueError("`control` gets no adjustment; it cannot be a bandit arm")
+        return self

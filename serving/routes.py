@@ -229,4 +229,5 @@ async def reload_models(rt: RuntimeDep) -> Any:
 async def reload_policy(s: ScorerDep, rt: RuntimeDep) -> Any:
     """Re-read the policy YAML; an invalid file keeps the current policy (422)."""
     s.policy = Policy.load(policy_path(rt.settings))
+    rt.adopt_bandit(force=True)
     return {"policy": s.policy.source, "rules": len(s.policy.doc.rules)}

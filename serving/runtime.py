@@ -23,6 +23,7 @@ from typing import Any
 from core.settings import Settings
 from feature_repo.features import SESSION_VIEW, USER_VIEW
 from models import registry
+from models.bandit import ContextualBandit
 from models.online import RiverRiskModel
 from monitoring.verdict import latest_status
 from serving import metrics
@@ -79,6 +80,11 @@ def _river_checkpoint(settings: Settings, version: str | None) -> Path:
     return settings.paths.serving / "river" / f"v{version}.pkl"
 
 
+def bandit_folder(settings: Settings) -> Path:
+    """Where the learner checkpoints the bandit (``bandit.json`` and ``weights.vw``)."""
+    return settings.paths.serving / "bandit"
+
+
 class Runtime:
     """Per-process state behind the routes, built in ``lifespan``."""
 
@@ -92,6 +98,7 @@ class Runtime:
         self.events_pool = low_priority_pool("events")
         self.background = low_priority_pool("background")
         self._river_mtime = 0.0
+        self._bandit_mtime = 0.0
 
     async def start(self) -> None:
         s = self.settings
@@ -106,6 +113,7 @@ class Runtime:
         policy = Policy.load(policy_path(s))
         self.scorer = Scorer(s, online, models, policy, online_error=error, writer=writer)
         self._adopt_river_checkpoint()
+        self.adopt_bandit(force=True)
         metrics.model_versions(models.versions)
         self.refresh_health()
 
@@ -177,8 +185,53 @@ class Runtime:
             self._river_mtime = mtime
             self.scorer.models = ModelSet(models.lgbm, river, models.versions, models.errors)
 
+    def adopt_bandit(self, *, force: bool = False) -> None:
+        """Decide with the learner's newest bandit checkpoint, if the policy has a bandit.
+
+        The process that learns keeps its own bandit (unless ``force``: at start
+        and after a policy reload); the others follow the checkpoint. A
+        checkpoint for other actions or context is not adopted: the policy's
+        fresh bandit decides, and the reason is logged.
+        """
+        assert self.scorer is not None
+        policy = self.scorer.policy
+        card = bandit_folder(self.settings) / "bandit.json"
+        if policy.doc.bandit is None or not card.exists() or (self.lock.held and not force):
+            return
+        mtime = card.stat().st_mtime
+        if mtime == self._bandit_mtime and not force:
+            return
+        try:
+            policy.attach_bandit(ContextualBandit.load(card.parent))
+        except Exception:
+            log.exception("bandit checkpoint %s not adopted; the policy's own bandit decides", card)
+            return
+        self._bandit_mtime = mtime
+
+    async def learn_bandit(self) -> int:
+        """Learn the ended sessions' rewards and checkpoint the bandit (the lock holder)."""
+        assert self.scorer is not None
+        bandit = self.scorer.policy.bandit
+        if bandit is None:
+            return 0
+        gap_s = self.settings.features.session_gap_minutes * 60.0
+        rewards = await self.in_background(self.scorer.labels.take_rewards, time.time(), gap_s)
+        known, learnt = set(bandit.spec.actions), 0
+        for i, (_, _, ctx, treatment, propensity, reward) in enumerate(rewards):
+            if treatment in known:  # another arm's treatment the bandit cannot choose
+                bandit.learn(ctx, treatment, reward, propensity)
+                learnt += 1
+            if i % 200 == 199:
+                await asyncio.sleep(0)  # let requests in
+        if learnt:
+            metrics.BANDIT_LEARNED.inc(learnt)
+            folder = bandit.save(bandit_folder(self.settings))  # a few ms: on this thread
+            self._bandit_mtime = (folder / "bandit.json").stat().st_mtime
+        return learnt
+
     async def learn_loop(self) -> None:
-        """river's single writer: the process holding the lock learns; others follow."""
+        """The single writer: the process holding the lock learns river and the bandit;
+        the others follow their checkpoints."""
         s = self.settings
         while True:
             await asyncio.sleep(LEARN_EVERY_S)
@@ -186,7 +239,12 @@ class Runtime:
                 assert self.scorer is not None
                 if not self.lock.try_acquire():
                     self._adopt_river_checkpoint()
+                    self.adopt_bandit()
                     continue
+                try:
+                    await self.learn_bandit()
+                except Exception:
+                    log.exception("bandit learning failed; will retry")
                 models = self.scorer.models
                 if models.river is None:
                     continue

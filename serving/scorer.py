@@ -123,7 +123,7 @@ class Scorer:
                 [Chosen("none", {}, f"degraded: {why}, safe decision")],
                 variant_share(experiment, variant),
                 # Every arm degrades alike: the safe decision was certain.
-                arm_treatments=dict.fromkeys(experiment.variants, "none"),
+                arm_policies={v: {"none": 1.0} for v in experiment.variants},
                 treatment_propensity=1.0,
             )
         else:
@@ -211,7 +211,7 @@ class Scorer:
                 "propensity": decision.propensity,
                 "treatment": decision.treatment,
                 "treatment_propensity": decision.treatment_propensity,
-                "arm_treatments": decision.arm_treatments,
+                "arm_policies": decision.arm_policies,
                 "risk": risk,
                 "risk_lgbm": risk_lgbm,
                 "risk_river": risk_river,
@@ -223,6 +223,17 @@ class Scorer:
                 "drift_signal": drift,
             }
         )
+        if decision.bandit_context is not None and not degraded:
+            try:  # the bandit learns from each session's first decision (learner.py)
+                self.labels.add_assignment(
+                    req.session_id,
+                    now,
+                    decision.bandit_context,
+                    decision.treatment,
+                    decision.treatment_propensity,
+                )
+            except Exception:  # the queue is best effort; scoring goes on
+                log.exception("label queue write failed")
         # A decision point of a cart session, for river's live learning (see
         # learner.py); a session scored many times a second counts once per
         # DECISION_SPACING_S, so that chatty front ends do not weigh more.
@@ -313,10 +324,12 @@ class Scorer:
 
     def _activity(self, row: dict[str, Any]) -> None:
         try:
+            purchased = row["event_type"] == EventType.PURCHASE.value
             self.labels.add_activity(
                 row["session_id"],
                 row["ts"].timestamp(),
-                purchased=row["event_type"] == EventType.PURCHASE.value,
+                purchased=purchased,
+                revenue=float(row.get("cart_value") or 0.0) if purchased else 0.0,
             )
         except Exception:
             log.exception("label queue write failed")

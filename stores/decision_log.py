@@ -161,7 +161,8 @@ def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
     ``risk_lgbm``, ``risk_river``, ``degraded``, ``drift_signal``, ``actions``
     (comma-joined), ``discount_percent`` (0 without a discount), ``treatment``
     and ``treatment_propensity`` (the treatment key and its probability over
-    the whole experiment), ``arm_treatments`` (JSON: what each arm would have
+    the whole experiment), ``arm_policies`` (JSON: each arm's probability of each
+    treatment, what it would have
     applied), then the features. Records written before a field existed hold null there. A torn
     last line (a process killed mid-write) is skipped.
     """
@@ -193,11 +194,8 @@ def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
     cols["actions"] = pa.array([",".join(r.get("actions") or []) for r in rows], pa.string())
     cols["discount_percent"] = pa.array([_discount(r) for r in rows], pa.float64())
     cols["treatment"] = pa.array([r.get("treatment") for r in rows], pa.string())
-    cols["arm_treatments"] = pa.array(
-        [
-            orjson.dumps(r["arm_treatments"]).decode() if "arm_treatments" in r else None
-            for r in rows
-        ],
+    cols["arm_policies"] = pa.array(
+        [orjson.dumps(r["arm_policies"]).decode() if "arm_policies" in r else None for r in rows],
         pa.string(),
     )
     for n in names:

@@ -51,7 +51,7 @@ def joined(variant: list[str], purchased: list[bool], risk: list[float] | None =
             "consent": [True] * n,
             "treatment": ["none"] * n,
             "treatment_propensity": [None] * n,
-            "arm_treatments": [None] * n,
+            "arm_policies": [None] * n,
         },
         schema=OUTCOME_SCHEMA,
     )

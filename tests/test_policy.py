@@ -218,18 +218,19 @@ def test_every_arm_says_what_it_would_apply_and_propensities_sum_to_one() -> Non
     for i, risk in enumerate((0.9, 0.2)):
         d = p.decide(f"s{i}", risk, {}, {}, Guard(), now=0.0)
         if risk >= 0.5:
-            assert d.arm_treatments == {
-                "control": "none",
-                "ten": "show_discount_popup@10",
-                "fifteen": "show_discount_popup@15",
+            assert d.arm_policies == {
+                "control": {"none": 1.0},
+                "ten": {"show_discount_popup@10": 1.0},
+                "fifteen": {"show_discount_popup@15": 1.0},
             }
         else:
-            assert set(d.arm_treatments.values()) == {"none"}
+            assert all(p == {"none": 1.0} for p in d.arm_policies.values())
         # Each treatment's probability over the experiment: the shares of its arms.
         by_treatment: dict[str, float] = {}
-        for arm, t in d.arm_treatments.items():
+        for arm, dist in d.arm_policies.items():
             share = {"control": 0.2, "ten": 0.4, "fifteen": 0.4}[arm]
-            by_treatment[t] = by_treatment.get(t, 0.0) + share
+            for t, prob in dist.items():
+                by_treatment[t] = by_treatment.get(t, 0.0) + share * prob
         assert sum(by_treatment.values()) == pytest.approx(1.0)
         assert d.treatment_propensity == pytest.approx(by_treatment[d.treatment])
         assert d.propensity == pytest.approx(
@@ -248,3 +249,74 @@ def test_the_other_arms_change_no_guard_state() -> None:
     d = p.decide(sid, 0.9, {}, {}, guard, now=0.0)
     assert d.treatment == "none" and guard.shown == 0 and guard.last_at is None
     assert d.treatment_propensity == pytest.approx(0.2)
+
+
+LEARNING = """
+experiment:
+  variants:
+    control: {weight: 1}
+    rules: {weight: 1}
+    learner: {weight: 2, policy: bandit}
+guard_rails: {max_adjustments_per_session: 1, cooldown_seconds: 0}
+bandit:
+  actions:
+    - {action: none}
+    - {action: show_discount_popup, params: {percent: 10}}
+    - {action: emphasize_cta}
+  numeric: [risk, cart_value]
+  epsilon: 0.3
+rules:
+  - name: d
+    when: {risk: {gte: 0.5}}
+    action: show_discount_popup
+    params: {percent: 10}
+"""
+
+
+def test_a_bandit_arm_logs_its_distribution_and_respects_the_guard_rails() -> None:
+    p = Policy.from_yaml(LEARNING)
+    sids = [f"s{i}" for i in range(200)]
+    mine = [s for s in sids if assign_variant(p.doc.experiment, s) == "learner"]
+    seen = Counter()
+    for sid in mine[:60]:
+        guard = Guard()
+        d = p.decide(sid, 0.9, {"cart_value": 40.0}, {"device": "mobile"}, guard, now=5.0)
+        dist = d.arm_policies["learner"]
+        assert set(dist) == {"none", "show_discount_popup@10", "emphasize_cta"}
+        assert sum(dist.values()) == pytest.approx(1.0) and min(dist.values()) >= 0.1 - 1e-9
+        assert d.propensity == pytest.approx(0.5 * dist[d.treatment])
+        expected = 0.25 * (d.treatment == "none") + 0.25 * (d.treatment == "show_discount_popup@10")
+        assert d.treatment_propensity == pytest.approx(expected + 0.5 * dist[d.treatment])
+        seen[d.treatment] += 1
+        # The same decision draws the same; the cap then leaves only `none`.
+        again = p.decide(sid, 0.9, {"cart_value": 40.0}, {"device": "mobile"}, Guard(), now=5.0)
+        assert again.treatment == d.treatment
+        if d.adjusted:
+            capped = p.decide(sid, 0.9, {"cart_value": 40.0}, {}, guard, now=6.0)
+            assert capped.treatment == "none" and capped.arm_policies["learner"] == {"none": 1.0}
+    assert len(seen) == 3  # an untrained bandit explores every treatment
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d[: d.index("bandit:\n")] + d[d.index("rules:\n  - name: d") :],
+         "add a `bandit:` section"),
+        (lambda d: d.replace("control: {weight: 1}", "control: {weight: 1, policy: bandit}"),
+         "cannot be a bandit arm"),
+        (lambda d: d.replace("    - {action: none}\n", ""), "must include `none`"),
+    ],
+)  # fmt: skip
+def test_bandit_sections_are_validated(change, message) -> None:
+    with pytest.raises(InputError, match=message):
+        Policy.from_yaml(change(LEARNING))
+
+
+def test_a_learnt_bandit_must_choose_among_the_policys_actions() -> None:
+    from models.bandit import BanditSpec, ContextualBandit
+
+    p = Policy.from_yaml(LEARNING)
+    p.attach_bandit(ContextualBandit(p.bandit_spec()))
+    other = ContextualBandit(BanditSpec(actions=("none", "emphasize_cta")))
+    with pytest.raises(InputError, match="retrain it"):
+        p.attach_bandit(other)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -265,7 +266,11 @@ def _policies_valued_off_policy(settings: Settings, since, truth: Path, policy: 
     values = {p["name"]: p for p in out["policies"]}
     assert list(values) == ["none", *policy.doc.experiment.variants, "logged"]
     joined = load_joined(settings, since, datetime.now(UTC))
+    (path,) = truth.rglob("truth.parquet")
+    ours = pa.parquet.read_table(path).column("session_id")
     mine = joined.filter(pa.compute.equal(joined["consent"], True))
+    # Only this run's visitors: other tests' traffic may fall in the window.
+    mine = mine.filter(pa.compute.is_in(mine["session_id"], value_set=ours))
     # The logged mix, weighted by the logged propensities, is exactly the mean reward.
     mean_revenue = float(np.mean(mine["revenue"].to_numpy()))
     assert values["logged"]["ips"]["value"] == pytest.approx(mean_revenue, rel=1e-9)
@@ -346,3 +351,75 @@ def test_two_runs_of_one_world_are_different_visitors() -> None:
     a, b = visitors(cfg, run="r1-"), visitors(cfg, run="r2-")
     assert a[0].session_id == "r1-" + b[0].session_id.removeprefix("r2-")
     assert {e["event_id"][:3] for e in a[0].events} == {"r1-"}
+
+
+LEARNING_POLICY = """
+version: 7
+experiment:
+  name: learning-test
+  variants:
+    control: {weight: 0.2}
+    learner: {weight: 0.8, policy: bandit}
+bandit:
+  actions:
+    - {action: none}
+    - {action: show_discount_popup, params: {percent: 10}}
+    - {action: emphasize_cta}
+  numeric: [risk, cart_value]
+  epsilon: 0.2
+"""
+
+
+def test_a_learning_arm_decides_live_and_learns_from_the_outcomes(
+    served: tuple[Settings, str], tmp_path: Path
+) -> None:
+    """The bandit arm through the real scorer: logged distributions, then live learning."""
+    from serving_harness import TOKEN
+
+    from models.bandit import ContextualBandit
+    from serving.runtime import bandit_folder
+
+    settings, url = served
+    assert settings.serve.policy is not None
+    shipped = settings.serve.policy.read_text()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    try:
+        settings.serve.policy.write_text(LEARNING_POLICY)
+        assert httpx.post(f"{url}/v1/admin/reload-policy", headers=auth).status_code == 200
+        channel = HttpChannel(url)
+        try:
+            sim = simulate(channel, GeneratorConfig(sessions=900, days=1, seed=77), tmp_path)
+        finally:
+            channel.close()
+        assert sim.purchases > 20
+        now = datetime.now(UTC)
+        mine = read_decisions(settings.paths.decisions, since, now)
+        mine = mine.filter(pa.compute.equal(mine["experiment"], "learning-test"))
+        learnt = 0
+        for d in mine.to_pylist():
+            if d["degraded"]:
+                continue
+            dist = orjson.loads(d["arm_policies"])["learner"]
+            assert sum(dist.values()) == pytest.approx(1.0) and min(dist.values()) >= 0.2 / 3 - 1e-9
+            if d["variant"] == "learner":
+                assert d["propensity"] == pytest.approx(0.8 * dist[d["treatment"]])
+                learnt += 1
+            assert d["treatment_propensity"] == pytest.approx(
+                0.2 * (d["treatment"] == "none") + 0.8 * dist[d["treatment"]]
+            )
+        assert learnt > 50
+        # Purchases end sessions at once: the learner (once a second) learns them.
+        card = bandit_folder(settings) / "bandit.json"
+        for _ in range(40):
+            if card.exists() and ContextualBandit.load(card.parent).rounds >= sim.purchases // 2:
+                break
+            time.sleep(0.5)
+        bandit = ContextualBandit.load(card.parent)
+        assert bandit.spec.actions == ("none", "show_discount_popup@10", "emphasize_cta")
+        assert bandit.rounds >= sim.purchases // 2
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "microtune_bandit_learned_total" in metrics
+    finally:
+        settings.serve.policy.write_text(shipped)
+        assert httpx.post(f"{url}/v1/admin/reload-policy", headers=auth).status_code == 200

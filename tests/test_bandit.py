@@ -1,0 +1,79 @@
+"""The contextual bandit: exploration floor, determinism, learning a known best arm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.bandit import BanditSpec, ContextualBandit
+
+ACTIONS = ("none", "emphasize_cta", "show_discount_popup@10")
+#: The small world: P(purchase) per device and action; an order is worth 50, a
+#: discount gives 10% of it away. Mobile visitors answer the call to action,
+#: desktop ones the discount.
+P_BUY = {
+    "mobile": {"none": 0.40, "emphasize_cta": 0.58, "show_discount_popup@10": 0.45},
+    "desktop": {"none": 0.40, "emphasize_cta": 0.42, "show_discount_popup@10": 0.62},
+}
+VALUE = {"none": 50.0, "emphasize_cta": 50.0, "show_discount_popup@10": 45.0}
+BEST = {"mobile": "emphasize_cta", "desktop": "show_discount_popup@10"}
+
+
+def _run(seed: int, rounds: int) -> tuple[ContextualBandit, list[float]]:
+    """Online: choose, observe the world's reward, learn; the expected reward of each choice."""
+    rng = np.random.default_rng(seed)
+    bandit = ContextualBandit(BanditSpec(actions=ACTIONS, seed=seed))
+    expected = []
+    for _ in range(rounds):
+        ctx = {"risk": float(rng.random()), "device": str(rng.choice(["mobile", "desktop"]))}
+        action, p = bandit.choose(ctx, float(rng.random()))
+        buy = rng.random() < P_BUY[ctx["device"]][action]
+        bandit.learn(ctx, action, VALUE[action] * buy, p)
+        expected.append(VALUE[action] * P_BUY[ctx["device"]][action])
+    return bandit, expected
+
+
+def test_probabilities_are_a_distribution_with_the_exploration_floor() -> None:
+    bandit, _ = _run(seed=1, rounds=300)
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        ctx = {"risk": float(rng.random()), "device": str(rng.choice(["mobile", "tablet"]))}
+        p = bandit.probabilities(ctx)
+        assert p.sum() == pytest.approx(1.0)
+        assert p.min() >= bandit.spec.floor - 1e-6
+
+
+def test_a_known_best_arm_is_found_for_each_kind_of_visitor() -> None:
+    bandit, expected = _run(seed=3, rounds=3000)
+    for device, best in BEST.items():
+        p = bandit.probabilities({"risk": 0.5, "device": device})
+        assert ACTIONS[int(np.argmax(p))] == best, (device, p)
+        assert p.max() > 0.6  # a clear preference, not a coin toss
+    # Learning pays: the last thousand choices earn more than choosing at random.
+    uniform = np.mean([VALUE[a] * P_BUY[d][a] for d in P_BUY for a in ACTIONS])
+    oracle = np.mean([VALUE[BEST[d]] * P_BUY[d][BEST[d]] for d in P_BUY])
+    assert np.mean(expected[-1000:]) > uniform + 0.7 * (oracle - uniform)
+
+
+def test_the_learner_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    a, ea = _run(seed=5, rounds=400)
+    b, eb = _run(seed=5, rounds=400)
+    assert ea == eb
+    ctx = {"risk": 0.3, "device": "desktop"}
+    assert np.array_equal(a.probabilities(ctx), b.probabilities(ctx))
+    # Saved and loaded, it answers the same and knows what it is.
+    loaded = ContextualBandit.load(a.save(tmp_path / "bandit"))
+    assert loaded.spec == a.spec and loaded.rounds == 400
+    assert np.allclose(loaded.probabilities(ctx), a.probabilities(ctx))
+
+
+def test_bad_feedback_is_refused_with_a_reason() -> None:
+    bandit = ContextualBandit(BanditSpec(actions=ACTIONS))
+    with pytest.raises(ValueError, match="unknown action"):
+        bandit.learn({"risk": 0.5}, "free_shipping", 1.0, 0.5)
+    with pytest.raises(ValueError, match="propensity"):
+        bandit.learn({"risk": 0.5}, "none", 1.0, 0.0)
+    with pytest.raises(ValueError, match="epsilon"):
+        BanditSpec(actions=ACTIONS, epsilon=0.0)
