@@ -18,6 +18,10 @@ runs on core 1. Each server gets 3 s of load before it is measured:
   answer, fsynced every second);
 * ``ours_fsync``: the same with ``log_fsync=always`` (fsynced before the
   answer): the cost of disk-durable decisions;
+* ``ours_bandit``: ``ours`` with a learning arm: the shipped rules, plus a
+  ``policy: bandit`` variant taking 60% of the sessions (Vowpal Wabbit, five
+  actions, :data:`BANDIT_POLICY`); every decision also asks the bandit for
+  its distribution, for the decision log;
 * ``ours_batches``: ``ours`` at c=1 while a 1,000-event ``POST /v1/events``
   arrives every 2.7 s; its p99 is set beside the idle p99 of the same round;
 * ``feast``: ``feast serve`` (one worker, its defaults, which recycle the worker
@@ -60,7 +64,35 @@ from serving_setup import (
     wait_ready,
 )
 
-PORTS = {"ours": 18731, "feast": 18732, "ours_fsync": 18733, "feast_mr0": 18734}
+PORTS = {
+    "ours": 18731,
+    "feast": 18732,
+    "ours_fsync": 18733,
+    "feast_mr0": 18734,
+    "ours_bandit": 18735,
+}
+#: The shipped policy's experiment, with a learning arm.
+BANDIT_POLICY = {
+    "experiment": {
+        "name": "bench-learning",
+        "variants": {
+            "control": {"weight": 0.1},
+            "discount_10": {"weight": 0.3},
+            "learner": {"weight": 0.6, "policy": "bandit"},
+        },
+    },
+    "bandit": {
+        "actions": [
+            {"action": "none"},
+            {"action": "show_discount_popup", "params": {"percent": 10}},
+            {"action": "highlight_size_guide"},
+            {"action": "emphasize_cta"},
+            {"action": "show_social_proof"},
+        ],
+        "numeric": ["risk", "cart_value", "price_hover_count", "image_zooms"],
+        "categorical": ["device", "page_type"],
+    },
+}
 #: Seconds of load, not recorded, after a server starts and before it is measured.
 WARM_UP_S = 3.0
 ROUTES = {"ours": "/v1/score", "feast": "/get-online-features"}
@@ -98,17 +130,28 @@ class Servers:
             health = "/health"
         else:
             cmd, health = scorer_command(port), "/readyz"
-        env = (
-            {**self.env, "MICROTUNE_SERVE__LOG_FSYNC": "always"}
-            if name == "ours_fsync"
-            else self.env
-        )
+        env = dict(self.env)
+        if name == "ours_fsync":
+            env["MICROTUNE_SERVE__LOG_FSYNC"] = "always"
+        if name == "ours_bandit":
+            env["MICROTUNE_SERVE__POLICY"] = str(self.bandit_policy())
         self.proc = start(cmd, env, self.work / f"{name}.log")
         try:
             wait_ready(url(name) + health, self.proc)
             yield url(name)
         finally:
             self.stop()
+
+    def bandit_policy(self) -> Path:
+        """The shipped policy with :data:`BANDIT_POLICY`'s experiment and bandit."""
+        import yaml
+
+        from serving.policy_doc import DEFAULT_POLICY
+
+        doc = {**yaml.safe_load(DEFAULT_POLICY.read_text()), **BANDIT_POLICY}
+        path = self.work / "bandit-policy.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -131,7 +174,7 @@ def measure(servers: Servers, bodies: tuple[Path, Path], repeat: int, duration: 
         )
 
     for r in range(repeat):
-        for name in ("ours", "feast", "ours_fsync", "feast_mr0"):
+        for name in ("ours", "feast", "ours_fsync", "feast_mr0", "ours_bandit"):
             side = "feast" if name.startswith("feast") else "ours"
             body = bodies[0] if side == "ours" else bodies[1]
             with servers.running(name) as base:
@@ -171,6 +214,12 @@ def report(results: Results, fl: dict[str, float], fresh: dict[str, float], args
         f"log_fsync=always vs interval:             p99 c=1 {med('ours_fsync_c1', 'p99_ms'):.2f}"
         f" vs {idle:.2f} ms, req/s c=16 x{always:.2f}",
     ]
+    bandit_p99 = med("ours_bandit_c1", "p99_ms")
+    bandit_rps = med("ours_bandit_c16", "rps") / med("ours_c16", "rps")
+    lines.append(
+        f"learning arm (bandit): p99 c=1 {bandit_p99:.2f} ms (goal <= 1.5), req/s c=16 "
+        f"x{bandit_rps:.2f} the rules' (goal >= 0.90)"
+    )
     for c in (1, 16):
         ours = med(f"ours_c{c}", "p99_ms")
         for feast in ("feast", "feast_mr0"):

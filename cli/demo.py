@@ -107,18 +107,7 @@ def run_demo(
     drift = check_drift(window_hours=48.0, retrain_on_fail=False, seed=seed)
     _step(console, 7, "serve: simulated visitors through HTTP, answering the decisions")
     live = live_traffic(settings, console)
-    _step(console, 8, "analyze_experiment: did the decisions help? (beside the world's truth)")
-    from cli.experiment import show
-    from flows.experiment_flow import analyze_experiment
-
-    experiment = analyze_experiment()
-    show(experiment)
-    _step(console, 9, "policy evaluate: every arm valued off-policy (beside its true value)")
-    from cli.policy import show as show_policies
-    from experiments.policy_eval import evaluate_home
-
-    policies = evaluate_home(settings)
-    show_policies(policies)
+    experiment, policies = _judge(settings, console)
 
     accepted = first.ingest["accepted"] + second.ingest["accepted"]
     rejected: Counter[str] = Counter(first.ingest["rejected"])
@@ -138,6 +127,22 @@ def run_demo(
     }
     print_summary(settings, figures, console)
     return figures
+
+
+def _judge(settings: Settings, console: Console) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Steps 8 and 9: the experiment analysis, then every arm valued off-policy."""
+    from cli.experiment import show
+    from cli.policy import show as show_policies
+    from experiments.policy_eval import evaluate_home
+    from flows.experiment_flow import analyze_experiment
+
+    _step(console, 8, "analyze_experiment: did the decisions help? (beside the world's truth)")
+    experiment = analyze_experiment()
+    show(experiment)
+    _step(console, 9, "policy evaluate: every arm valued off-policy (beside its true value)")
+    policies = evaluate_home(settings)
+    show_policies(policies)
+    return experiment, policies
 
 
 @app.command()
