@@ -83,6 +83,23 @@ def progress(out: Console | None = None) -> Progress:
     )
 
 
+#: Options the experiment and policy commands share.
+ExperimentName = Annotated[
+    str | None,
+    typer.Option("--experiment", help="Experiment name (default: the one with most sessions)."),
+]
+Since = Annotated[
+    str | None, typer.Option("--since", help="First decision time, ISO (default: 30 days ago).")
+]
+TruthPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--truth", help="A simulator's truth.parquet or folder (default: HOME/simulation)."
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
 def parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None

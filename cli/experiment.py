@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from cli.app import app, console, flows_on, parse_time, settings
+from cli.app import (
+    AsJson,
+    ExperimentName,
+    Since,
+    TruthPath,
+    app,
+    console,
+    flows_on,
+    parse_time,
+    settings,
+)
 
 experiment_app = typer.Typer(help="Experiments: did the decisions help?", no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")
@@ -17,20 +26,13 @@ app.add_typer(experiment_app, name="experiment")
 
 @experiment_app.command()
 def analyze(
-    experiment: Annotated[
-        str | None, typer.Option(help="Experiment name (default: the one with most sessions).")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option(help="First decision time, ISO (default: 30 days ago).")
-    ] = None,
+    experiment: ExperimentName = None,
+    since: Since = None,
     exposed: Annotated[
         bool, typer.Option(help="Count only sessions whose adjustment was shown (exposure).")
     ] = False,
-    truth: Annotated[
-        Path | None,
-        typer.Option(help="A simulator's truth.parquet or folder (default: HOME/simulation)."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    truth: TruthPath = None,
+    as_json: AsJson = False,
 ) -> None:
     """Run the analyze_experiment flow: outcomes joined to decisions, lift per arm, a verdict.
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from cli.app import app, console, parse_time, settings
+from cli.app import AsJson, ExperimentName, Since, TruthPath, app, console, parse_time, settings
 
 policy_app = typer.Typer(help="Decision policies: which one earns most?", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
@@ -17,17 +16,10 @@ app.add_typer(policy_app, name="policy")
 
 @policy_app.command()
 def evaluate(
-    experiment: Annotated[
-        str | None, typer.Option(help="Experiment name (default: the one with most sessions).")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option(help="First decision time, ISO (default: 30 days ago).")
-    ] = None,
-    truth: Annotated[
-        Path | None,
-        typer.Option(help="A simulator's truth.parquet or folder (default: HOME/simulation)."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    experiment: ExperimentName = None,
+    since: Since = None,
+    truth: TruthPath = None,
+    as_json: AsJson = False,
 ) -> None:
     """Value every arm as if it served all traffic, and `none`.
 
