@@ -3,7 +3,8 @@
 :mod:`cli.app` holds the app and its global options; importing the command
 modules registers their commands on it.
 
->>> {"info", "generate", "ingest", "train"} <= {c.callback.__name__ for c in app.registered_commands}
+>>> names = {c.callback.__name__ for c in app.registered_commands}
+>>> {"info", "generate", "ingest", "train"} <= names
 True
 """
 
