@@ -32,7 +32,10 @@ over seeds with their spread:
   *expected* rewards, full information and no noise, then the argmax);
 * its regret against the oracle during learning;
 * its cost while it explores: reward over the first 2,000 learning visitors
-  against ``none``'s on the same visitors (goal: at least ``none``'s - 2%).
+  against ``none``'s on the same visitors (goal: at least ``none``'s - 2%);
+* off-policy evaluation: the evaluation visitors logged under random arms,
+  every policy valued from that log by IPS and doubly robust, and how often
+  the 95% interval covers its true value (goal: at least 90% of runs).
 """
 
 from __future__ import annotations
@@ -190,6 +193,37 @@ def _uplift(learn: World, held: World, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _off_policy(
+    held: World, probs: dict[str, np.ndarray], rng: np.random.Generator
+) -> dict[str, dict[str, bool]]:
+    """Does each estimator's 95% interval cover each policy's true value?
+
+    The evaluation visitors are logged under random arms (every treatment
+    with probability 1/K, purchases drawn from the world); each policy is then
+    valued from that log by IPS and doubly robust (:mod:`experiments.ope`) and
+    compared with its true value on the same visitors.
+    """
+    from experiments.ope import doubly_robust, fit_reward_model, ips
+
+    n, k = held.reward.shape
+    action = rng.integers(0, k, n)
+    bought = rng.random(n) < held.buy[np.arange(n), action]
+    value = held.reward[np.arange(n), action] / np.maximum(held.buy[np.arange(n), action], 1e-12)
+    reward = value * bought
+    mu = np.full(n, 1.0 / k)
+    q = fit_reward_model(_matrix(held), action, reward, k, seed=0)
+    out: dict[str, dict[str, bool]] = {}
+    for name, target in probs.items():
+        true = float((target * held.reward).sum(axis=1).mean())
+        out[name] = {}
+        for method, est in (
+            ("ips", ips(target, action, mu, reward)),
+            ("dr", doubly_robust(target, action, mu, reward, q)),
+        ):
+            out[name][method] = bool(est.ci_low <= true <= est.ci_high)
+    return out
+
+
 def _score(world: World, probs: np.ndarray) -> dict[str, float]:
     return {
         "conversion": float((probs * world.buy).sum(axis=1).mean()),
@@ -200,7 +234,7 @@ def _score(world: World, probs: np.ndarray) -> dict[str, float]:
 
 def one_seed(seed: int, train: int, evaluate: int, epsilon: float) -> dict[str, Any]:
     t0 = time.perf_counter()
-    sessions = int((train + evaluate) / 0.33) + 2000
+    sessions = int((train + evaluate) / 0.28) + 2000  # about 31% of sessions add to cart
     people = visitors(GeneratorConfig(sessions=sessions, days=7, seed=seed))
     if len(people) < train + evaluate:
         raise SystemExit(f"seed {seed}: only {len(people)} visitors; lower --train or --eval")
@@ -241,6 +275,7 @@ def one_seed(seed: int, train: int, evaluate: int, epsilon: float) -> dict[str, 
         "oracle": oracle,
     }
     scores = {name: _score(held, p) for name, p in probs.items()}
+    covered = _off_policy(held, probs, np.random.default_rng([seed, 29]))
     base, best = scores["none"]["revenue"], scores["oracle"]["revenue"]
     explore = min(2000, train)
     regret = np.cumsum(learn.reward.max(axis=1) - gained)
@@ -249,6 +284,7 @@ def one_seed(seed: int, train: int, evaluate: int, epsilon: float) -> dict[str, 
         "scores": scores,
         "share_of_oracle_gain": (scores["bandit"]["revenue"] - base) / (best - base),
         "uplift_share": (scores["uplift"]["revenue"] - base) / (best - base),
+        "covered": covered,
         "context_share": (scores["in-context"]["revenue"] - base) / (best - base),
         "share_of_context_gain": (scores["bandit"]["revenue"] - base)
         / (scores["in-context"]["revenue"] - base),
@@ -311,6 +347,13 @@ def main() -> None:
     )
     up = [r["uplift_share"] for r in runs]
     print(f"uplift (T-learner on a randomized log of the same size): {statistics.mean(up):.0%}")
+    hits = [c for r in runs for c in r["covered"].values()]
+    for method in ("ips", "dr"):
+        share = sum(h[method] for h in hits) / len(hits)
+        print(
+            f"off-policy {method.upper()}: the 95% interval covers the true value in "
+            f"{share:.0%} of {len(hits)} (policy, seed) pairs (goal >= 90%)"
+        )
     keys = list(runs[0]["regret"])
     print(
         "regret against the oracle (cumulative expected reward lost, mean): "
