@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -55,3 +55,32 @@ def show(out: dict[str, Any]) -> None:
             "–" if p["true_value"] is None else f"{p['true_value']:.2f}",
         )
     console.print(t)
+
+
+@policy_app.command()
+def gate(
+    candidate: Annotated[str, typer.Option(help="The arm (or `none`) that would replace.")],
+    current: Annotated[
+        str, typer.Option(help="The policy it must beat: an arm, `none` or `logged`.")
+    ] = "logged",
+    experiment: ExperimentName = None,
+    since: Since = None,
+    as_json: AsJson = False,
+) -> None:
+    """Would CANDIDATE replace CURRENT? Only if its doubly robust gain is surely positive.
+
+    Both are valued off-policy on the same logged sessions; the candidate passes
+    when the whole 95% interval of the paired difference (candidate minus
+    current, net revenue per session) lies above zero. Exits 1 when refused.
+    """
+    from experiments.policy_eval import gate_home
+
+    out = gate_home(settings(), candidate, current, experiment=experiment, since=parse_time(since))
+    if as_json:
+        typer.echo(json.dumps(out))
+    else:
+        verdict = "[green]promote[/green]" if out["promote"] else "[red]refused[/red]"
+        console.print(f"{out['experiment']} (policy version {out['policy_version']}): {verdict}")
+        console.print(out["reason"])
+    if not out["promote"]:
+        raise typer.Exit(1)

@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.errors import NotReadyError
+from core.errors import InputError, NotReadyError
 from core.settings import Settings
 from events.synth.effects import NONE, discount_percent, purchase_probability, shown_effect
 from experiments.load import (
@@ -54,7 +54,7 @@ from experiments.load import (
     load_joined,
     read_truth,
 )
-from experiments.ope import Estimate, doubly_robust, fit_reward_model, ips
+from experiments.ope import Estimate, doubly_robust, dr_difference, fit_reward_model, ips
 
 LOGGED = "logged"
 _DEVICES = ("desktop", "mobile", "tablet")
@@ -116,23 +116,35 @@ def _context(t: pa.Table) -> np.ndarray:
     return np.column_stack([risk, onehot])
 
 
-def evaluate_policies(
+@dataclass
+class LoggedPolicies:
+    """A log ready for off-policy evaluation: every candidate's probabilities per decision."""
+
+    table: pa.Table
+    keys: list[str]  # treatment keys, the columns of every target
+    action: np.ndarray  # the logged treatment's column
+    mu: np.ndarray  # its probability over the whole experiment
+    reward: np.ndarray
+    q: np.ndarray  # the cross-fitted reward model, (decisions, keys)
+    candidates: dict[str, np.ndarray]  # name -> (decisions, keys) probabilities
+
+
+def logged_policies(
     joined: pa.Table, truth: pa.Table | None = None, *, seed: int = 0
-) -> list[PolicyValue]:
-    """IPS and DR values of ``none``, every arm and the logged mix, in that order.
+) -> LoggedPolicies:
+    """``none``, every arm and the logged mix as probabilities over the logged decisions.
 
     ``joined`` is the experiment's joined table (one experiment, one policy
-    version), with a ``consent`` column when known. ``truth`` is a simulator's
-    truth table; with it, only the sessions it knows are evaluated (other
-    traffic in the window is left out) and each candidate's true value is
-    computed over those same sessions.
+    version), with a ``consent`` column when known. With a simulator's
+    ``truth``, only the sessions it knows are kept (other traffic in the window
+    is left out).
     """
     t = _usable(joined)
     if truth is not None:
         known = pc.is_in(t.column("session_id"), value_set=truth.column("session_id"))
         t = t.filter(known)
     if t.num_rows < 2:
-        raise ValueError(
+        raise NotReadyError(
             "no decision in the window logs the treatments every arm would have applied: "
             "decisions from before treatments were logged cannot be evaluated off-policy"
         )
@@ -143,9 +155,7 @@ def evaluate_policies(
     col = {k: i for i, k in enumerate(keys)}
     n, width = len(logged), len(keys)
     action = np.array([col[k] for k in logged])
-    mu = np.asarray(t.column("treatment_propensity"), dtype=float)
     reward = np.asarray(t.column("revenue").fill_null(0.0), dtype=float)
-    q = fit_reward_model(_context(t), action, reward, width, seed=seed)
 
     def policy_of(arm: str) -> np.ndarray:
         target = np.zeros((n, width))
@@ -156,23 +166,96 @@ def evaluate_policies(
 
     none = np.zeros((n, width))
     none[:, col[NONE]] = 1.0
-    candidates: list[tuple[str, np.ndarray]] = [(NONE, none)]
-    candidates += [(arm, policy_of(arm)) for arm in arms]
+    candidates = {NONE: none, **{arm: policy_of(arm) for arm in arms}}
     shares = _shares(t, arms)
-    mix = sum((shares[arm] * target for arm, target in candidates[1:]), np.zeros((n, width)))
-    candidates.append((LOGGED, mix))  # the logging policy itself: the arms' shares
-    truth_rows = _truth_for(t, truth)
+    # The logging policy itself: the arms' shares.
+    candidates[LOGGED] = sum((shares[a] * candidates[a] for a in arms), np.zeros((n, width)))
+    return LoggedPolicies(
+        table=t,
+        keys=keys,
+        action=action,
+        mu=np.asarray(t.column("treatment_propensity"), dtype=float),
+        reward=reward,
+        q=fit_reward_model(_context(t), action, reward, width, seed=seed),
+        candidates=candidates,
+    )
+
+
+def evaluate_policies(
+    joined: pa.Table, truth: pa.Table | None = None, *, seed: int = 0
+) -> list[PolicyValue]:
+    """IPS and DR values of ``none``, every arm and the logged mix, in that order.
+
+    With a simulator's ``truth``, each candidate's true value is computed over
+    the same sessions (:func:`logged_policies` keeps only those it knows).
+    """
+    log = logged_policies(joined, truth, seed=seed)
+    truth_rows = _truth_for(log.table, truth)
     out = []
-    for name, target in candidates:
+    for name, target in log.candidates.items():
         value = PolicyValue(
             name,
-            dr=doubly_robust(target, action, mu, reward, q),
-            ips=ips(target, action, mu, reward),
+            dr=doubly_robust(target, log.action, log.mu, log.reward, log.q),
+            ips=ips(target, log.action, log.mu, log.reward),
         )
         if truth_rows is not None:
-            value.true_value = _true_value(truth_rows, target, keys)
+            value.true_value = _true_value(truth_rows, target, log.keys)
         out.append(value)
     return out
+
+
+@dataclass(frozen=True)
+class PolicyGate:
+    """The policy gate's decision: replace ``current`` by ``candidate``, or not."""
+
+    candidate: str
+    current: str
+    difference: Estimate  # DR value of candidate minus current, paired, per session
+    promote: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "current": self.current,
+            "promote": self.promote,
+            "reason": self.reason,
+            "difference": self.difference.as_dict(),
+        }
+
+
+def gate_policy(
+    joined: pa.Table, candidate: str, current: str = LOGGED, *, seed: int = 0
+) -> PolicyGate:
+    """Promote ``candidate`` only when the 95% interval of its doubly robust gain over
+    ``current`` lies above zero (both valued on the same logged decisions).
+
+    >>> import pyarrow as pa
+    >>> arms = '{"control": {"none": 1}, "b": {"emphasize_cta": 1}}'
+    >>> t = pa.table({"treatment": ["none", "emphasize_cta"] * 200,
+    ...     "variant": ["control", "b"] * 200, "propensity": [0.5] * 400,
+    ...     "treatment_propensity": [0.5] * 400, "revenue": [10.0, 30.0, 10.0, 20.0] * 100,
+    ...     "arm_policies": [arms] * 400, "risk": [0.5] * 400, "device": ["mobile"] * 400})
+    >>> gate_policy(t, "b", "control").promote, gate_policy(t, "control", "b").promote
+    (True, False)
+    """
+    log = logged_policies(joined, seed=seed)
+    for name in (candidate, current):
+        if name not in log.candidates:
+            known = ", ".join(log.candidates)
+            raise InputError(f"no policy {name!r} in the log; it knows {known}")
+    diff = dr_difference(
+        log.candidates[candidate], log.candidates[current], log.action, log.mu, log.reward, log.q
+    )
+    span = f"{diff.value:+.2f} [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}] per session"
+    if diff.ci_low > 0:
+        reason = f"{candidate} earns {span} more than {current}: the whole interval is above 0"
+    else:
+        reason = (
+            f"{candidate} against {current}: {span}; the interval reaches 0 or below, so "
+            f"{current} stays (more traffic narrows it)"
+        )
+    return PolicyGate(candidate, current, diff, diff.ci_low > 0, reason)
 
 
 def _shares(t: pa.Table, arms: list[str]) -> dict[str, float]:
@@ -277,3 +360,23 @@ def evaluate_home(
         "reward": "revenue per session, net of discounts",
         "policies": [v.as_dict() for v in values],
     }
+
+
+def gate_home(
+    settings: Settings,
+    candidate: str,
+    current: str = LOGGED,
+    *,
+    experiment: str | None = None,
+    since: datetime | None = None,
+) -> dict[str, Any]:
+    """:func:`gate_policy` on the home's decision log (the experiment's latest version)."""
+    now = datetime.now(UTC)
+    joined = load_joined(settings, since or default_since(now), now)
+    names = experiments_in(joined)
+    if not names:
+        raise NotReadyError("no decision in the window belongs to an experiment")
+    name = experiment or names[0]
+    rows, version, _ = latest_version(joined, name)
+    decision = gate_policy(rows, candidate, current)
+    return {"experiment": name, "policy_version": version, **decision.as_dict()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from scipy import stats
 
@@ -112,3 +113,39 @@ def test_the_cross_fitted_reward_model_learns_the_rewards() -> None:
     assert np.abs(q - expected * 50).mean() < 1.0
     # Cross-fitting: the same seed gives the same model.
     assert np.array_equal(q, fit_reward_model(x[:, None], action, reward, 3, seed=0))
+
+
+def _two_arms(b_revenue: list[float]) -> pa.Table:
+    """A log of two arms, half each: control never adjusts, b shows the call to action."""
+    n = 400
+    arms = '{"control": {"none": 1}, "b": {"emphasize_cta": 1}}'
+    revenue = [10.0 if i % 2 == 0 else b_revenue[(i // 2) % len(b_revenue)] for i in range(n)]
+    return pa.table(
+        {
+            "treatment": ["none", "emphasize_cta"] * (n // 2),
+            "variant": ["control", "b"] * (n // 2),
+            "propensity": [0.5] * n,
+            "treatment_propensity": [0.5] * n,
+            "revenue": revenue,
+            "arm_policies": [arms] * n,
+            "risk": [0.5] * n,
+            "device": ["mobile", "mobile", "desktop", "desktop"] * (n // 4),  # both arms see both
+        }
+    )
+
+
+def test_the_gate_promotes_only_a_policy_that_is_surely_better() -> None:
+    from core.errors import InputError
+    from experiments.policy_eval import gate_policy
+
+    better = gate_policy(_two_arms([14.0, 12.0]), "b", "control")
+    assert better.promote and better.difference.ci_low > 0
+    assert better.difference.value == pytest.approx(3.0, abs=0.05)
+    # A worse candidate, and one no better than noise, are refused.
+    worse = gate_policy(_two_arms([4.0, 12.0]), "b", "control")
+    assert not worse.promote and worse.difference.value == pytest.approx(-2.0, abs=0.05)
+    tie = gate_policy(_two_arms([0.0, 20.0]), "b", "control")
+    assert not tie.promote and tie.difference.ci_low < 0 < tie.difference.ci_high
+    assert "stays" in tie.reason
+    with pytest.raises(InputError, match="no policy 'learner'"):
+        gate_policy(_two_arms([12.0]), "learner")

@@ -280,6 +280,11 @@ def _policies_valued_off_policy(settings: Settings, since, truth: Path, policy: 
     for p in values.values():
         assert p["ci_low"] <= p["value_estimate"] <= p["ci_high"]
         assert p["true_value"] is not None and p["true_value"] > 0
+    # The gate on the same log: `control` against itself can never be surely better.
+    from experiments.policy_eval import gate_home
+
+    same = gate_home(settings, "control", "none", since=since)
+    assert same["promote"] is False and same["difference"]["value"] == pytest.approx(0.0)
 
 
 def test_the_in_process_channel_runs_the_same_scoring_core(
