@@ -327,6 +327,22 @@ def _true_value(truth: dict[str, np.ndarray], target: np.ndarray, keys: list[str
     return value if math.isfinite(value) else float("nan")
 
 
+def _experiment_rows(
+    settings: Settings, experiment: str | None, since: datetime | None
+) -> tuple[str, pa.Table, int | None]:
+    """The joined sessions of one experiment's latest policy version, from ``since`` to now."""
+    now = datetime.now(UTC)
+    joined = load_joined(settings, since or default_since(now), now)
+    names = experiments_in(joined)
+    if not names:
+        raise NotReadyError("no decision in the window belongs to an experiment")
+    name = experiment or names[0]
+    if name not in names:
+        raise NotReadyError(f"no decision of experiment {name!r}; the window has {names}")
+    rows, version, _ = latest_version(joined, name)
+    return name, rows, version
+
+
 def evaluate_home(
     settings: Settings,
     *,
@@ -342,15 +358,7 @@ def evaluate_home(
     simulator's truth from ``truth`` (default: ``HOME/simulation``) when there
     is one. Returns the ``microtune policy evaluate --json`` object.
     """
-    now = datetime.now(UTC)
-    joined = load_joined(settings, since or default_since(now), now)
-    names = experiments_in(joined)
-    if not names:
-        raise NotReadyError("no decision in the window belongs to an experiment")
-    name = experiment or names[0]
-    if name not in names:
-        raise NotReadyError(f"no decision of experiment {name!r}; the window has {names}")
-    rows, version, _ = latest_version(joined, name)
+    name, rows, version = _experiment_rows(settings, experiment, since)
     truth_table = read_truth(truth or settings.paths.home / "simulation")
     values = evaluate_policies(rows, truth_table, seed=seed)
     return {
@@ -371,12 +379,6 @@ def gate_home(
     since: datetime | None = None,
 ) -> dict[str, Any]:
     """:func:`gate_policy` on the home's decision log (the experiment's latest version)."""
-    now = datetime.now(UTC)
-    joined = load_joined(settings, since or default_since(now), now)
-    names = experiments_in(joined)
-    if not names:
-        raise NotReadyError("no decision in the window belongs to an experiment")
-    name = experiment or names[0]
-    rows, version, _ = latest_version(joined, name)
+    name, rows, version = _experiment_rows(settings, experiment, since)
     decision = gate_policy(rows, candidate, current)
     return {"experiment": name, "policy_version": version, **decision.as_dict()}
