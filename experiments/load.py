@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -59,14 +60,43 @@ def weights_of(joined: pa.Table, experiment: str) -> dict[str, float]:
     ...               "propensity": [0.8, 0.2, 0.8]})
     >>> weights_of(t, "x")
     {'control': 0.2, 'b': 0.8}
+
+    A learning arm's propensity is its share times its probability of the
+    treatment; the share is read back through ``arm_policies``:
+
+    >>> t = t.append_column("treatment", pa.array(["cta", "none", "none"]))
+    >>> t = t.append_column("arm_policies", pa.array(
+    ...     ['{"b": {"cta": 0.5, "none": 0.5}}'] * 3)).set_column(
+    ...     2, "propensity", pa.array([0.4, 0.2, 0.4]))
+    >>> weights_of(t, "x")
+    {'control': 0.2, 'b': 0.8}
     """
     t = joined.filter(pc.equal(joined.column("experiment"), experiment))
     variant = t.column("variant").to_numpy(zero_copy_only=False)
     prop = pc.fill_null(t.column("propensity"), np.nan).to_numpy(zero_copy_only=False)
+    if "arm_policies" in t.column_names and t.column("arm_policies").null_count < t.num_rows:
+        # A learning arm logs its share times the probability of what it chose.
+        prop = prop / _own_arm_probability(t, variant)
     out = {}
     for v in sorted(set(variant.tolist()), key=lambda v: (v != "control", v)):
         p = prop[variant == v]
         out[v] = float(np.nanmedian(p)) if np.isfinite(p).any() else 1.0
+    return out
+
+
+def _own_arm_probability(t: pa.Table, variant: np.ndarray) -> np.ndarray:
+    """Each decision's probability, within its own arm, of the treatment it applied.
+
+    1 for rule arms and for decisions logged before ``arm_policies`` existed.
+    """
+    out = np.ones(t.num_rows)
+    policies = t.column("arm_policies").to_pylist()
+    treatments = t.column("treatment").to_pylist()
+    for i, (raw, key) in enumerate(zip(policies, treatments, strict=True)):
+        if raw is not None and key is not None:
+            p = (orjson.loads(raw).get(variant[i]) or {}).get(key)
+            if p:
+                out[i] = p
     return out
 
 

@@ -153,7 +153,11 @@ def test_visitors_through_the_real_scorer_leave_outcomes_the_join_recovers(
     mine = decisions.filter(pa.compute.is_in(decisions["session_id"], pa.array(list(truth))))
     assert mine.num_rows == 150
     for d in mine.to_pylist():
-        assert d["propensity"] == variant_share(policy.doc.experiment, d["variant"])
+        # The arm's share times the arm's probability of what it applied (1 for rules).
+        own = orjson.loads(d["arm_policies"])[d["variant"]][d["treatment"]]
+        assert d["propensity"] == pytest.approx(
+            variant_share(policy.doc.experiment, d["variant"]) * own
+        )
         assert d["policy_version"] == policy.doc.version
         assert d["experiment"] == policy.doc.experiment.name
         assert d["variant"] == truth[d["session_id"]]["variant"]
