@@ -15,7 +15,8 @@
    (``microtune simulate``, docs/experiments.md) go through real HTTP: their
    events to ``POST /v1/events``, a ``POST /v1/score``, then their answer to
    the decision (exposure, checkout, purchase) as the world's true effects
-   say. Their truth goes to ``simulation/truth.parquet``.
+   say. Their truth goes to ``simulation/truth.parquet``. One arm of the
+   shipped policy is a contextual bandit that learns from the purchases live.
 7. The ``analyze_experiment`` flow joins outcomes to decisions and analyses
    the policy's experiment: each variant against control, its measured lift,
    its interval, and the true lift.

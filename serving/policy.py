@@ -17,7 +17,11 @@ a reload that fails keeps the previous policy.
   session, and ``cooldown_seconds`` between two of them.
 * **Experiment**: each session is hashed to a variant, deterministically.
   The ``control`` variant gets no adjustment; treatment variants may override
-  action parameters.
+  action parameters. A variant with ``policy: bandit`` is decided by the
+  contextual bandit of the ``bandit:`` section (:mod:`models.bandit`) instead
+  of the rules. Every arm is evaluated on every decision, and the decision
+  carries each arm's probability of each treatment (``arm_policies``) for
+  off-policy evaluation.
 
 Examples
 --------

@@ -1,4 +1,4 @@
-"""The policy file's schema: rules, conditions, the experiment, guard rails.
+"""The policy file's schema: rules, conditions, the experiment, guard rails, the bandit.
 
 A policy YAML is validated whole against these models when it is loaded
 (:meth:`serving.policy.Policy.load`); an invalid file is refused with the
