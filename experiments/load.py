@@ -72,15 +72,30 @@ def weights_of(joined: pa.Table, experiment: str) -> dict[str, float]:
     {'control': 0.2, 'b': 0.8}
     """
     t = joined.filter(pc.equal(joined.column("experiment"), experiment))
+    shares = arm_shares(t)
+    variants = {v for v in t.column("variant").to_pylist() if v is not None}
+    return {v: shares.get(v, 1.0) for v in sorted(variants, key=lambda v: (v != "control", v))}
+
+
+def arm_shares(t: pa.Table) -> dict[str, float]:
+    """Each arm's share, read back from its decisions (control first).
+
+    A decision's propensity is its arm's share times the arm's probability of
+    the treatment it applied (1 for rules), so the share is the median of the
+    propensity over that probability. Arms without a logged propensity are
+    left out.
+    """
     variant = t.column("variant").to_numpy(zero_copy_only=False)
     prop = pc.fill_null(t.column("propensity"), np.nan).to_numpy(zero_copy_only=False)
+    prop = prop.astype(float)
     if "arm_policies" in t.column_names and t.column("arm_policies").null_count < t.num_rows:
-        # A learning arm logs its share times the probability of what it chose.
         prop = prop / _own_arm_probability(t, variant)
     out = {}
-    for v in sorted(set(variant.tolist()), key=lambda v: (v != "control", v)):
+    names = {v for v in variant.tolist() if v is not None}
+    for v in sorted(names, key=lambda v: (v != "control", v)):
         p = prop[variant == v]
-        out[v] = float(np.nanmedian(p)) if np.isfinite(p).any() else 1.0
+        if np.isfinite(p).any():
+            out[v] = float(np.nanmedian(p))
     return out
 
 

@@ -48,6 +48,7 @@ from core.errors import InputError, NotReadyError
 from core.settings import Settings
 from events.synth.effects import NONE, discount_percent, purchase_probability, shown_effect
 from experiments.load import (
+    arm_shares,
     default_since,
     experiments_in,
     latest_version,
@@ -259,28 +260,15 @@ def gate_policy(
 
 
 def _shares(t: pa.Table, arms: list[str]) -> dict[str, float]:
-    """Each arm's share, read back from the log.
+    """Each arm's share of the traffic (:func:`experiments.load.arm_shares`), summing to 1.
 
-    A decision's propensity is its arm's share times the arm's probability of
-    its treatment, so the share is the propensity over that probability.
+    An arm with no logged decision of its own gets an equal part of what the
+    others leave.
     """
-    shares: dict[str, float] = {}
-    rows = zip(
-        t.column("variant").to_pylist(),
-        t.column("propensity").to_pylist(),
-        t.column("treatment").to_pylist(),
-        t.column("arm_policies").to_pylist(),
-        strict=True,
-    )
-    for v, prop, key, policies in rows:
-        if v is None or prop is None or v in shares:
-            continue
-        p = (json.loads(policies).get(v) or {}).get(key, 0.0)
-        if p > 0:
-            shares[v] = float(prop) / p
+    shares = arm_shares(t)
     missing = [a for a in arms if a not in shares]
     if missing:
-        rest = max(0.0, 1.0 - sum(shares.values()))
+        rest = max(0.0, 1.0 - sum(shares.get(a, 0.0) for a in arms))
         for a in missing:
             shares[a] = rest / len(missing)
     total = sum(shares[a] for a in arms) or 1.0

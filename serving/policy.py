@@ -324,11 +324,13 @@ class Policy:
         values: dict[str, Any] = {"risk": risk, "risk_percentile": pct, "risk_zscore": z}
         values.update({f"feature:{k}": v for k, v in features.items()})
         values.update({f"context:{k}": v for k, v in context.items()})
+        seen = self._bandit_context(values) if doc.bandit is not None else None
         policies: dict[str, dict[str, float]] = {}
         decision = _none(variant, "")
         for v, arm in doc.experiment.variants.items():
             if arm.policy == "bandit":
-                chosen, dist = self._bandit_arm(v, values, guard, now, session_id, v == variant)
+                assert seen is not None  # the schema requires a bandit section
+                chosen, dist = self._bandit_arm(v, seen, guard, now, session_id, v == variant)
             else:
                 chosen = self._choose(v, values, guard, now)
                 dist = {chosen.treatment: 1.0}
@@ -345,25 +347,25 @@ class Policy:
         decision.treatment_propensity = sum(
             share[v] * d.get(mine, 0.0) for v, d in policies.items()
         )
-        if doc.bandit is not None:
-            decision.bandit_context = self._bandit_context(values)
+        decision.bandit_context = seen
         return decision
 
     def _bandit_arm(
         self,
         variant: str,
-        values: dict[str, Any],
+        seen: dict[str, Any],
         guard: Guard,
         now: float,
         session_id: str,
         draw: bool,
     ) -> tuple[Decision, dict[str, float]]:
-        """The bandit's probabilities after the guard rails; its draw when ``draw``."""
+        """The bandit's probabilities given its context ``seen``, after the guard rails;
+        its draw when ``draw``."""
         blocked = self._blocked(variant, guard, now)
         if blocked is not None or self.bandit is None:
             return blocked or _none(variant, "no bandit loaded"), {Action.NONE.value: 1.0}
         bandit = self.bandit
-        probs = bandit.probabilities(self._bandit_context(values))
+        probs = bandit.probabilities(seen)
         dist = {k: float(p) for k, p in zip(bandit.spec.actions, probs, strict=True)}
         if not draw:
             return _none(variant, ""), dist
