@@ -1,14 +1,31 @@
-"""``microtune policy evaluate``: every candidate policy valued off-policy from the decision log."""
+"""``microtune policy``: value policies off-policy, register them, canary, gate and roll back.
+
+``evaluate`` and ``gate`` read the decision log. ``register`` puts a policy file
+in the MLflow registry (the first becomes the champion; later ones serve a
+canary share beside it); ``promote`` runs the policy gate on the canary;
+``rollback`` restores the previous champion; ``status`` shows what serves.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from cli.app import AsJson, ExperimentName, Since, TruthPath, app, console, parse_time, settings
+from cli.app import (
+    AsJson,
+    ExperimentName,
+    Since,
+    TruthPath,
+    app,
+    console,
+    flows_on,
+    parse_time,
+    settings,
+)
 
 policy_app = typer.Typer(help="Decision policies: which one earns most?", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
@@ -84,3 +101,143 @@ def gate(
         console.print(out["reason"])
     if not out["promote"]:
         raise typer.Exit(1)
+
+
+CanaryShare = Annotated[
+    float,
+    typer.Option(
+        "--canary",
+        min=0.0,
+        max=0.99,
+        help="Share of sessions the new policy serves beside the champion until it is gated.",
+    ),
+]
+
+
+@policy_app.command()
+def register(
+    path: Annotated[Path, typer.Argument(help="The policy YAML to register.")],
+    canary: CanaryShare = 0.1,
+    as_json: AsJson = False,
+) -> None:
+    """Register a policy file in MLflow as the challenger, served as a canary.
+
+    The file is validated first. The first registered policy becomes the
+    champion at once; a later one serves CANARY of the sessions beside the
+    champion (its arms logged as `canary:<arm>`) until `microtune policy
+    promote` gates it. The scorer picks the change up on its next registry poll.
+    """
+    from models import policy_registry, registry
+    from serving.policy import Policy
+
+    s = settings()
+    policy = Policy.load(path)
+    client = registry.configure(s.tracking_uri, s.artifact_root)
+    version = policy_registry.register_policy(
+        client,
+        path.read_text(),
+        policy_card(policy),
+        canary_share=canary,
+        artifact_root=s.artifact_root,
+    )
+    out = status_of(s)
+    if as_json:
+        typer.echo(json.dumps({"registered": version, **out}))
+        return
+    console.print(f"policy v{version} registered from {path}")
+    show_status(out)
+
+
+def policy_card(policy: Any) -> dict[str, Any]:
+    """What a registered policy carries for people browsing the registry."""
+    doc = policy.doc
+    return {
+        "source": policy.source,
+        "experiment": doc.experiment.name,
+        "arms": {
+            v: {"weight": a.weight, "policy": a.policy or "rules", "params": a.params}
+            for v, a in doc.experiment.variants.items()
+        },
+        "rules": [r.name for r in doc.rules if r.enabled],
+        "guard_rails": doc.guard_rails.model_dump(),
+        "bandit": None if doc.bandit is None else doc.bandit.model_dump(mode="json"),
+    }
+
+
+def status_of(s: Any) -> dict[str, Any]:
+    from models import policy_registry, registry
+
+    champion, canary, share = policy_registry.served_versions(registry.reader(s.tracking_uri))
+    return {"champion": champion, "canary": canary, "canary_share": share}
+
+
+def show_status(out: dict[str, Any]) -> None:
+    if out["champion"] is None:
+        console.print("no registered policy: the scorer serves its policy file")
+        return
+    line = f"champion: policy v{out['champion']}"
+    if out["canary"]:
+        line += f"; canary: v{out['canary']} on {out['canary_share']:.0%} of sessions"
+    console.print(line)
+
+
+@policy_app.command()
+def status(as_json: AsJson = False) -> None:
+    """Which registered policy serves, and which runs as a canary on what share."""
+    out = status_of(settings())
+    if as_json:
+        typer.echo(json.dumps(out))
+    else:
+        show_status(out)
+
+
+@policy_app.command("canary")
+def set_canary(share: CanaryShare = 0.1) -> None:
+    """Change the canary's share of sessions (0 stops it; the champion serves all)."""
+    from models import policy_registry, registry
+
+    s = settings()
+    out = status_of(s)
+    client = registry.configure(s.tracking_uri, s.artifact_root)
+    version = registry.version_of(client, policy_registry.POLICY, registry.CHALLENGER)
+    if version is None or version == out["champion"]:
+        console.print(
+            "[red]no challenger policy[/red]: register one with `microtune policy register`"
+        )
+        raise typer.Exit(1)
+    policy_registry.set_canary_share(client, version, share)
+    show_status(status_of(s))
+
+
+@policy_app.command()
+def promote(since: Since = None, as_json: AsJson = False) -> None:
+    """Gate the canary policy against the champion; promote it if it surely earns more.
+
+    Both are valued off-policy on the canary's decisions; the canary is
+    promoted when the 95% interval of its doubly robust gain lies above zero.
+    Otherwise it keeps serving its share. Exits 1 when refused or not ready.
+    """
+    from flows.policy_flows import promote_policy
+
+    with flows_on(settings()):
+        out = promote_policy(since=since)
+    if as_json:
+        typer.echo(json.dumps(out))
+    elif "skipped" in out:
+        console.print(f"[yellow]not gated[/yellow]: {out['skipped']}")
+    else:
+        verdict = "[green]promoted[/green]" if out["promote"] else "[red]kept as a canary[/red]"
+        console.print(f"policy v{out['challenger']} against v{out['champion']}: {verdict}")
+        console.print(out["reason"])
+    if not out.get("promote"):
+        raise typer.Exit(1)
+
+
+@policy_app.command()
+def rollback() -> None:
+    """Serve the previous champion policy again."""
+    from flows.policy_flows import rollback_policy
+
+    with flows_on(settings()):
+        r = rollback_policy()
+    console.print(f"policy: champion v{r['replaced']} -> v{r['restored']}")

@@ -56,8 +56,13 @@ from experiments.load import (
     read_truth,
 )
 from experiments.ope import Estimate, doubly_robust, dr_difference, fit_reward_model, ips
+from models import policy_registry, registry
+from models.policy_registry import is_canary
 
 LOGGED = "logged"
+#: While a challenger policy runs as a canary: the champion's arms, and the
+#: challenger's, each valued as one policy (their arms mixed by their shares).
+CHAMPION, CANARY = "champion", "canary"
 _DEVICES = ("desktop", "mobile", "tablet")
 
 
@@ -171,6 +176,15 @@ def logged_policies(
     shares = _shares(t, arms)
     # The logging policy itself: the arms' shares.
     candidates[LOGGED] = sum((shares[a] * candidates[a] for a in arms), np.zeros((n, width)))
+    if any(is_canary(a) for a in arms):  # a champion and its canary, each as a whole
+        for name, members in (
+            (CHAMPION, [a for a in arms if not is_canary(a)]),
+            (CANARY, [a for a in arms if is_canary(a)]),
+        ):
+            total = sum(shares[a] for a in members) or 1.0
+            candidates[name] = sum(
+                (shares[a] / total * candidates[a] for a in members), np.zeros((n, width))
+            )
     return LoggedPolicies(
         table=t,
         keys=keys,
@@ -191,7 +205,7 @@ def evaluate_policies(
     the same sessions (:func:`logged_policies` keeps only those it knows).
     """
     log = logged_policies(joined, truth, seed=seed)
-    truth_rows = _truth_for(log.table, truth)
+    truth_rows = truth_for(log.table, truth)
     out = []
     for name, target in log.candidates.items():
         value = PolicyValue(
@@ -200,7 +214,7 @@ def evaluate_policies(
             ips=ips(target, log.action, log.mu, log.reward),
         )
         if truth_rows is not None:
-            value.true_value = _true_value(truth_rows, target, log.keys)
+            value.true_value = true_value_of(truth_rows, target, log.keys)
         out.append(value)
     return out
 
@@ -275,7 +289,7 @@ def _shares(t: pa.Table, arms: list[str]) -> dict[str, float]:
     return {a: shares[a] / total for a in arms}
 
 
-def _truth_for(t: pa.Table, truth: pa.Table | None) -> dict[str, np.ndarray] | None:
+def truth_for(t: pa.Table, truth: pa.Table | None) -> dict[str, np.ndarray] | None:
     """The truth's latents and cart values of the evaluated sessions, in their order."""
     if truth is None:
         return None
@@ -305,7 +319,7 @@ def true_net_revenue(truth: dict[str, np.ndarray], key: str) -> np.ndarray:
     return np.asarray(truth["cart_value"] * (1.0 - pct / 100.0) * p)
 
 
-def _true_value(truth: dict[str, np.ndarray], target: np.ndarray, keys: list[str]) -> float:
+def true_value_of(truth: dict[str, np.ndarray], target: np.ndarray, keys: list[str]) -> float:
     total = np.zeros(len(target))
     for j, key in enumerate(keys):
         weight = target[:, j]
@@ -370,3 +384,43 @@ def gate_home(
     name, rows, version = _experiment_rows(settings, experiment, since)
     decision = gate_policy(rows, candidate, current)
     return {"experiment": name, "policy_version": version, **decision.as_dict()}
+
+
+def gate_canary(settings: Settings, *, since: datetime | None = None) -> dict[str, Any]:
+    """The policy gate on the running canary: challenger against champion, off-policy.
+
+    Reads the decisions the registry's challenger logged while it ran as a canary
+    (they carry both policies' probabilities), and applies :func:`gate_policy` to
+    the challenger's arms as one policy against the champion's. Writes nothing:
+    ``microtune policy promote`` moves the aliases when the gate passes.
+    """
+    champion, canary, share = policy_registry.served_versions(
+        registry.reader(settings.tracking_uri)
+    )
+    if canary is None:
+        raise NotReadyError(
+            "no challenger policy runs as a canary: register one with "
+            "`microtune policy register FILE --canary 0.1`, let it serve, then gate it"
+        )
+    now = datetime.now(UTC)
+    joined = load_joined(settings, since or default_since(now), now)
+    mine = pc.equal(pc.fill_null(joined.column("policy_version"), -1), int(canary))
+    rows = joined.filter(mine)
+    if rows.num_rows:
+        marked = pc.match_substring(
+            pc.fill_null(rows.column("arm_policies"), ""), f'"{policy_registry.CANARY_PREFIX}'
+        )
+        rows = rows.filter(marked)
+    if rows.num_rows < 2:
+        raise NotReadyError(
+            f"policy v{canary} has no joined canary decisions yet: let it serve "
+            "(sessions join their outcomes once they end), then gate it again"
+        )
+    decision = gate_policy(rows, CANARY, CHAMPION)
+    return {
+        "champion": champion,
+        "challenger": canary,
+        "canary_share": share,
+        "sessions": decision.difference.n,
+        **decision.as_dict(),
+    }

@@ -30,9 +30,6 @@ from models.card import ModelCard
 
 LGBM = "abandonment-lgbm"
 RIVER = "abandonment-river"
-# The pyfunc wrapper takes a frame or an array; MLflow warns that it cannot
-# derive a schema from such a hint. The model card documents the columns.
-warnings.filterwarnings("ignore", message=".*[Tt]ype hint.*", category=UserWarning)
 warnings.filterwarnings("ignore", message=".*python_model.*CloudPickle.*")
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
@@ -43,6 +40,10 @@ HISTORY_TAG = "champion_history"
 
 class RiskPyfunc(PythonModel):
     """pyfunc wrapper: ``predict`` takes rows in the card's column order."""
+
+    # It takes a frame or an array, a hint MLflow cannot derive a schema from (it
+    # would warn at import); the model card documents the columns.
+    _skip_type_hint_validation = True
 
     def __init__(self, model: Any) -> None:
         self.model = model

@@ -4,15 +4,23 @@
 set and replaces it whole, so a request sees the old or the new champions,
 never a mix. :func:`champion_versions` is cheap (two registry reads) and is
 polled; :func:`load_champions` runs only when a version changed.
+
+The decision policy follows the same pattern: :func:`policy_versions` is
+polled, :func:`served_policy` builds the registry's champion policy (with its
+canary) when they change, or reads the policy file when no policy is
+registered.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
-from models import registry
+from models import policy_registry, registry
+from serving.policy import Policy
+from serving.policy_doc import DEFAULT_POLICY
 
 FAMILIES = (registry.LGBM, registry.RIVER)
 
@@ -72,3 +80,38 @@ def load_champions(settings: Settings, previous: ModelSet | None = None) -> Mode
 
 def _get(models: ModelSet, name: str) -> Any:
     return models.lgbm if name == registry.LGBM else models.river
+
+
+PolicyVersions = tuple[str | None, str | None, float]
+
+
+def policy_path(settings: Settings) -> Path:
+    """The policy file served while the registry holds no policy."""
+    return settings.serve.policy or DEFAULT_POLICY
+
+
+def policy_versions(settings: Settings) -> PolicyVersions:
+    """(champion, canary, canary share) of the registered policies; cheap, polled."""
+    return policy_registry.served_versions(registry.reader(settings.tracking_uri))
+
+
+def _registered(v: policy_registry.PolicyVersion) -> Policy:
+    policy = Policy.from_yaml(v.text, f"registry {policy_registry.POLICY} v{v.version}")
+    # Decisions log the registry's version: one number names a policy everywhere.
+    policy.doc.version = int(v.version)
+    return policy
+
+
+def served_policy(settings: Settings) -> tuple[Policy, PolicyVersions]:
+    """The policy to serve: the registry's champion, with its challenger as a canary
+    when it has a canary share; the policy file when no policy is registered.
+
+    A registry that cannot be read raises (the caller keeps its current policy).
+    """
+    served = policy_registry.served(registry.reader(settings.tracking_uri))
+    if served.champion is None:
+        return Policy.load(policy_path(settings)), served.versions
+    policy = _registered(served.champion)
+    if served.canary is not None:
+        policy.with_canary(_registered(served.canary), served.canary.canary_share)
+    return policy, served.versions

@@ -42,10 +42,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
-import math
-from bisect import bisect_left, insort
-from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,86 +52,15 @@ from pydantic import ValidationError
 
 from core.errors import InputError
 from models.bandit import BanditSpec, ContextualBandit
-from serving.policy_doc import Action, Experiment, PolicyDoc
-
-# ---------------------------------------------------------------------------
-# Runtime state: rolling risk baseline and per-session guard state
-
-
-class RiskBaseline:
-    """Recent risk scores: percentile rank and z-score of a new score.
-
-    >>> b = RiskBaseline(window=4, min_samples=2)
-    >>> for r in (0.1, 0.2, 0.3, 0.4): b.add(r)
-    >>> b.percentile(0.35), round(b.zscore(0.4), 3)
-    (75.0, 1.342)
-    """
-
-    def __init__(self, window: int, min_samples: int) -> None:
-        self.window, self.min_samples = window, min_samples
-        self._fifo: deque[float] = deque()
-        self._sorted: list[float] = []
-        self._sum = self._sq = 0.0
-
-    def add(self, risk: float) -> None:
-        if math.isnan(risk):
-            return
-        self._fifo.append(risk)
-        insort(self._sorted, risk)
-        self._sum += risk
-        self._sq += risk * risk
-        if len(self._fifo) > self.window:
-            old = self._fifo.popleft()
-            del self._sorted[bisect_left(self._sorted, old)]
-            self._sum -= old
-            self._sq -= old * old
-
-    def __len__(self) -> int:
-        return len(self._fifo)
-
-    def percentile(self, risk: float) -> float | None:
-        """Share (0-100) of recent scores strictly below ``risk``; None until warmed up."""
-        if len(self) < self.min_samples:
-            return None
-        return 100.0 * bisect_left(self._sorted, risk) / len(self._sorted)
-
-    def zscore(self, risk: float) -> float | None:
-        n = len(self)
-        if n < self.min_samples:
-            return None
-        mean = self._sum / n
-        var = max(self._sq / n - mean * mean, 0.0)
-        return (risk - mean) / math.sqrt(var) if var > 1e-12 else 0.0
-
-
-@dataclass
-class Guard:
-    """Adjustments shown to one session so far."""
-
-    shown: int = 0
-    last_at: float | None = None
-
-
-class Guards:
-    """Guard state of recent sessions (least recently used evicted)."""
-
-    def __init__(self, capacity: int = 200_000) -> None:
-        self.capacity = capacity
-        self._by_session: OrderedDict[str, Guard] = OrderedDict()
-
-    def get(self, session_id: str) -> Guard:
-        g = self._by_session.get(session_id)
-        if g is None:
-            g = self._by_session[session_id] = Guard()
-            if len(self._by_session) > self.capacity:
-                self._by_session.popitem(last=False)
-        else:
-            self._by_session.move_to_end(session_id)
-        return g
-
-
-# ---------------------------------------------------------------------------
-# Deciding
+from models.policy_registry import canary_arm, is_canary
+from serving.guards import Guard, Guards, RiskBaseline  # noqa: F401  (re-exported)
+from serving.policy_doc import (
+    Action,
+    PolicyDoc,
+    assign_variant,
+    uniform_draw,
+    variant_share,
+)
 
 
 @dataclass(frozen=True)
@@ -167,6 +92,16 @@ class Decision:
     #: every arm's decision teaches it, weighted by ``treatment_propensity``.
     bandit_context: dict[str, Any] | None = None
 
+    def settle(self, guard: Guard, now: float, shares: dict[str, float]) -> None:
+        """Count an adjustment against ``guard``, and set the propensities from each
+        arm's share (``shares``) and probabilities (``arm_policies``)."""
+        if self.adjusted:
+            guard.shown += 1
+            guard.last_at = now
+        mine, policies = self.treatment, self.arm_policies
+        self.propensity = shares[self.variant] * policies[self.variant].get(mine, 0.0)
+        self.treatment_propensity = sum(shares[v] * d.get(mine, 0.0) for v, d in policies.items())
+
     @property
     def adjusted(self) -> bool:
         return any(a.action != Action.NONE for a in self.actions)
@@ -193,44 +128,6 @@ def treatment_key(actions: list[Chosen]) -> str:
     return "+".join(parts) or Action.NONE.value
 
 
-def assign_variant(experiment: Experiment, session_id: str) -> str:
-    """Deterministic variant of a session: a hash of experiment and session to [0, 1).
-
-    >>> from serving.policy_doc import Variant
-    >>> e = Experiment(variants={"control": Variant(weight=1), "b": Variant(weight=1)})
-    >>> assign_variant(e, "s1") == assign_variant(e, "s1")
-    True
-    """
-    digest = hashlib.sha256(f"{experiment.name}:{session_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    total = sum(v.weight for v in experiment.variants.values())
-    acc = 0.0
-    for name, v in experiment.variants.items():
-        acc += v.weight / total
-        if u < acc:
-            return name
-    return next(reversed(experiment.variants))
-
-
-def variant_share(experiment: Experiment, variant: str) -> float:
-    """The probability that a session is assigned ``variant``: its weight's share.
-
-    >>> from serving.policy_doc import Variant
-    >>> e = Experiment(variants={"control": Variant(weight=1), "b": Variant(weight=3)})
-    >>> variant_share(e, "b")
-    0.75
-    """
-    total = sum(v.weight for v in experiment.variants.values())
-    v = experiment.variants.get(variant)
-    return v.weight / total if v is not None and total > 0 else 0.0
-
-
-def _uniform(key: str) -> float:
-    """A uniform draw in [0, 1) fixed by ``key`` (the same decision draws the same)."""
-    digest = hashlib.sha256(key.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def _none(variant: str, reason: str) -> Decision:
     return Decision(variant, [Chosen(Action.NONE.value, {}, reason)])
 
@@ -249,6 +146,49 @@ class Policy:
                 chosen = Chosen(a.action.value, dict(a.params), "")
                 self._bandit_actions[treatment_key([chosen])] = (a.action.value, dict(a.params))
             self.bandit = ContextualBandit(self.bandit_spec())
+        #: A challenger served beside this policy to a share of the sessions, its arms
+        #: logged as ``canary:<arm>`` (:mod:`models.policy_registry`).
+        self.canary: tuple[Policy, float] | None = None
+
+    def with_canary(self, candidate: Policy, share: float) -> Policy:
+        """Serve ``candidate`` to ``share`` of the sessions; both decide every time.
+
+        >>> champion = Policy.from_yaml("experiment: {variants: {control: {weight: 1}}}")
+        >>> b = Policy.from_yaml("{version: 2, experiment: {variants: {b: {weight: 1}}}}")
+        >>> p = champion.with_canary(b, 0.25)
+        >>> p.shares(), p.version
+        ({'control': 0.75, 'canary:b': 0.25}, 2)
+        """
+        self.canary = (candidate, share)
+        return self
+
+    def members(self) -> list[Policy]:
+        """This policy, and its canary when one runs."""
+        return [self] if self.canary is None else [self, self.canary[0]]
+
+    @property
+    def version(self) -> int:
+        """The policy version decisions log: the challenger's while it runs as a canary."""
+        return self.canary[0].doc.version if self.canary else self.doc.version
+
+    def assign(self, session_id: str) -> str:
+        """The arm a session is served by (``canary:<arm>`` when the canary serves it)."""
+        if self.canary is not None:
+            candidate, share = self.canary
+            if uniform_draw(f"canary:{session_id}") < share:
+                return canary_arm(assign_variant(candidate.doc.experiment, session_id))
+        return assign_variant(self.doc.experiment, session_id)
+
+    def safe_decision(self, session_id: str, reason: str) -> Decision:
+        """No adjustment, for every arm alike: what a degraded score decides."""
+        shares, variant = self.shares(), self.assign(session_id)
+        return Decision(
+            variant,
+            [Chosen(Action.NONE.value, {}, reason)],
+            shares[variant],
+            arm_policies={v: {Action.NONE.value: 1.0} for v in shares},
+            treatment_propensity=1.0,
+        )
 
     def bandit_spec(self) -> BanditSpec:
         """The bandit this policy's ``bandit:`` section describes (None without one)."""
@@ -317,6 +257,51 @@ class Policy:
         about 60 µs): the session's own arm decides, and the others say with what
         probability they would have applied each treatment.
         """
+        canary = self.canary
+        served = self.assign(session_id)
+        decision = self.evaluate(
+            session_id, risk, features, context, guard, now=now, draw=not is_canary(served)
+        )
+        if canary is not None:
+            other = canary[0].evaluate(
+                session_id, risk, features, context, guard, now=now, draw=is_canary(served)
+            )
+            policies = decision.arm_policies
+            policies.update({canary_arm(v): d for v, d in other.arm_policies.items()})
+            if is_canary(served):
+                other.variant = served
+                other.bandit_context = other.bandit_context or decision.bandit_context
+                decision = other
+            decision.arm_policies = policies
+            decision.bandit_context = decision.bandit_context or other.bandit_context
+        decision.settle(guard, now, self.shares())
+        return decision
+
+    def shares(self) -> dict[str, float]:
+        """Each arm's probability of being assigned a session (canary arms included)."""
+        e = self.doc.experiment
+        if self.canary is None:
+            return {v: variant_share(e, v) for v in e.variants}
+        candidate, share = self.canary
+        c = candidate.doc.experiment
+        return {v: (1.0 - share) * variant_share(e, v) for v in e.variants} | {
+            canary_arm(v): share * variant_share(c, v) for v in c.variants
+        }
+
+    def evaluate(
+        self,
+        session_id: str,
+        risk: float,
+        features: dict[str, Any],
+        context: dict[str, Any],
+        guard: Guard,
+        *,
+        now: float,
+        draw: bool = True,
+    ) -> Decision:
+        """:meth:`decide` without its bookkeeping: the session's arm's decision and every
+        arm's probabilities (``arm_policies``), leaving ``guard`` and the propensities
+        alone. A learning arm draws its choice only when ``draw``."""
         doc = self.doc
         variant = assign_variant(doc.experiment, session_id)
         pct, z = self.baseline.percentile(risk), self.baseline.zscore(risk)
@@ -330,23 +315,15 @@ class Policy:
         for v, arm in doc.experiment.variants.items():
             if arm.policy == "bandit":
                 assert seen is not None  # the schema requires a bandit section
-                chosen, dist = self._bandit_arm(v, seen, guard, now, session_id, v == variant)
+                mine = draw and v == variant
+                chosen, dist = self._bandit_arm(v, seen, guard, now, session_id, mine)
             else:
                 chosen = self._choose(v, values, guard, now)
                 dist = {chosen.treatment: 1.0}
             policies[v] = dist
             if v == variant:
                 decision = chosen
-        if decision.adjusted:
-            guard.shown += 1
-            guard.last_at = now
-        mine = decision.treatment
-        share = {v: variant_share(doc.experiment, v) for v in policies}
-        decision.propensity = share[variant] * policies[variant].get(mine, 0.0)
         decision.arm_policies = policies
-        decision.treatment_propensity = sum(
-            share[v] * d.get(mine, 0.0) for v, d in policies.items()
-        )
         decision.bandit_context = seen
         return decision
 
@@ -369,7 +346,7 @@ class Policy:
         dist = {k: float(p) for k, p in zip(bandit.spec.actions, probs, strict=True)}
         if not draw:
             return _none(variant, ""), dist
-        u = _uniform(f"{session_id}:{now!r}")
+        u = uniform_draw(f"{session_id}:{now!r}")
         key = bandit.spec.actions[
             min(int(np.searchsorted(np.cumsum(probs), u, "right")), len(probs) - 1)
         ]

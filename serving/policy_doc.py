@@ -7,6 +7,7 @@ field that is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from enum import StrEnum
 from pathlib import Path
@@ -214,3 +215,41 @@ class PolicyDoc(BaseModel):
         if "control" in arms:
             raise ValueError("`control` gets no adjustment; it cannot be a bandit arm")
         return self
+
+
+def assign_variant(experiment: Experiment, session_id: str) -> str:
+    """Deterministic variant of a session: a hash of experiment and session to [0, 1).
+
+    >>> from serving.policy_doc import Variant
+    >>> e = Experiment(variants={"control": Variant(weight=1), "b": Variant(weight=1)})
+    >>> assign_variant(e, "s1") == assign_variant(e, "s1")
+    True
+    """
+    digest = hashlib.sha256(f"{experiment.name}:{session_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    total = sum(v.weight for v in experiment.variants.values())
+    acc = 0.0
+    for name, v in experiment.variants.items():
+        acc += v.weight / total
+        if u < acc:
+            return name
+    return next(reversed(experiment.variants))
+
+
+def variant_share(experiment: Experiment, variant: str) -> float:
+    """The probability that a session is assigned ``variant``: its weight's share.
+
+    >>> from serving.policy_doc import Variant
+    >>> e = Experiment(variants={"control": Variant(weight=1), "b": Variant(weight=3)})
+    >>> variant_share(e, "b")
+    0.75
+    """
+    total = sum(v.weight for v in experiment.variants.values())
+    v = experiment.variants.get(variant)
+    return v.weight / total if v is not None and total > 0 else 0.0
+
+
+def uniform_draw(key: str) -> float:
+    """A uniform draw in [0, 1) fixed by ``key`` (the same decision draws the same)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64

@@ -16,8 +16,7 @@ from pydantic import ValidationError
 
 from models import registry
 from serving import metrics
-from serving.policy import Policy
-from serving.runtime import Runtime, policy_path
+from serving.runtime import Runtime
 from serving.schemas import (
     EventBatch,
     EventsResponse,
@@ -205,7 +204,10 @@ async def models(s: ScorerDep, rt: RuntimeDep) -> Any:
         "drifts": getattr(river, "drifts", None),
         "pending_decisions": s.labels.pending(),
     }
-    out["policy"] = {"source": s.policy.source, "rules": len(s.policy.doc.rules)}
+    p = s.policy
+    out["policy"] = {"source": p.source, "rules": len(p.doc.rules), "version": p.version}
+    if p.canary is not None:
+        out["policy"]["canary"] = {"source": p.canary[0].source, "share": p.canary[1]}
     return out
 
 
@@ -226,8 +228,9 @@ async def reload_models(rt: RuntimeDep) -> Any:
     dependencies=[Depends(admin)],
     responses=answers(401, 422, 500, 503),
 )
-async def reload_policy(s: ScorerDep, rt: RuntimeDep) -> Any:
-    """Re-read the policy YAML; an invalid file keeps the current policy (422)."""
-    s.policy = Policy.load(policy_path(rt.settings))
-    rt.adopt_bandit(force=True)
-    return {"policy": s.policy.source, "rules": len(s.policy.doc.rules)}
+async def reload_policy(rt: RuntimeDep) -> Any:
+    """Serve the registry's champion policy (and canary) now, or re-read the policy
+    file when none is registered; an invalid file keeps the current policy (422).
+    The registry is also polled."""
+    policy = await rt.reload_policy()
+    return {"policy": policy.source, "rules": len(policy.doc.rules), "version": policy.version}

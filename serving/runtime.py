@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from core.errors import InputError
 from core.settings import Settings
 from feature_repo.features import SESSION_VIEW, USER_VIEW
 from models import registry
@@ -27,10 +28,17 @@ from models.bandit import ContextualBandit
 from models.online import RiverRiskModel
 from monitoring.verdict import latest_status
 from serving import metrics
-from serving.champions import ModelSet, champion_versions, load_champions
+from serving.champions import (
+    ModelSet,
+    PolicyVersions,
+    champion_versions,
+    load_champions,
+    policy_path,
+    policy_versions,
+    served_policy,
+)
 from serving.learner import WriterLock, by_session, learn
 from serving.policy import Policy
-from serving.policy_doc import DEFAULT_POLICY
 from serving.scorer import Scorer
 from stores.online_state import last_writes
 
@@ -72,10 +80,6 @@ def _open_online(settings: Settings) -> tuple[Any, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def policy_path(settings: Settings) -> Path:
-    return settings.serve.policy or DEFAULT_POLICY
-
-
 def _river_checkpoint(settings: Settings, version: str | None) -> Path:
     return settings.paths.serving / "river" / f"v{version}.pkl"
 
@@ -99,6 +103,7 @@ class Runtime:
         self.background = low_priority_pool("background")
         self._river_mtime = 0.0
         self._bandit_mtime = 0.0
+        self.policy_versions: PolicyVersions = (None, None, 0.0)
 
     async def start(self) -> None:
         s = self.settings
@@ -110,7 +115,7 @@ class Runtime:
         online, error = await asyncio.to_thread(_open_online, s)
         writer = (await asyncio.to_thread(_open_online, s))[0] if online else None
         models = await asyncio.to_thread(load_champions, s)
-        policy = Policy.load(policy_path(s))
+        policy = await asyncio.to_thread(self._served_policy)
         self.scorer = Scorer(s, online, models, policy, online_error=error, writer=writer)
         self._adopt_river_checkpoint()
         self.adopt_bandit(force=True)
@@ -141,6 +146,33 @@ class Runtime:
             log.info("champions now %s", new.versions)
         return dict(new.versions)
 
+    def _served_policy(self) -> Policy:
+        """The registry's champion policy (and canary), or the policy file.
+
+        At start, a registry that cannot be read leaves the policy file serving
+        (logged); later reloads raise and keep the current policy.
+        """
+        try:
+            policy, self.policy_versions = served_policy(self.settings)
+        except InputError:
+            raise
+        except Exception:
+            if self.scorer is not None:
+                raise
+            log.exception("policy registry unreadable; serving the policy file")
+            policy = Policy.load(policy_path(self.settings))
+        return policy
+
+    async def reload_policy(self) -> Policy:
+        """Serve the registry's current policy (or the re-read file); an invalid one
+        raises and the current policy stays."""
+        assert self.scorer is not None
+        policy = await self.in_background(self._served_policy)
+        self.scorer.policy = policy  # one reference swap
+        self.adopt_bandit(force=True)
+        log.info("policy now %s (versions %s)", policy.source, self.policy_versions)
+        return policy
+
     def refresh_health(self, now: float | None = None) -> None:
         """Set the drift-verdict and feature-freshness gauges from the home's records."""
         now = time.time() if now is None else now
@@ -165,8 +197,11 @@ class Runtime:
                 current = await self.in_background(champion_versions, self.settings)
                 if current != self.scorer.models.versions:
                     await self.reload_models()
+                served = await self.in_background(policy_versions, self.settings)
+                if served != self.policy_versions:
+                    await self.reload_policy()
             except Exception:
-                log.exception("champion poll failed; keeping the current models")
+                log.exception("champion poll failed; keeping the current models and policy")
 
     def _adopt_river_checkpoint(self) -> None:
         """Score with the learner's newest checkpoint of the current river champion."""
@@ -194,24 +229,29 @@ class Runtime:
         fresh bandit decides, and the reason is logged.
         """
         assert self.scorer is not None
-        policy = self.scorer.policy
+        policies = [p for p in self.scorer.policy.members() if p.doc.bandit is not None]
         card = bandit_folder(self.settings) / "bandit.json"
-        if policy.doc.bandit is None or not card.exists() or (self.lock.held and not force):
+        if not policies or not card.exists() or (self.lock.held and not force):
             return
         mtime = card.stat().st_mtime
         if mtime == self._bandit_mtime and not force:
             return
         try:
-            policy.attach_bandit(ContextualBandit.load(card.parent))
+            bandit = ContextualBandit.load(card.parent)
         except Exception:
-            log.exception("bandit checkpoint %s not adopted; the policy's own bandit decides", card)
+            log.exception("bandit checkpoint %s unreadable; the policy's own bandit decides", card)
             return
+        for policy in policies:  # champion and canary share one learnt bandit
+            try:
+                policy.attach_bandit(bandit)
+            except Exception:
+                log.exception("bandit checkpoint %s not adopted by %s", card, policy.source)
         self._bandit_mtime = mtime
 
     async def learn_bandit(self) -> int:
         """Learn the ended sessions' rewards and checkpoint the bandit (the lock holder)."""
         assert self.scorer is not None
-        bandit = self.scorer.policy.bandit
+        bandit = next((p.bandit for p in self.scorer.policy.members() if p.bandit), None)
         if bandit is None:
             return 0
         gap_s = self.settings.features.session_gap_minutes * 60.0

@@ -28,7 +28,7 @@ from models import registry
 from serving.champions import ModelSet
 from serving.learner import LabelQueue
 from serving.online import OnlineFeatures, model_features
-from serving.policy import Chosen, Decision, Guards, Policy, assign_variant, variant_share
+from serving.policy import Decision, Guards, Policy
 from serving.schemas import EventBatch, ScoreRequest
 from stores.decision_log import AppendLog
 
@@ -116,16 +116,7 @@ class Scorer:
         risk, source = self._combine(risk_lgbm, risk_river, reasons, models)
         if risk is None or store_failed:
             why = "online store unavailable" if store_failed else "no model score"
-            experiment = self.policy.doc.experiment
-            variant = assign_variant(experiment, req.session_id)
-            decision = Decision(
-                variant,
-                [Chosen("none", {}, f"degraded: {why}, safe decision")],
-                variant_share(experiment, variant),
-                # Every arm degrades alike: the safe decision was certain.
-                arm_policies={v: {"none": 1.0} for v in experiment.variants},
-                treatment_propensity=1.0,
-            )
+            decision = self.policy.safe_decision(req.session_id, f"degraded: {why}, safe decision")
         else:
             guard = self.guards.get(req.session_id)
             decision = self.policy.decide(req.session_id, risk, features, context, guard, now=now)
@@ -207,7 +198,7 @@ class Scorer:
                 "user_id": req.user_id,
                 "experiment": self.policy.doc.experiment.name,
                 "variant": decision.variant,
-                "policy_version": self.policy.doc.version,
+                "policy_version": self.policy.version,
                 "propensity": decision.propensity,
                 "treatment": decision.treatment,
                 "treatment_propensity": decision.treatment_propensity,

@@ -191,3 +191,24 @@ def same(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+
+
+def simulate_in_process(s: Settings, trained: Settings, out: Path, n: int, seed: int = 71) -> Path:
+    """``n`` world visitors through the scoring core serving ``s``'s policy (the
+    registry's, or the file), logging to home ``s``; the trained home lends its
+    online store and champions. Returns the truth file."""
+    from events.synth import GeneratorConfig
+    from serving.champions import load_champions, served_policy
+    from serving.runtime import _open_online
+    from serving.scorer import Scorer
+    from simulation.run import InProcessChannel, simulate
+
+    online, error = _open_online(trained)
+    assert error is None
+    policy, _ = served_policy(s)
+    scorer = Scorer(s, online, load_champions(trained), policy)
+    cfg = GeneratorConfig(sessions=4 * n, days=1, seed=seed)
+    result = simulate(InProcessChannel(scorer), cfg, out, limit=n, run=out.name)
+    scorer.log.flush()
+    scorer.inbox.flush()
+    return result.truth_path

@@ -295,9 +295,9 @@ def test_the_in_process_channel_runs_the_same_scoring_core(
     served: tuple[Settings, str], tmp_path: Path
 ) -> None:
     """Large benchmarks skip HTTP: the same Scorer class, built as the server builds it."""
-    from serving.champions import load_champions
+    from serving.champions import load_champions, policy_path
     from serving.policy import Policy as P
-    from serving.runtime import _open_online, policy_path
+    from serving.runtime import _open_online
     from serving.scorer import Scorer
     from simulation.run import InProcessChannel
 
