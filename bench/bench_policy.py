@@ -165,31 +165,31 @@ def _best_in_context(learn: World, held: World) -> np.ndarray:
 
 
 def _uplift(learn: World, held: World, rng: np.random.Generator) -> np.ndarray:
-    """A T-learner on a randomized log: one LightGBM per treatment, then the argmax.
+    """The platform's uplift model (:mod:`models.uplift`) on a randomized log.
 
     The learning visitors get a treatment uniformly at random (an A/B/n test)
-    and a purchase drawn from the world. Each treatment's classifier learns
-    P(purchase | context) from its own visitors; the expected net revenue of a
-    treatment is that probability times the cart value less its discount, and
-    the policy picks the highest.
+    and a purchase drawn from the world; the T-learner learns P(purchase |
+    context) per treatment and the policy picks the highest expected net
+    revenue.
     """
-    import lightgbm as lgb
+    from models.uplift import fit_uplift
 
     x, xe = _matrix(learn), _matrix(held)
     n = len(x)
     assigned = rng.integers(0, len(KEYS), n)
-    bought = (rng.random(n) < learn.buy[np.arange(n), assigned]).astype(int)
+    bought = (rng.random(n) < learn.buy[np.arange(n), assigned]).astype(float)
+    model = fit_uplift(
+        x,
+        [KEYS[a] for a in assigned],
+        np.full(n, 1.0 / len(KEYS)),
+        bought,
+        columns=[f"x{j}" for j in range(x.shape[1])],
+        window={},
+    )
     cart = np.array([c["cart_value"] for c in held.context])
-    value = np.zeros((len(xe), len(KEYS)))
-    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15,
-              "min_data_in_leaf": 50, "verbose": -1, "seed": 0, "deterministic": True}  # fmt: skip
-    for j, (_, treatment_params) in enumerate(TREATMENTS):
-        mine = assigned == j
-        booster = lgb.train(params, lgb.Dataset(x[mine], bought[mine]), num_boost_round=150)
-        pct = float(treatment_params.get("percent", 0.0))
-        value[:, j] = booster.predict(xe) * cart * (1.0 - pct / 100.0)
-    out = np.zeros_like(value)
-    out[np.arange(len(value)), value.argmax(axis=1)] = 1.0
+    chosen = [KEYS.index(model.treatments[c]) for c in model.choose(xe, cart)]
+    out = np.zeros((len(xe), len(KEYS)))
+    out[np.arange(len(xe)), chosen] = 1.0
     return out
 
 

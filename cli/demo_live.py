@@ -189,6 +189,7 @@ def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> No
             f"policy value (DR): {p['name']}",
             f"{p['value_estimate']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]{true}",
         )
+    _uplift_rows(t, f.get("uplift"))
     t.add_row("experiment report", ex["report"])
     t.add_row("took", f"{f['seconds']} s")
     t.add_row("drift report", f["drift"]["report"])
@@ -201,3 +202,17 @@ def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> No
     console.print("Look around: `microtune serve`, and the UIs on this home:")
     for line in ui_commands(settings):
         console.print(f"  {line}")
+
+
+def _uplift_rows(t: Table, up: dict[str, Any] | None) -> None:
+    """The uplift policy's value and the Qini plot (nothing when the step was skipped)."""
+    if not up:
+        return
+    for p in up["policies"]:
+        if p["name"] == "uplift":
+            true = "" if p["true_value"] is None else f", true {p['true_value']:.2f}"
+            t.add_row(
+                f"policy value (DR): uplift model v{up['version']}",
+                f"{p['value_estimate']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]{true}",
+            )
+    t.add_row("uplift Qini curves", up["plot"])

@@ -20,16 +20,43 @@ import pyarrow.parquet as pq
 from core.errors import NotReadyError
 from core.settings import Settings
 from events.raw_store import RawEventStore
-from experiments.join import join_outcomes
+from experiments.join import first_decisions, join_outcomes
 from stores.decision_log import read_decisions
 
 #: Outcomes are looked for this long after the window's last decision.
 OUTCOME_HORIZON = timedelta(days=1)
 _EVENT_COLUMNS = ["ts", "session_id", "event_type", "cart_value", "device", "consent"]
+#: What ``read_decisions`` gives besides the features.
+_DECISION_COLUMNS = frozenset(
+    [
+        "ts",
+        "session_id",
+        "user_id",
+        "experiment",
+        "variant",
+        "policy_version",
+        "propensity",
+        "treatment_propensity",
+        "risk",
+        "risk_lgbm",
+        "risk_river",
+        "degraded",
+        "drift_signal",
+        "actions",
+        "discount_percent",
+        "treatment",
+        "arm_policies",
+    ]
+)
 
 
-def load_joined(settings: Settings, since: datetime, until: datetime) -> pa.Table:
+def load_joined(
+    settings: Settings, since: datetime, until: datetime, *, features: bool = False
+) -> pa.Table:
     """Sessions first decided in ``[since, until)``, joined to what they did next.
+
+    With ``features``, the features the first decision was made on follow, as
+    ``feature:<name>`` columns (what an uplift model learns from).
 
     Degraded decisions count: such a session was assigned and got the safe
     decision, which is what its arm really did (intent to treat).
@@ -44,7 +71,15 @@ def load_joined(settings: Settings, since: datetime, until: datetime) -> pa.Tabl
     events = RawEventStore(settings.paths.raw_events).read(
         since, until + OUTCOME_HORIZON, columns=_EVENT_COLUMNS
     )
-    return join_outcomes(decisions, events)
+    joined = join_outcomes(decisions, events)
+    if not features:
+        return joined
+    # join_outcomes keeps each session's first decision in first_decisions' order.
+    first = first_decisions(decisions)
+    for name in first.column_names:
+        if name not in _DECISION_COLUMNS and name not in joined.column_names:
+            joined = joined.append_column(f"feature:{name}", first.column(name))
+    return joined
 
 
 def experiments_in(joined: pa.Table) -> list[str]:

@@ -1,4 +1,4 @@
-"""Prefect flows ``promote-policy`` and ``rollback-policy``: the policy gate and its undo.
+"""Prefect flows ``promote-policy``, ``rollback-policy`` and ``train-uplift``.
 
 ``promote-policy`` values the running canary (the registry's challenger policy,
 served to a share of sessions beside the champion) against the champion,
@@ -82,3 +82,58 @@ def rollback_policy() -> dict[str, str]:
         markdown=f"# Policy: champion v{replaced} -> v{restored} (rollback)",
     )
     return {"replaced": replaced, "restored": restored}
+
+
+@flow(name="train-uplift")
+@exclusive(MODELS)
+def train_uplift(
+    since: str | None = None, truth: str | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """Fit the uplift model on the decision log, plot its Qini curves, register it.
+
+    ``since`` (ISO time) starts the window (default: 30 days ago); ``truth`` is
+    a simulator's truth folder (default ``HOME/simulation`` when it exists).
+    Writes ``reports/uplift/<UTC time>/`` (``qini.png``, ``report.json``) and
+    registers ``microtune-uplift`` as challenger, with the model card.
+    """
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from experiments.uplift_eval import train_uplift_home
+    from models.plots import plot_qini
+    from models.uplift import UPLIFT
+
+    settings = flow_settings()
+    ingest_live(settings)
+    report = train_uplift_home(
+        settings,
+        since=datetime.fromisoformat(since) if since else None,
+        truth=Path(truth) if truth else None,
+        seed=seed,
+    )
+    folder = settings.paths.reports / "uplift" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    plot = plot_qini(report.qini, report.auuc, folder / "qini.png")
+    client = registry.configure(settings.tracking_uri, settings.artifact_root)
+    registered = registry.register(
+        client,
+        UPLIFT,
+        report.model,
+        metrics=report.metrics(),
+        artifacts=[plot],
+        run_name=f"uplift-seed-{seed}",
+        params={"seed": seed, "sessions": report.sessions, **report.window},
+    )
+    out = {**report.as_dict(), "version": registered.version, "plot": str(plot)}
+    (folder / "report.json").write_text(json.dumps(out, indent=2))
+    rows = "\n".join(
+        f"| {p['name']} | {p['value_estimate']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}] |"
+        for p in out["policies"]
+    )
+    create_markdown_artifact(
+        key="uplift",
+        markdown=f"# Uplift model v{registered.version}\n\n| policy | DR value |\n|---|---|\n"
+        f"{rows}\n\nAUUC: {report.auuc}\n",
+    )
+    return out

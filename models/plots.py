@@ -1,4 +1,4 @@
-"""Pictures of a trained model: the reliability diagram and the feature importance.
+"""Pictures of a trained model: reliability diagram, feature importance, Qini curves.
 
 Each takes arrays and a path and writes one PNG; the flows decide where.
 """
@@ -52,6 +52,29 @@ def plot_importance(model: LgbmRiskModel, x: np.ndarray, path: Path, top: int = 
     ax.barh(names, weight[order], color="tab:orange")
     ax.set_xlabel("mean |contribution| to the log-odds")
     ax.set_title("Feature importance (LightGBM with its linear base)")
+    return _save(fig, path)
+
+
+def plot_qini(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], areas: dict[str, float], path: Path
+) -> Path:
+    """The uplift model's Qini curve per treatment, with random targeting as the
+    straight line to each curve's end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for i, (name, (fraction, gain)) in enumerate(curves.items()):
+        colour = f"C{i}"
+        ax.plot(fraction, gain, c=colour, label=f"{name} (AUUC {areas[name]:+.3f})")
+        ax.plot([0, 1], [0, gain[-1]], c=colour, ls=":", lw=1)
+    ax.axhline(0, c="grey", lw=0.8)
+    ax.set_xlabel("share of sessions treated, best predicted gain first")
+    ax.set_ylabel("incremental net revenue per session")
+    ax.set_title("Qini curves: each treatment against none (dotted: random targeting)")
+    ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
 
 
