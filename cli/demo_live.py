@@ -8,6 +8,7 @@ the decision as the world's true effects say; their truth is kept beside.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -46,8 +47,15 @@ def live_traffic(settings: Settings, console: Console) -> dict[str, Any]:
     logfile = settings.paths.serving / "demo-serve.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     # The replay is one client sending every visitor's traffic: no per-client limit.
+    # The demo reads the learner's state from the admin route, with a token of its
+    # own unless the home has one.
+    token = settings.serve.admin_token or secrets.token_urlsafe(24)
     unlimited = settings.override(
-        serve={"rate_limit_score_per_min": 0, "rate_limit_events_per_min": 0}
+        serve={
+            "rate_limit_score_per_min": 0,
+            "rate_limit_events_per_min": 0,
+            "admin_token": token,
+        }
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
@@ -61,7 +69,7 @@ def live_traffic(settings: Settings, console: Console) -> dict[str, Any]:
             f"scorer ready on {url} (log: {logfile}); rate limits off for the replay, "
             "which sends every visitor from one client"
         )
-        return _traffic(settings, url, console)
+        return _traffic(settings, url, console, token)
     finally:
         server.terminate()
         try:
@@ -84,14 +92,16 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes], logfile: Path) -> Non
     raise RuntimeError(f"the scorer was not ready after 180 s; see {logfile}")
 
 
-def _traffic(settings: Settings, url: str, console: Console) -> dict[str, Any]:
+def _traffic(settings: Settings, url: str, console: Console, token: str) -> dict[str, Any]:
     from events.synth import GeneratorConfig
     from simulation.run import HttpChannel, simulate
 
     world = GeneratorConfig(sessions=LIVE_SESSIONS, days=1, seed=LIVE_SEED)
     channel = HttpChannel(url)
+    admin = {"Authorization": f"Bearer {token}"}
     try:
-        before = channel.client.get("/v1/models").json()["river_learner"]["learned"] or 0
+        models = channel.client.get("/v1/admin/models", headers=admin).json()
+        before = models["river_learner"]["learned"] or 0
         with progress(console) as bar:
             task = bar.add_task("simulated visitors", total=LIVE_VISITORS)
             sim = simulate(
@@ -102,7 +112,7 @@ def _traffic(settings: Settings, url: str, console: Console) -> dict[str, Any]:
                 on_visitor=lambda: bar.advance(task),
             )
         time.sleep(2.5)  # one learner tick after the last purchase
-        models = channel.client.get("/v1/models").json()
+        models = channel.client.get("/v1/admin/models", headers=admin).json()
     finally:
         channel.close()
     truth = pq.read_table(sim.truth_path, columns=["variant", "action"]).to_pylist()

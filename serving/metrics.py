@@ -32,6 +32,7 @@ ROUTES = frozenset(
         "/readyz",
         "/metrics",
         "/v1/models",
+        "/v1/admin/models",
         "/v1/admin/reload-models",
         "/v1/admin/reload-policy",
     }

@@ -269,9 +269,7 @@ class Policy:
             policies = decision.arm_policies
             policies.update({canary_arm(v): d for v, d in other.arm_policies.items()})
             if is_canary(served):
-                other.variant = served
-                other.bandit_context = other.bandit_context or decision.bandit_context
-                decision = other
+                other.variant, decision, other = served, other, decision
             decision.arm_policies = policies
             decision.bandit_context = decision.bandit_context or other.bandit_context
         decision.settle(guard, now, self.shares())

@@ -188,8 +188,31 @@ async def prometheus() -> Any:
 
 
 @router.get("/v1/models", tags=["operations"])
-async def models(s: ScorerDep, rt: RuntimeDep) -> Any:
-    """The champions in use with their cards, the river learner and the policy."""
+async def models(s: ScorerDep) -> Any:
+    """Which versions serve: the champions and the policy (and its canary), no more.
+
+    Model cards, thresholds, the policy's source and the learner's state are
+    operators' business: ``GET /v1/admin/models``.
+    """
+    p = s.policy
+    return {
+        "models": {name: s.models.versions.get(name) for name in (registry.LGBM, registry.RIVER)},
+        "policy": {
+            "version": p.version,
+            "canary_share": p.canary[1] if p.canary is not None else 0.0,
+        },
+    }
+
+
+@router.get(
+    "/v1/admin/models",
+    tags=["admin"],
+    dependencies=[Depends(admin)],
+    responses=answers(401, 503),
+)
+async def models_in_detail(s: ScorerDep, rt: RuntimeDep) -> Any:
+    """The champions in use with their cards (columns, thresholds, metrics, training
+    window), the river learner's state and the policy with its source."""
     out: dict[str, Any] = {"river_role": s.settings.serve.river_role, "models": {}}
     for name, m in ((registry.LGBM, s.models.lgbm), (registry.RIVER, s.models.river)):
         out["models"][name] = {

@@ -156,7 +156,7 @@ def _serving(http: httpx.Client, version: int, canary: float | None = None) -> d
     """The scorer's policy once it serves ``version`` with that canary share (it polls)."""
     deadline = time.monotonic() + 30
     while True:
-        policy = http.get("/v1/models").json()["policy"]
+        policy = http.get("/v1/admin/models").json()["policy"]
         share = policy.get("canary", {}).get("share")
         if (policy["version"], share) == (version, canary) or time.monotonic() > deadline:
             return {k: v for k, v in policy.items() if k != "rules"}
@@ -169,15 +169,16 @@ def test_a_policy_is_registered_gated_on_its_canary_and_rolled_back(
     served: tuple[Settings, str], home: Settings, prefect_server: None, tmp_path: Path
 ) -> None:
     """Real MLflow registry, real scoring core and world, real Prefect flows."""
-    from serving_harness import Server, score, simulate_in_process
+    from serving_harness import TOKEN, Server, score, simulate_in_process
 
     from flows.policy_flows import promote_policy, rollback_policy
     from models import policy_registry, registry
     from serving.champions import served_policy
 
     trained, _ = served
-    scorer = Server(home.override(serve={"model_poll_s": 0.2}))
-    with scorer, httpx.Client(base_url=scorer.url, timeout=30) as http:
+    scorer = Server(home.override(serve={"model_poll_s": 0.2, "admin_token": TOKEN}))
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    with scorer, httpx.Client(base_url=scorer.url, timeout=30, headers=admin) as http:
         # No policy registered: the policy file serves.
         assert _serving(http, 1) == {"source": str(DEFAULT_POLICY), "version": 1}
         # The first registered policy is the champion at once: a 40% discount for all.

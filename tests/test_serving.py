@@ -16,12 +16,23 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-from serving_harness import BROWSE, build_events, decision_log, historical, live_events, same, score
+from serving_harness import (
+    BROWSE,
+    TOKEN,
+    build_events,
+    decision_log,
+    historical,
+    live_events,
+    same,
+    score,
+)
 
 from feature_repo.features import SESSION_FOLDS
 from features import read_offline
 from folds import state_columns
 from models import registry
+
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -159,9 +170,20 @@ def test_promotion_is_picked_up_without_restart(served, client) -> None:
             break
         time.sleep(0.3)
     assert score(client, "promo-1")["model"]["lgbm"] == new.version
-    models = client.get("/v1/models").json()["models"]
+    # The public route says which versions serve, and nothing else.
+    public = client.get("/v1/models").json()
+    assert public["models"][registry.LGBM] == new.version
+    assert set(public) == {"models", "policy"} and set(public["policy"]) == {
+        "version",
+        "canary_share",
+    }
+    assert "card" not in str(public) and "threshold" not in str(public)
+    # Cards, thresholds and paths are behind the admin token.
+    assert client.get("/v1/admin/models").status_code == 401
+    models = client.get("/v1/admin/models", headers=ADMIN).json()["models"]
     assert models[registry.LGBM]["version"] == new.version
     assert models[registry.LGBM]["card"]["feature_service"] == "abandonment_v1"
+    assert "thresholds" in models[registry.LGBM]["card"]
     text = client.get("/metrics").text
     pid = r'(pid="\d+",)?'
     pattern = rf'microtune_model_version{{model="abandonment-lgbm",{pid}version="{new.version}"}} 1'
@@ -176,7 +198,7 @@ def test_river_learns_from_a_purchase_with_one_writer(served, client) -> None:
     client.post("/v1/events", json={"events": events})
     out = score(client, "buyer-1", device="mobile")
     assert out["risk_river"] is not None and out["model"]["river_role"] == "shadow"
-    before = client.get("/v1/models").json()["river_learner"]
+    before = client.get("/v1/admin/models", headers=ADMIN).json()["river_learner"]
     purchase = live_events("buyer-1", start + timedelta(minutes=2), [("purchase", {})])
     purchase[0]["event_id"] = "buyer-1-purchase"
     assert client.post("/v1/events", json={"events": purchase}).json()["accepted"] == 1
@@ -184,9 +206,9 @@ def test_river_learns_from_a_purchase_with_one_writer(served, client) -> None:
     after = before
     while time.monotonic() < deadline and after["learned"] <= before["learned"]:
         time.sleep(0.5)
-        after = client.get("/v1/models").json()["river_learner"]
+        after = client.get("/v1/admin/models", headers=ADMIN).json()["river_learner"]
     assert after["this_process_learns"] and after["learned"] >= before["learned"] + 1
-    version = client.get("/v1/models").json()["models"][registry.RIVER]["version"]
+    version = client.get("/v1/models").json()["models"][registry.RIVER]
     assert (settings.paths.serving / "river" / f"v{version}.pkl").exists()
     # A second process cannot take the writer lock while this server holds it.
     probe = subprocess.run(

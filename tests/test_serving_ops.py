@@ -212,9 +212,12 @@ def test_several_workers_share_one_learner_and_one_metrics_view(served) -> None:
                 time.sleep(0.5)
         with httpx.Client(base_url=url, timeout=10) as c:
             time.sleep(2.5)  # both workers have tried to take the lock
-            learners = {c.get("/v1/models").json()["river_learner"]["this_process_learns"]}
+            c.headers["Authorization"] = f"Bearer {TOKEN}"
+            learners = {c.get("/v1/admin/models").json()["river_learner"]["this_process_learns"]}
             for _ in range(20):
-                learners.add(c.get("/v1/models").json()["river_learner"]["this_process_learns"])
+                learners.add(
+                    c.get("/v1/admin/models").json()["river_learner"]["this_process_learns"]
+                )
             assert learners == {False}
             text = c.get("/metrics").text
         pids = set(re.findall(r'microtune_model_version{[^}]*pid="(\d+)"', text))
