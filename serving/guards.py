@@ -87,3 +87,33 @@ class Guards:
 
 # ---------------------------------------------------------------------------
 # Deciding
+
+
+class MarginSpend:
+    """Discount margin offered in a rolling window, against a budget.
+
+    >>> m = MarginSpend(amount=10.0, window_s=60.0)
+    >>> m.allows(8.0, now=0.0)
+    True
+    >>> m.spend(8.0, now=0.0)
+    >>> m.allows(3.0, now=1.0), m.allows(3.0, now=61.0)
+    (False, True)
+    """
+
+    def __init__(self, amount: float, window_s: float) -> None:
+        self.amount, self.window_s = amount, window_s
+        self._offers: deque[tuple[float, float]] = deque()
+        self.spent = 0.0
+
+    def _expire(self, now: float) -> None:
+        while self._offers and self._offers[0][0] <= now - self.window_s:
+            self.spent -= self._offers.popleft()[1]
+
+    def allows(self, cost: float, now: float) -> bool:
+        self._expire(now)
+        return self.spent + cost <= self.amount + 1e-9
+
+    def spend(self, cost: float, now: float) -> None:
+        if cost > 0:
+            self._offers.append((now, cost))
+            self.spent += cost

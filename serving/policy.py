@@ -53,7 +53,8 @@ from pydantic import ValidationError
 from core.errors import InputError
 from models.bandit import BanditSpec, ContextualBandit
 from models.policy_registry import canary_arm, is_canary
-from serving.guards import Guard, Guards, RiskBaseline  # noqa: F401  (re-exported)
+from models.uplift import percent_of
+from serving.guards import Guard, Guards, MarginSpend, RiskBaseline  # noqa: F401  (re-exported)
 from serving.policy_doc import (
     Action,
     PolicyDoc,
@@ -146,6 +147,9 @@ class Policy:
                 chosen = Chosen(a.action.value, dict(a.params), "")
                 self._bandit_actions[treatment_key([chosen])] = (a.action.value, dict(a.params))
             self.bandit = ContextualBandit(self.bandit_spec())
+        budget = doc.guard_rails.margin_budget
+        #: The discount margin offered in the budget's window (None: no budget).
+        self.margin = MarginSpend(budget.amount, budget.window_s) if budget else None
         #: A challenger served beside this policy to a share of the sessions, its arms
         #: logged as ``canary:<arm>`` (:mod:`models.policy_registry`).
         self.canary: tuple[Policy, float] | None = None
@@ -273,7 +277,14 @@ class Policy:
             decision.arm_policies = policies
             decision.bandit_context = decision.bandit_context or other.bandit_context
         decision.settle(guard, now, self.shares())
+        owner = canary[0] if canary is not None and is_canary(decision.variant) else self
+        if owner.margin is not None:
+            owner.margin.spend(_margin(decision.treatment, features), now)
         return decision
+
+    def _affordable(self, key: str, features: dict[str, Any], now: float) -> bool:
+        """Whether the margin budget still allows offering treatment ``key`` here."""
+        return self.margin is None or self.margin.allows(_margin(key, features), now)
 
     def shares(self) -> dict[str, float]:
         """Each arm's probability of being assigned a session (canary arms included)."""
@@ -314,9 +325,9 @@ class Policy:
             if arm.policy == "bandit":
                 assert seen is not None  # the schema requires a bandit section
                 mine = draw and v == variant
-                chosen, dist = self._bandit_arm(v, seen, guard, now, session_id, mine)
+                chosen, dist = self._bandit_arm(v, seen, guard, now, session_id, mine, features)
             else:
-                chosen = self._choose(v, values, guard, now)
+                chosen = self._choose(v, values, guard, now, features)
                 dist = {chosen.treatment: 1.0}
             policies[v] = dist
             if v == variant:
@@ -333,6 +344,7 @@ class Policy:
         now: float,
         session_id: str,
         draw: bool,
+        features: dict[str, Any],
     ) -> tuple[Decision, dict[str, float]]:
         """The bandit's probabilities given its context ``seen``, after the guard rails;
         its draw when ``draw``."""
@@ -341,6 +353,11 @@ class Policy:
             return blocked or _none(variant, "no bandit loaded"), {Action.NONE.value: 1.0}
         bandit = self.bandit
         probs = bandit.probabilities(seen)
+        if self.margin is not None:  # an offer the budget cannot pay gets no probability
+            ok = np.array([self._affordable(k, features, now) for k in bandit.spec.actions])
+            if not ok.all():
+                probs = np.where(ok, probs, 0.0)
+                probs = probs / probs.sum()
         dist = {k: float(p) for k, p in zip(bandit.spec.actions, probs, strict=True)}
         if not draw:
             return _none(variant, ""), dist
@@ -375,7 +392,14 @@ class Policy:
             return _none(variant, f"cooldown: {left:.0f} s until the next adjustment")
         return None
 
-    def _choose(self, variant: str, values: dict[str, Any], guard: Guard, now: float) -> Decision:
+    def _choose(
+        self,
+        variant: str,
+        values: dict[str, Any],
+        guard: Guard,
+        now: float,
+        features: dict[str, Any],
+    ) -> Decision:
         """What the rules of ``variant`` apply given the values and the guard rails."""
         doc = self.doc
         blocked = self._blocked(variant, guard, now)
@@ -392,9 +416,22 @@ class Policy:
             if any(c.action == rule.action.value for c in chosen):
                 continue
             params = {**rule.params, **overrides.get(rule.action.value, {})}
+            offer = treatment_key([Chosen(rule.action.value, params, "")])
+            if not self._affordable(offer, features, now):
+                continue  # over the margin budget: the next rule may apply
             chosen.append(Chosen(rule.action.value, params, f"rule {rule.name}", rule.name))
             if len(chosen) >= rails.max_actions_per_decision:
                 break
         if not chosen:
             return _none(variant, "no rule matched")
         return Decision(variant, chosen)
+
+
+def _margin(key: str, features: dict[str, Any]) -> float:
+    """What offering treatment ``key`` puts at stake: the cart's value times its discount.
+
+    >>> _margin("show_discount_popup@15", {"cart_value": 80.0}), _margin("emphasize_cta", {})
+    (12.0, 0.0)
+    """
+    pct = percent_of(key)
+    return float(features.get("cart_value") or 0.0) * pct / 100.0 if pct else 0.0

@@ -183,11 +183,25 @@ class Experiment(BaseModel):
         return v
 
 
+class MarginBudget(BaseModel):
+    """The discount margin one policy may offer in a rolling window, in a scorer process.
+
+    An offer costs the cart's value times the discount (what would be given
+    away if the visitor buys); once ``amount`` is offered within ``window_s``,
+    no arm offers a discount until older offers leave the window.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    amount: float = Field(gt=0)
+    window_s: float = Field(default=3600.0, gt=0)
+
+
 class GuardRails(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_adjustments_per_session: int = Field(default=3, ge=0)
     cooldown_seconds: float = Field(default=60.0, ge=0)
     max_actions_per_decision: int = Field(default=1, ge=1)
+    margin_budget: MarginBudget | None = None
 
 
 class Dynamic(BaseModel):

@@ -297,6 +297,42 @@ def test_a_bandit_arm_logs_its_distribution_and_respects_the_guard_rails() -> No
     assert len(seen) == 3  # an untrained bandit explores every treatment
 
 
+def test_the_margin_budget_stops_discounts_until_old_offers_leave_its_window() -> None:
+    # Budget 10 an hour: a 10% discount on a cart of 40 puts 4 at stake.
+    doc = (
+        LEARNING.replace(
+            "cooldown_seconds: 0}",
+            "cooldown_seconds: 0, margin_budget: {amount: 10, window_s: 3600}}",
+        )
+        + "  - {name: cta, when: {risk: {gte: 0.5}}, action: emphasize_cta}\n"
+    )
+    p = Policy.from_yaml(doc)
+    rules = [f"s{i}" for i in range(400) if assign_variant(p.doc.experiment, f"s{i}") == "rules"]
+    cart = {"cart_value": 40.0}
+    got = [
+        p.decide(s, 0.9, cart, {}, Guard(), now=float(i)).treatment for i, s in enumerate(rules[:4])
+    ]
+    # Two offers (8) fit; a third (12) does not: the next rule applies instead.
+    assert got == ["show_discount_popup@10"] * 2 + ["emphasize_cta"] * 2
+    assert p.margin is not None and p.margin.spent == pytest.approx(8.0)
+    # Every arm sees the same budget: the learner gives the discount no probability.
+    learner = next(s for s in (f"t{i}" for i in range(400))
+                   if assign_variant(p.doc.experiment, s) == "learner")  # fmt: skip
+    d = p.decide(learner, 0.9, cart, {}, Guard(), now=10.0)
+    assert d.arm_policies["learner"]["show_discount_popup@10"] == 0.0
+    assert sum(d.arm_policies["learner"].values()) == pytest.approx(1.0)
+    assert d.arm_policies["rules"] == {"emphasize_cta": 1.0}
+    # A small cart still fits (2 at stake); an hour later the old offers have left.
+    assert p.decide(rules[4], 0.9, {"cart_value": 20.0}, {}, Guard(), now=11.0).treatment == (
+        "show_discount_popup@10"
+    )
+    assert p.decide(rules[5], 0.9, cart, {}, Guard(), now=3602.0).treatment == (
+        "show_discount_popup@10"
+    )
+    # In the window now: the small cart's 2 and the last 4; calls to action cost nothing.
+    assert p.margin.spent == pytest.approx(6.0)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
