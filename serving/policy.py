@@ -354,8 +354,12 @@ class Policy:
         bandit = self.bandit
         probs = bandit.probabilities(seen)
         if self.margin is not None:  # an offer the budget cannot pay gets no probability
-            ok = np.array([self._affordable(k, features, now) for k in bandit.spec.actions])
-            if not ok.all():
+            cart = float(features.get("cart_value") or 0.0)
+            ok = [
+                pct == 0.0 or self.margin.allows(cart * pct / 100.0, now)
+                for pct in map(percent_of, bandit.spec.actions)
+            ]
+            if not all(ok):
                 probs = np.where(ok, probs, 0.0)
                 probs = probs / probs.sum()
         dist = {k: float(p) for k, p in zip(bandit.spec.actions, probs, strict=True)}
@@ -416,8 +420,9 @@ class Policy:
             if any(c.action == rule.action.value for c in chosen):
                 continue
             params = {**rule.params, **overrides.get(rule.action.value, {})}
-            offer = treatment_key([Chosen(rule.action.value, params, "")])
-            if not self._affordable(offer, features, now):
+            if rule.action == Action.SHOW_DISCOUNT_POPUP and not self._affordable(
+                treatment_key([Chosen(rule.action.value, params, "")]), features, now
+            ):
                 continue  # over the margin budget: the next rule may apply
             chosen.append(Chosen(rule.action.value, params, f"rule {rule.name}", rule.name))
             if len(chosen) >= rails.max_actions_per_decision:
