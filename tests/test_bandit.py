@@ -77,3 +77,22 @@ def test_bad_feedback_is_refused_with_a_reason() -> None:
         bandit.learn({"risk": 0.5}, "none", 1.0, 0.0)
     with pytest.raises(ValueError, match="epsilon"):
         BanditSpec(actions=ACTIONS, epsilon=0.0)
+
+
+def test_only_a_sessions_first_decision_teaches_the_bandit(tmp_path: Path) -> None:
+    from serving.learner import LabelQueue
+
+    q = LabelQueue(tmp_path / "labels.db")
+    q.add_assignment("s1", 10.0, {"risk": 0.8}, "emphasize_cta", 0.25)
+    for i in range(50):  # the session is scored on every page: later decisions are not kept
+        q.add_assignment("s1", 11.0 + i, {"risk": 0.9}, "none", 0.5)
+    q.add_assignment("s2", 12.0, {"risk": 0.1}, "none", 0.5)
+    assert len(q._assignments) == 2  # not even buffered
+    q.add_activity("s1", 70.0, purchased=True, revenue=40.0)
+    q.add_activity("s2", 20.0, purchased=False)
+    rewards = q.take_rewards(now=1000.0, gap_s=600.0)
+    assert [(r[0], r[3], r[4], r[5]) for r in rewards] == [
+        ("s1", "emphasize_cta", 0.25, 40.0),
+        ("s2", "none", 0.5, 0.0),
+    ]
+    assert q.take_rewards(now=1000.0, gap_s=600.0) == []  # taken once
