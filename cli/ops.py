@@ -17,13 +17,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    log_level: Annotated[
+        str,
+        typer.Option(help="Log level; `info` adds one line per request (JSON lines on stderr)."),
+    ] = "warning",
 ) -> None:
     """Start the online scorer (POST /v1/score, /v1/events; docs at /docs)."""
     import shutil
 
     import uvicorn
 
+    from core.logs import log_config
     from serving.http import uvicorn_options
 
     s = settings()
@@ -43,6 +47,9 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        # JSON lines on stderr, with request ids and no personal ids (core/logs.py);
+        # uvicorn's own access log would write the client's address.
+        log_config=log_config(log_level),
         access_log=False,
         **uvicorn_options(s.serve),
     )

@@ -6,6 +6,7 @@ under the home and ``/metrics`` aggregates every worker's samples.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -21,8 +22,13 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_mp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.logs import PERSONAL, REQUEST_ID
 from feature_repo.features import SESSION_VIEW, USER_VIEW
 from serving.errors import request_id
+
+#: One line per request at INFO (``microtune serve --log-level info``): method,
+#: route, status and time, under the request's id.
+ACCESS = logging.getLogger("microtune.access")
 
 ROUTES = frozenset(
     {
@@ -126,15 +132,28 @@ class LatencyAndSizeLimit:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        path = scope["path"]
-        observe = _OBSERVE.get(path) or _OBSERVE["other"]
+        # Every log line written while this request is handled carries its id.
+        rid = REQUEST_ID.set(request_id(scope))
+        personal = PERSONAL.set(())
+        status = [0]
+        try:
+            await self._handle(scope, receive, send, status)
+        finally:
+            took = time.perf_counter() - start
+            path = scope["path"]
+            (_OBSERVE.get(path) or _OBSERVE["other"])(took)
+            if ACCESS.isEnabledFor(logging.INFO):  # no address, no query: no personal data
+                ACCESS.info("%s %s %s %.2f ms", scope["method"], path, status[0], took * 1000)
+            PERSONAL.reset(personal)
+            REQUEST_ID.reset(rid)
+
+    async def _handle(self, scope: Any, receive: Any, send: Any, status: list[int]) -> None:
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                status[0] = 413
                 await _send_413(send, self.max_body)
-                observe(time.perf_counter() - start)
                 return
         seen = 0
-        started = False
 
         async def limited_receive() -> Any:
             nonlocal seen
@@ -146,9 +165,8 @@ class LatencyAndSizeLimit:
             return message
 
         async def tracking_send(message: Any) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                status[0] = message.get("status", 0)
                 headers = message.setdefault("headers", [])
                 if not any(k == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id(scope).encode()))
@@ -157,10 +175,9 @@ class LatencyAndSizeLimit:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
-            if not started:
+            if not status[0]:
+                status[0] = 413
                 await _send_413(send, self.max_body)
-        finally:
-            observe(time.perf_counter() - start)
 
 
 # -- drift verdict and online feature freshness ---------------------------------

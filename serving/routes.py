@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import hmac
 import json
 import time
@@ -14,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
 from pydantic import ValidationError
 
+from core.logs import personal
 from models import registry
 from serving import metrics
 from serving.runtime import Runtime
@@ -89,6 +92,7 @@ async def score(req: ScoreRequest, request: Request) -> Any:
     s = request.app.state.runtime.scorer
     if s is None:
         raise HTTPException(503, "the scorer is starting; retry in a few seconds")
+    personal(req.session_id, req.user_id)  # never in clear in a log line
     out = s.score(req)
     metrics.count_decision(out)
     # Built by the scorer to the response model's shape; returned as is, so the
@@ -117,7 +121,9 @@ async def events(request: Request, s: ScorerDep, rt: RuntimeDep) -> Any:
     is handled.
     """
     body = await request.body()
-    out = await asyncio.get_running_loop().run_in_executor(rt.events_pool, _events, s, body)
+    # In this request's context, so that the thread's log lines carry its id.
+    run = functools.partial(contextvars.copy_context().run, _events, s, body)
+    out = await asyncio.get_running_loop().run_in_executor(rt.events_pool, run)
     metrics.EVENTS.labels("accepted").inc(out["accepted"])
     metrics.EVENTS.labels("rejected").inc(len(out["rejected"]))
     return out
@@ -130,6 +136,15 @@ def _loads(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)
+
+
+def _ids(events: list[Any]) -> set[str]:
+    """The session and user ids a batch names (redacted from the batch's log lines)."""
+    out: set[str] = set()
+    for e in events:
+        if isinstance(e, dict):
+            out.update(v for k in ("session_id", "user_id") if isinstance(v := e.get(k), str))
+    return out
 
 
 def _events(s: Scorer, body: bytes) -> dict[str, Any]:
@@ -149,6 +164,7 @@ def _events(s: Scorer, body: bytes) -> dict[str, Any]:
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         raise RequestValidationError(errors) from exc
+    personal(*_ids(batch.events))
     limit = s.settings.serve.max_events
     if len(batch.events) > limit:
         raise HTTPException(413, f"at most {limit} events per request; split the batch")

@@ -225,3 +225,55 @@ def test_several_workers_share_one_learner_and_one_metrics_view(served) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_scorer_logs_json_lines_with_request_ids_and_no_personal_ids(
+    served, tmp_path: Path
+) -> None:
+    """`microtune serve --log-level info`: every stderr line is a JSON object; each
+    request's line carries its id; no session id, user id or client address appears."""
+    from serving_harness import free_port
+
+    settings, _ = served
+    port = free_port()
+    env = {**os.environ, **settings.environment()}
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--log-level", "info"]
+    errors = tmp_path / "stderr.log"
+    with errors.open("wb") as sink:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.5)
+            start = datetime.now(UTC) - timedelta(minutes=2)
+            with httpx.Client(base_url=url, timeout=10) as c:
+                batch = {"events": live_events("private-session-7f3", start, BROWSE[:3])}
+                for e in batch["events"]:
+                    e["user_id"] = "private-user-9c1"
+                sent = c.post("/v1/events", json=batch, headers={"x-request-id": "req-events-1"})
+                assert sent.json()["accepted"] == 3
+                body = {"session_id": "private-session-7f3", "user_id": "private-user-9c1"}
+                r = c.post("/v1/score", json=body, headers={"x-request-id": "req-score-1"})
+                assert r.status_code == 200 and r.headers["x-request-id"] == "req-score-1"
+                bad = c.post("/v1/score", json={"session_id": ""})
+                assert bad.status_code == 422
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    text = errors.read_text()
+    lines = [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "logger", "message"} <= set(x) for x in lines)
+    access = {x.get("request_id"): x["message"] for x in lines if x["logger"] == "microtune.access"}
+    assert access["req-score-1"].startswith("POST /v1/score 200")
+    assert access["req-events-1"].startswith("POST /v1/events 200")
+    assert any(m.startswith("POST /v1/score 422") for m in access.values())
+    assert not any(x["logger"] == "uvicorn.access" for x in lines)
+    # The server's own address is in its start line; no client's address is anywhere.
+    others = "\n".join(line for line in text.splitlines() if "Uvicorn running on" not in line)
+    for secret in ("private-session-7f3", "private-user-9c1", "127.0.0.1"):
+        assert secret not in others
