@@ -129,3 +129,32 @@ def raw_repair() -> None:
         f"duplicate ids found: {before:,}; copies removed: {removed:,}; "
         f"part files rewritten: {rewritten:,}"
     )
+
+
+@app.command()
+def retention(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Run the `apply_retention` flow: delete personal data older than its retention.
+
+    Raw events and the scorer's ingested inbox files after
+    MICROTUNE_RETENTION__RAW_EVENTS_DAYS (180), decisions after
+    MICROTUNE_RETENTION__DECISIONS_DAYS (180), quarantined rows after
+    MICROTUNE_RETENTION__QUARANTINE_DAYS (30). The daily deployment runs it too.
+    """
+    import json
+
+    from cli.app import flows_on
+    from flows.retention_flow import apply_retention
+
+    with flows_on(settings()):
+        out = apply_retention()
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    t = Table("store", "removed", "older than", title="retention")
+    t.add_row("raw events (rows)", f"{out['raw_events']:,}", out["cutoffs"]["raw_events"])
+    t.add_row("ingested inbox files", f"{out['inbox_files']:,}", out["cutoffs"]["raw_events"])
+    t.add_row("decisions (rows)", f"{out['decisions']:,}", out["cutoffs"]["decisions"])
+    t.add_row("quarantine files", f"{out['quarantine_files']:,}", out["cutoffs"]["quarantine"])
+    console.print(t)

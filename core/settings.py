@@ -184,6 +184,17 @@ class ServeSettings(_Section):
     explain_top: int = Field(default=5, ge=0)
 
 
+class RetentionSettings(_Section):
+    """How long personal data is kept (``MICROTUNE_RETENTION__*``); the daily
+    ``apply_retention`` deployment deletes what is older (docs/operations.md)."""
+
+    raw_events_days: float = Field(
+        default=180.0, gt=0, description="Raw events, and the scorer's ingested inbox files."
+    )
+    decisions_days: float = Field(default=180.0, gt=0, description="The decision log.")
+    quarantine_days: float = Field(default=30.0, gt=0, description="Quarantined rows.")
+
+
 class Settings(BaseSettings):
     """microtune configuration, from ``MICROTUNE_*`` environment variables."""
 
@@ -219,6 +230,7 @@ class Settings(BaseSettings):
     gate: GateSettings = GateSettings()
     drift: DriftSettings = DriftSettings()
     serve: ServeSettings = ServeSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("home")
     @classmethod

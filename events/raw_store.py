@@ -155,6 +155,43 @@ class RawEventStore:
             self._catch_up(w)
         return removed, rewritten
 
+    def drop_before(self, cutoff: datetime) -> int:
+        """Remove every event with ``ts < cutoff``; returns how many.
+
+        Whole days before the cutoff's day are deleted; the parts of that day
+        are rewritten without the older rows (new digest name, then the old
+        part removed). The id index is rebuilt from what remains, so an event
+        removed here and sent again is stored again. Safe to run again.
+        """
+        cut = cutoff.astimezone(UTC)
+        removed = 0
+        for d in self.dates():
+            if d > cut.date():
+                break
+            for f in sorted(self.partition(d).glob("part-*.parquet")):
+                if d < cut.date():
+                    removed += pq.ParquetFile(f).metadata.num_rows
+                    f.unlink()
+                    continue
+                t = pq.read_table(f, schema=RAW_SCHEMA)
+                at = pa.scalar(cut, type=t.schema.field("ts").type)
+                keep = pc.fill_null(pc.greater_equal(t.column("ts"), at), True)
+                kept = t.filter(keep)
+                if kept.num_rows == t.num_rows:
+                    continue
+                removed += t.num_rows - kept.num_rows
+                if kept.num_rows:
+                    digest = _digest(kept.column("event_id").to_pylist())
+                    atomic_write_parquet(f.with_name(f"part-{digest}.parquet"), kept)
+                f.unlink()
+            if not any(self.partition(d).iterdir()):
+                self.partition(d).rmdir()
+        if removed:
+            self.index.reset()
+            with self.index.writing() as w:
+                self._catch_up(w)
+        return removed
+
     def read(
         self,
         start: datetime,

@@ -1,13 +1,13 @@
-"""Prefect flows ``promote-policy``, ``rollback-policy`` and ``train-uplift``.
+"""Prefect flows ``promote_policy``, ``rollback_policy`` and ``train_uplift``.
 
-``promote-policy`` values the running canary (the registry's challenger policy,
+``promote_policy`` values the running canary (the registry's challenger policy,
 served to a share of sessions beside the champion) against the champion,
 off-policy on the same decisions (:func:`experiments.policy_eval.gate_canary`).
 It promotes only when the 95% interval of the doubly robust difference lies
 above zero; otherwise the canary keeps serving and collecting evidence. Every
-decision is an MLflow run of the ``promotion`` experiment. ``rollback-policy``
+decision is an MLflow run of the ``promotion`` experiment. ``rollback_policy``
 restores the previous champion policy. Both hold the models lock: they move
-registry aliases. ``train-uplift`` fits the uplift model on the decision log,
+registry aliases. ``train_uplift`` fits the uplift model on the decision log,
 measures it (Qini, AUUC, its policy's value off-policy) and registers it.
 """
 
@@ -26,7 +26,7 @@ from flows.locks import MODELS, exclusive
 from models import policy_registry, registry
 
 
-@flow(name="promote-policy")
+@flow(name="promote_policy", flow_run_name="promote-policy")
 @exclusive(MODELS)
 def promote_policy(since: str | None = None) -> dict[str, Any]:
     """Gate the canary policy; promote it when its doubly robust gain is surely positive.
@@ -68,7 +68,7 @@ def promote_policy(since: str | None = None) -> dict[str, Any]:
     return out
 
 
-@flow(name="rollback-policy")
+@flow(name="rollback_policy", flow_run_name="rollback-policy")
 @exclusive(MODELS)
 def rollback_policy() -> dict[str, str]:
     """Serve the previous champion policy again (the scorer picks it up on its next poll)."""
@@ -84,7 +84,7 @@ def rollback_policy() -> dict[str, str]:
     return {"replaced": replaced, "restored": restored}
 
 
-@flow(name="train-uplift")
+@flow(name="train_uplift", flow_run_name="train-uplift-seed-{seed}")
 @exclusive(MODELS)
 def train_uplift(
     since: str | None = None, truth: str | None = None, seed: int = 0

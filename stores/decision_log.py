@@ -51,6 +51,8 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 
+from core.files import atomic_write_bytes
+
 FsyncPolicy = Literal["interval", "always", "never"]
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
@@ -207,3 +209,39 @@ def _discount(record: dict[str, Any]) -> float:
     """The discount a decision offered, in percent (0 without one)."""
     params = (record.get("params") or {}).get("show_discount_popup") or {}
     return float(params.get("percent", 0.0) or 0.0)
+
+
+def drop_decisions_before(root: Path, cutoff: datetime) -> int:
+    """Remove every decision with ``ts < cutoff`` from the log under ``root``; how many.
+
+    Hourly files that end before the cutoff are deleted; the file of the
+    cutoff's hour is rewritten without the older lines (atomically). A torn
+    line is kept with its file. Safe to run again.
+    """
+    cut = cutoff.timestamp()
+    removed = 0
+    for day in sorted(root.glob("date=*")) if root.exists() else []:
+        for path in sorted(day.glob("*.jsonl")):
+            start = datetime.strptime(f"{day.name[5:]} {path.name[:2]}", "%Y-%m-%d %H")
+            hour = start.replace(tzinfo=UTC).timestamp()
+            if hour >= cut:
+                continue
+            lines = path.read_bytes().splitlines()
+            if hour + 3600 <= cut:
+                removed += len(lines)
+                path.unlink()
+                continue
+            kept = [line for line in lines if _ts(line) >= cut]
+            if len(kept) < len(lines):
+                removed += len(lines) - len(kept)
+                atomic_write_bytes(path, b"".join(line + b"\n" for line in kept))
+        if not any(day.iterdir()):
+            day.rmdir()
+    return removed
+
+
+def _ts(line: bytes) -> float:
+    try:
+        return float(orjson.loads(line).get("ts", float("inf")))
+    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+        return float("inf")  # unreadable: kept (read_decisions skips it)
