@@ -89,17 +89,19 @@ def ingest(
     other rows are stored. Re-ingesting a file adds nothing and rewrites the
     same quarantine file. Exit code 0 unless a named path cannot be read.
     """
+    from core.privacy import pseudonymizer
     from events.ingest import IngestReport, expand_paths, ingest_file
     from events.raw_store import RawEventStore
 
     s = settings()
     raw = RawEventStore(s.paths.raw_events)
+    pseudonymize = pseudonymizer(s)  # user ids are never stored raw
     report = IngestReport()
     files = expand_paths(paths, report.skipped)
     with progress() as bar:
         task = bar.add_task("ingesting", total=len(files))
         for f in files:
-            report.merge(ingest_file(f, raw, s.paths.quarantine))
+            report.merge(ingest_file(f, raw, s.paths.quarantine, pseudonymize=pseudonymize))
             bar.advance(task)
     console.print(_ingest_table(report))
     for path, reason in report.skipped.items():

@@ -195,6 +195,16 @@ class RetentionSettings(_Section):
     quarantine_days: float = Field(default=30.0, gt=0, description="Quarantined rows.")
 
 
+class PrivacySettings(_Section):
+    """Pseudonymous ids (``MICROTUNE_PRIVACY__*``, core/privacy.py)."""
+
+    pseudonym_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Hex key of the user-id pseudonyms; None: HOME/secrets/pseudonym.key.",
+    )
+
+
 class Settings(BaseSettings):
     """microtune configuration, from ``MICROTUNE_*`` environment variables."""
 
@@ -231,6 +241,7 @@ class Settings(BaseSettings):
     drift: DriftSettings = DriftSettings()
     serve: ServeSettings = ServeSettings()
     retention: RetentionSettings = RetentionSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("home")
     @classmethod

@@ -46,10 +46,12 @@ import pyarrow.parquet as pq
 
 from core.errors import InputError
 from core.files import atomic_write_bytes
-from events.contract import minimize_unconsented
+from events.contract import CONSENTLESS_FIELDS, minimize_unconsented
 from events.raw_store import RawEventStore
 from events.validation import Rejection, count_reasons, validate_rows
 
+#: Raw user id -> pseudonym (core.privacy.Pseudonymizer).
+Pseudonymize = Callable[[str | None], str | None]
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -187,10 +189,32 @@ def expand_paths(paths: Sequence[Path], skipped: dict[str, str] | None = None) -
     return out
 
 
-def _write_quarantine(rejected: list[Rejection], source: Path, quarantine: Path) -> str:
+def _quarantined(row: Any, pseudonymize: Pseudonymize | None) -> Any:
+    """A rejected row as the quarantine keeps it: minimized without consent (a row that
+    does not say it has consent has none) and its user id pseudonymized."""
+    if not isinstance(row, dict):
+        return row
+    if row.get("consent") is not True:
+        row = {k: v for k, v in row.items() if k in CONSENTLESS_FIELDS}
+    elif pseudonymize is not None and isinstance(row.get("user_id"), str):
+        row = {**row, "user_id": pseudonymize(row["user_id"])}
+    return row
+
+
+def _write_quarantine(
+    rejected: list[Rejection],
+    source: Path,
+    quarantine: Path,
+    pseudonymize: Pseudonymize | None = None,
+) -> str:
     lines = [
         orjson.dumps(
-            {"reason": r.reason, "source": str(source), "position": r.position, "row": r.row},
+            {
+                "reason": r.reason,
+                "source": str(source),
+                "position": r.position,
+                "row": _quarantined(r.row, pseudonymize),
+            },
             option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
             default=str,
         )
@@ -203,9 +227,18 @@ def _write_quarantine(rejected: list[Rejection], source: Path, quarantine: Path)
 
 
 def ingest_file(
-    path: Path, store: RawEventStore, quarantine: Path, *, now: datetime | None = None
+    path: Path,
+    store: RawEventStore,
+    quarantine: Path,
+    *,
+    now: datetime | None = None,
+    pseudonymize: Pseudonymize | None = None,
 ) -> IngestReport:
-    """Validate one file; store the accepted rows, quarantine the rejected ones."""
+    """Validate one file; store the accepted rows, quarantine the rejected ones.
+
+    ``pseudonymize`` replaces each user id before anything is written
+    (:mod:`core.privacy`; the flows always pass the home's).
+    """
     now = now or datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     early: list[Rejection] = []
@@ -221,6 +254,10 @@ def ingest_file(
     _, first = np.unique(table.column("event_id").to_numpy(zero_copy_only=False), return_index=True)
     in_batch_dups = table.num_rows - len(first)
     table = table.take(pa.array(np.sort(first)))
+    if pseudonymize is not None:
+        users = [pseudonymize(u) for u in table.column("user_id").to_pylist()]
+        i = table.schema.get_field_index("user_id")
+        table = table.set_column(i, "user_id", pa.array(users, table.schema.field(i).type))
     unconsented = table.num_rows - int(pc.sum(table.column("consent")).as_py() or 0)
     stored_dups, partitions = store.append(minimize_unconsented(table))
     report = IngestReport(
@@ -233,7 +270,7 @@ def ingest_file(
     )
     if rejected:
         report.rejected = count_reasons(rejected)
-        report.quarantine_files.append(_write_quarantine(rejected, path, quarantine))
+        report.quarantine_files.append(_write_quarantine(rejected, path, quarantine, pseudonymize))
     return report
 
 
@@ -244,11 +281,12 @@ def ingest_files(
     *,
     now: datetime | None = None,
     progress: Callable[[Path], None] | None = None,
+    pseudonymize: Pseudonymize | None = None,
 ) -> IngestReport:
     """Ingest every event file in ``paths`` (directories are searched)."""
     report = IngestReport()
     for f in expand_paths(paths, report.skipped):
-        report.merge(ingest_file(f, store, quarantine, now=now))
+        report.merge(ingest_file(f, store, quarantine, now=now, pseudonymize=pseudonymize))
         if progress:
             progress(f)
     return report

@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 
 from core.errors import InputError
 from core.files import atomic_write_bytes
+from core.privacy import pseudonymizer
 from core.settings import Settings
 from events.ingest import ingest_files, live_inbox_files, retire_inbox_files
 from events.raw_store import RawEventStore
@@ -54,7 +55,9 @@ def _collect_live(settings: Settings) -> int:
     if not live:
         return 0
     raw = RawEventStore(settings.paths.raw_events)
-    report = ingest_files(live, raw, settings.paths.quarantine)
+    report = ingest_files(
+        live, raw, settings.paths.quarantine, pseudonymize=pseudonymizer(settings)
+    )
     retire_inbox_files(live, settings.paths.ingested_inbox)
     return report.accepted
 

@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core.errors import InputError
+from core.privacy import pseudonymizer
 from core.settings import Settings
 from events.ingest import IngestReport, ingest_files, live_inbox_files, retire_inbox_files
 from events.raw_store import RawEventStore
@@ -48,7 +49,12 @@ class FeatureBuildSummary:
 def ingest_task(settings: Settings, paths: list[str]) -> IngestReport:
     """Validate event files; accepted rows to the raw store, rejected to quarantine."""
     raw = RawEventStore(settings.paths.raw_events)
-    return ingest_files([Path(p) for p in paths], raw, settings.paths.quarantine)
+    return ingest_files(
+        [Path(p) for p in paths],
+        raw,
+        settings.paths.quarantine,
+        pseudonymize=pseudonymizer(settings),
+    )
 
 
 @task(name="validate-window", cache_policy=NO_CACHE)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import StoreError
+from core.privacy import pseudonymizer
 from core.settings import Settings
 from events.contract import RECORD_ONLY_TYPES, EventType, minimize_row
 from events.validation import is_id, validate_rows
@@ -57,6 +58,8 @@ class Scorer:
         writer: OnlineFeatures | None = None,
     ) -> None:
         self.settings = settings
+        #: User ids become pseudonyms before anything reads or writes them.
+        self.pseudonym = pseudonymizer(settings)
         self.online = online
         self.online_error = online_error
         #: The connection live events are folded through: its own, so that a batch
@@ -80,6 +83,7 @@ class Scorer:
         context = {k: (v.value if hasattr(v, "value") else v) for k, v in req.context}
         reasons: list[str] = []
         models = self.models  # one reference for the whole request
+        user = self.pseudonym(req.user_id)  # the stores know users by pseudonym only
         features: dict[str, float | None] = {}
         age: float | None = None
         store_failed = False
@@ -88,7 +92,7 @@ class Scorer:
             reasons.append("online_store_not_loaded")
         else:
             try:
-                read = self.online.read(req.session_id, req.user_id, context, now)
+                read = self.online.read(req.session_id, user, context, now)
                 features, age = read.features, read.age_s
                 if not read.session_found:
                     stale = SESSION_VIEW in read.stale
@@ -195,7 +199,7 @@ class Scorer:
             {
                 "ts": now,
                 "session_id": req.session_id,
-                "user_id": req.user_id,
+                "user_id": self.pseudonym(req.user_id),
                 "experiment": self.policy.doc.experiment.name,
                 "variant": decision.variant,
                 "policy_version": self.policy.version,
@@ -253,6 +257,9 @@ class Scorer:
         # Rows built in Python, not in one long call into Arrow: the event loop's
         # thread can take the interpreter back between rows.
         rows = [minimize_row(r) for r in result.to_rows()]
+        for r in rows:  # never stored raw (core/privacy.py)
+            if r.get("user_id") is not None:
+                r["user_id"] = self.pseudonym(r["user_id"])
         # A retried event (same id) is folded once; the batch build deduplicates too.
         fresh = [r for r in rows if not self._seen(r["event_id"])]
         duplicates = len(rows) - len(fresh)

@@ -3,8 +3,9 @@
 The test runs its own ``redis-server`` on a free port, so that it can stop it
 for real: with the online store gone, a valid request still gets 200 and the
 safe ``none`` decision, quickly. The Feast project is unique to the test and
-removed afterwards. MLflow uses a SQLite file under the test's home, so the
-test's champion never becomes anyone else's.
+removed afterwards. MLflow's tracking store and registry are on PostgreSQL
+too, in a database the test creates and drops, so that the test's champion
+never becomes anyone else's.
 """
 
 from __future__ import annotations
@@ -80,14 +81,34 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+ADMIN_DB = "postgresql://postgres@127.0.0.1:5432/test"
+
+
 @pytest.fixture
-def production_home(tmp_path: Path, redis_server: RedisServer) -> Iterator[Settings]:
+def mlflow_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own for MLflow; dropped afterwards."""
+    import psycopg
+
+    name = f"mt_mlflow_{uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_DB, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(ADMIN_DB, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def production_home(
+    tmp_path: Path, redis_server: RedisServer, mlflow_database: str
+) -> Iterator[Settings]:
     settings = Settings(
         home=tmp_path / "home",
         profile="production",
         project=f"mt_{uuid4().hex[:10]}",
         redis_url=f"127.0.0.1:{redis_server.port}",
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        mlflow_tracking_uri=f"postgresql+psycopg://postgres@127.0.0.1:5432/{mlflow_database}",
     )
     settings.paths.ensure()
     _require_servers(settings)
@@ -142,8 +163,14 @@ def _events(session: str, n: int, start: datetime) -> list[dict]:
 
 
 def test_scorer_on_redis_and_a_stopped_redis(
-    production_home: Settings, redis_server: RedisServer
+    production_home: Settings, redis_server: RedisServer, mlflow_database: str
 ) -> None:
+    import psycopg
+
+    # The champion the scorer loads is registered in PostgreSQL.
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{mlflow_database}") as db:
+        aliases = db.execute("SELECT name, alias, version FROM registered_model_aliases")
+        assert (registry.LGBM, "champion", 1) in aliases.fetchall()
     start = datetime.now(UTC) - timedelta(minutes=2)
     with Server(production_home) as server, httpx.Client(base_url=server.url) as c:
         assert c.get("/readyz").status_code == 200
