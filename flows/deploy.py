@@ -15,8 +15,8 @@ Examples
 >>> cfg = load_config()
 >>> pool_name(cfg)
 'microtune'
->>> sorted(deployment_names(cfg))[:2]
-['analyze_experiment/daily', 'build_features/hourly']
+>>> sorted(deployment_names(cfg))[:3]
+['analyze_experiment/daily', 'apply_retention/daily', 'build_features/hourly']
 """
 
 from __future__ import annotations
