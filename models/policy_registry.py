@@ -153,17 +153,10 @@ def served(client: MlflowClient) -> Served:
     Both are ``None`` when no policy was ever registered (the scorer then
     serves its policy file).
     """
-    from models.registry import CHALLENGER, CHAMPION, version_of
-
-    champion = version_of(client, POLICY, CHAMPION)
+    champion, canary, _ = served_versions(client)
     if champion is None:
         return Served(None, None)
-    challenger = version_of(client, POLICY, CHALLENGER)
-    canary = None
-    if challenger is not None and challenger != champion:
-        candidate = read_version(client, challenger)
-        canary = candidate if candidate.canary_share > 0 else None
-    return Served(read_version(client, champion), canary)
+    return Served(read_version(client, champion), read_version(client, canary) if canary else None)
 
 
 def served_versions(client: MlflowClient) -> tuple[str | None, str | None, float]:

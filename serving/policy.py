@@ -354,11 +354,7 @@ class Policy:
         bandit = self.bandit
         probs = bandit.probabilities(seen)
         if self.margin is not None:  # an offer the budget cannot pay gets no probability
-            cart = float(features.get("cart_value") or 0.0)
-            ok = [
-                pct == 0.0 or self.margin.allows(cart * pct / 100.0, now)
-                for pct in map(percent_of, bandit.spec.actions)
-            ]
+            ok = [self._affordable(k, features, now) for k in bandit.spec.actions]
             if not all(ok):
                 probs = np.where(ok, probs, 0.0)
                 probs = probs / probs.sum()

@@ -125,7 +125,9 @@ class Scorer:
             guard = self.guards.get(req.session_id)
             decision = self.policy.decide(req.session_id, risk, features, context, guard, now=now)
         degraded = bool(reasons)
-        self._record(req, now, risk, risk_lgbm, risk_river, features, decision, models, degraded)
+        self._record(
+            req, user, now, risk, risk_lgbm, risk_river, features, decision, models, degraded
+        )
         return {
             "session_id": req.session_id,
             "risk": risk,
@@ -185,6 +187,7 @@ class Scorer:
     def _record(
         self,
         req: ScoreRequest,
+        user: str | None,
         now: float,
         risk: float | None,
         risk_lgbm: float | None,
@@ -199,7 +202,7 @@ class Scorer:
             {
                 "ts": now,
                 "session_id": req.session_id,
-                "user_id": self.pseudonym(req.user_id),
+                "user_id": user,
                 "experiment": self.policy.doc.experiment.name,
                 "variant": decision.variant,
                 "policy_version": self.policy.version,
