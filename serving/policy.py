@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from pydantic import ValidationError
 
@@ -147,6 +146,12 @@ class Policy:
                 chosen = Chosen(a.action.value, dict(a.params), "")
                 self._bandit_actions[treatment_key([chosen])] = (a.action.value, dict(a.params))
             self.bandit = ContextualBandit(self.bandit_spec())
+        #: (index, percent) of the bandit's discount actions: the ones the margin
+        #: budget can refuse.
+        self._bandit_discounts = [
+            (i, pct) for i, k in enumerate(self._bandit_actions) if (pct := percent_of(k)) > 0
+        ]
+        self._shares: dict[str, float] | None = None
         budget = doc.guard_rails.margin_budget
         #: The discount margin offered in the budget's window (None: no budget).
         self.margin = MarginSpend(budget.amount, budget.window_s) if budget else None
@@ -163,7 +168,7 @@ class Policy:
         >>> p.shares(), p.version
         ({'control': 0.75, 'canary:b': 0.25}, 2)
         """
-        self.canary = (candidate, share)
+        self.canary, self._shares = (candidate, share), None
         return self
 
     def members(self) -> list[Policy]:
@@ -288,14 +293,16 @@ class Policy:
 
     def shares(self) -> dict[str, float]:
         """Each arm's probability of being assigned a session (canary arms included)."""
-        e = self.doc.experiment
-        if self.canary is None:
-            return {v: variant_share(e, v) for v in e.variants}
-        candidate, share = self.canary
-        c = candidate.doc.experiment
-        return {v: (1.0 - share) * variant_share(e, v) for v in e.variants} | {
-            canary_arm(v): share * variant_share(c, v) for v in c.variants
-        }
+        if self._shares is None:
+            e = self.doc.experiment
+            self._shares = {v: variant_share(e, v) for v in e.variants}
+            if self.canary is not None:
+                candidate, share = self.canary
+                c = candidate.doc.experiment
+                self._shares = {v: (1.0 - share) * p for v, p in self._shares.items()} | {
+                    canary_arm(v): share * variant_share(c, v) for v in c.variants
+                }
+        return self._shares
 
     def evaluate(
         self,
@@ -351,20 +358,23 @@ class Policy:
         blocked = self._blocked(variant, guard, now)
         if blocked is not None or self.bandit is None:
             return blocked or _none(variant, "no bandit loaded"), {Action.NONE.value: 1.0}
-        bandit = self.bandit
-        probs = bandit.probabilities(seen)
+        actions, probs = self.bandit.spec.actions, self.bandit.pmf(seen)
         if self.margin is not None:  # an offer the budget cannot pay gets no probability
-            ok = [self._affordable(k, features, now) for k in bandit.spec.actions]
-            if not all(ok):
-                probs = np.where(ok, probs, 0.0)
-                probs = probs / probs.sum()
-        dist = {k: float(p) for k, p in zip(bandit.spec.actions, probs, strict=True)}
+            cart = float(features.get("cart_value") or 0.0)
+            for i, pct in self._bandit_discounts:
+                if not self.margin.allows(cart * pct / 100.0, now):
+                    probs[i] = 0.0
+            total = sum(probs)
+            probs = [p / total for p in probs]
+        dist = dict(zip(actions, probs, strict=True))
         if not draw:
             return _none(variant, ""), dist
-        u = uniform_draw(f"{session_id}:{now!r}")
-        key = bandit.spec.actions[
-            min(int(np.searchsorted(np.cumsum(probs), u, "right")), len(probs) - 1)
-        ]
+        u, acc, key = uniform_draw(f"{session_id}:{now!r}"), 0.0, actions[-1]
+        for k, p in zip(actions, probs, strict=True):  # the inverse of the cumulative pmf
+            acc += p
+            if u < acc:
+                key = k
+                break
         if key == Action.NONE.value:
             return _none(variant, f"bandit chose none (p={dist[key]:.3f})"), dist
         action, params = self._bandit_actions[key]

@@ -57,6 +57,26 @@ def test_a_known_best_arm_is_found_for_each_kind_of_visitor() -> None:
     assert np.mean(expected[-1000:]) > uniform + 0.7 * (oracle - uniform)
 
 
+def test_the_native_path_predicts_and_learns_like_the_vw_wrapper() -> None:
+    """pmf() and learn() skip pyvw's Example wrapper; what VW computes must not change."""
+    ours, theirs = (ContextualBandit(BanditSpec(actions=ACTIONS, seed=5)) for _ in range(2))
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        ctx = {"risk": float(rng.random()), "device": str(rng.choice(["mobile", "desktop"]))}
+        wrapped = theirs._vw.predict([theirs._shared(ctx), *theirs._action_lines])
+        raw = np.maximum(np.asarray(wrapped, float), 0.0)
+        expected = (1 - theirs.spec.epsilon) * raw / raw.sum() + theirs.spec.floor
+        assert ours.pmf(ctx) == pytest.approx(expected.tolist(), abs=1e-12)
+        action, p = ours.choose(ctx, float(rng.random()))
+        reward = 50.0 * (rng.random() < P_BUY[ctx["device"]][action])
+        ours.learn(ctx, action, reward, p)
+        lines = list(theirs._action_lines)  # the same label, through Workspace.learn
+        i = ACTIONS.index(action)
+        lines[i] = f"0:{-reward / theirs.spec.reward_scale:.6g}:{p:.6g} {lines[i]}"
+        theirs._vw.learn([theirs._shared(ctx), *lines])
+    assert max(ours.pmf({"risk": 0.5, "device": "desktop"})) > 0.5  # it did learn
+
+
 def test_the_learner_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     a, ea = _run(seed=5, rounds=400)
     b, eb = _run(seed=5, rounds=400)
