@@ -16,7 +16,8 @@ from cli.app import app, main
 
 #: Command modules, in the order ``--help`` lists them: the data's way through.
 COMMANDS = (
-    "data", "features", "models", "drift", "simulate", "experiment", "policy", "demo", "ops",
+    "data", "features", "models", "drift", "simulate", "experiment", "policy", "privacy", "demo",
+    "ops",
 )  # fmt: skip
 for _module in COMMANDS:
     importlib.import_module(f"cli.{_module}")

@@ -54,22 +54,21 @@ class Pseudonymizer:
         return PREFIX + hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def key_file(settings: Settings) -> Path:
-    return settings.home / "secrets" / "pseudonym.key"
+def key_file(settings: Settings, name: str = "pseudonym") -> Path:
+    return settings.home / "secrets" / f"{name}.key"
 
 
-def pseudonym_key(settings: Settings) -> bytes:
-    """The home's key: the setting, else the key file (made on first use)."""
-    given = settings.privacy.pseudonym_key
+def _key(settings: Settings, name: str, given: str | None) -> bytes:
+    """The setting ``given`` (hex), else ``HOME/secrets/<name>.key`` (made on first use)."""
     if given:
         try:
             return bytes.fromhex(given)
         except ValueError as exc:
             raise InputError(
-                "MICROTUNE_PRIVACY__PSEUDONYM_KEY must be hex (for example the output of "
+                f"MICROTUNE_PRIVACY__{name.upper()}_KEY must be hex (for example the output of "
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`)"
             ) from exc
-    path = key_file(settings)
+    path = key_file(settings, name)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -80,6 +79,19 @@ def pseudonym_key(settings: Settings) -> bytes:
             with os.fdopen(fd, "w") as f:
                 f.write(os.urandom(32).hex())
     return bytes.fromhex(path.read_text().strip())
+
+
+def pseudonym_key(settings: Settings) -> bytes:
+    """The home's key: the setting, else the key file (made on first use)."""
+    return _key(settings, "pseudonym", settings.privacy.pseudonym_key)
+
+
+def audit_hash(settings: Settings, value: str) -> str:
+    """What the erasure audit keeps of an id: ``a_`` and 32 hex digits of HMAC-SHA256
+    under the audit key, which is not the pseudonym key, so the audit cannot be joined
+    to the data (and holds nothing once the data is gone)."""
+    key = _key(settings, "audit", settings.privacy.audit_key)
+    return "a_" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def pseudonymizer(settings: Settings) -> Pseudonymizer:

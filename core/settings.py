@@ -196,12 +196,18 @@ class RetentionSettings(_Section):
 
 
 class PrivacySettings(_Section):
-    """Pseudonymous ids (``MICROTUNE_PRIVACY__*``, core/privacy.py)."""
+    """Pseudonymous ids and the erasure audit (``MICROTUNE_PRIVACY__*``, core/privacy.py)."""
 
     pseudonym_key: str | None = Field(
         default=None,
         repr=False,
         description="Hex key of the user-id pseudonyms; None: HOME/secrets/pseudonym.key.",
+    )
+    audit_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Hex key of the erasure audit's id hashes (not the pseudonym key); "
+        "None: HOME/secrets/audit.key.",
     )
 
 

@@ -11,7 +11,7 @@ once, store-wide, and gives each stored event its arrival sequence number
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -186,6 +186,39 @@ class RawEventStore:
                 f.unlink()
             if not any(self.partition(d).iterdir()):
                 self.partition(d).rmdir()
+        if removed:
+            self.index.reset()
+            with self.index.writing() as w:
+                self._catch_up(w)
+        return removed
+
+    def drop_matching(self, sessions: Iterable[str], users: Iterable[str]) -> int:
+        """Remove every event of these sessions or users; returns how many.
+
+        The parts that hold one are rewritten without them (new digest name,
+        then the old part removed), and the id index is rebuilt from what
+        remains (event ids may carry a session id). Safe to run again.
+        """
+        wanted_s = pa.array(sorted(sessions), pa.string())
+        wanted_u = pa.array(sorted(users), pa.string())
+        removed = 0
+        for f in self.part_files():
+            t = pq.read_table(f, schema=RAW_SCHEMA)
+            hit = pc.or_(
+                pc.is_in(t.column("session_id"), value_set=wanted_s),
+                pc.fill_null(pc.is_in(t.column("user_id"), value_set=wanted_u), False),
+            )
+            n = pc.sum(hit).as_py() or 0
+            if not n:
+                continue
+            removed += n
+            kept = t.filter(pc.invert(hit))
+            if kept.num_rows:
+                digest = _digest(kept.column("event_id").to_pylist())
+                atomic_write_parquet(f.with_name(f"part-{digest}.parquet"), kept)
+            f.unlink()
+            if not any(f.parent.iterdir()):
+                f.parent.rmdir()
         if removed:
             self.index.reset()
             with self.index.writing() as w:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 FEATURES = "microtune-features"
@@ -51,6 +51,18 @@ def ensure_limit(name: str, limit: int = 1) -> None:
                 )
 
 
+@contextlib.contextmanager
+def held(name: str) -> Iterator[None]:
+    """Hold the one slot of limit ``name`` in the block (a flow, or a command such as
+    ``microtune forget`` that writes the same stores outside a flow)."""
+    from prefect.concurrency.sync import concurrency
+
+    ensure_limit(name)
+    # A renewal that fails once (a busy server) must not kill an hour of training.
+    with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
+        yield
+
+
 def exclusive(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Run the decorated flow body while holding the one slot of limit ``name``.
 
@@ -60,17 +72,13 @@ def exclusive(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
     def wrap(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def held(*args: P.args, **kwargs: P.kwargs) -> R:
-            from prefect.concurrency.sync import concurrency
-
-            ensure_limit(name)
-            # A renewal that fails once (a busy server) must not kill an hour of training.
-            with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
+        def holding(*args: P.args, **kwargs: P.kwargs) -> R:
+            with held(name):
                 return fn(*args, **kwargs)
 
         # Prefect validates parameters against the signature, resolving string
         # annotations in the wrapper's module; give it the resolved one instead.
-        held.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
-        return held
+        holding.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+        return holding
 
     return wrap

@@ -41,9 +41,10 @@ Examples
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -95,7 +96,13 @@ class AppendLog:
         with self._lock:
             for path, lines in by_file.items():
                 fd = self._fd(path)
-                _write_all(fd, b"".join(lines))
+                # Shared: an erasure rewriting this file (rewrite_log_lines) holds it
+                # exclusively, and this write then lands after its rewrite.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    _write_all(fd, b"".join(lines))
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
                 self._dirty.add(fd)
                 self.pending += len(lines)
                 self.written += len(lines)
@@ -245,3 +252,40 @@ def _ts(line: bytes) -> float:
         return float(orjson.loads(line).get("ts", float("inf")))
     except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
         return float("inf")  # unreadable: kept (read_decisions skips it)
+
+
+def rewrite_log_lines(path: Path, drop: Callable[[Any, Any], bool]) -> int:
+    """Rewrite a log file without the lines whose (``session_id``, ``user_id``) ``drop``
+    holds; how many went. A torn line is kept unless it names one of them.
+
+    The file is rewritten in place (the same file, truncated and written again)
+    under an exclusive ``flock``; :class:`AppendLog` takes the lock shared for
+    each append, so a running scorer waits for the rewrite and then appends at
+    the new end: no line it writes meanwhile is lost.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, size, 0)
+        lines = data.splitlines(keepends=True)
+        kept = [line for line in lines if not _dropped(line, drop)]
+        if len(kept) < len(lines):
+            body = b"".join(kept)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, body, 0)
+            os.fsync(fd)
+        return len(lines) - len(kept)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _dropped(line: bytes, drop: Callable[[Any, Any], bool]) -> bool:
+    try:
+        record = orjson.loads(line)
+        return bool(drop(record.get("session_id"), record.get("user_id")))
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
