@@ -10,6 +10,7 @@ never becomes anyone else's.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -197,3 +198,62 @@ def test_scorer_on_redis_and_a_stopped_redis(
         back = c.post("/v1/score", json={"session_id": "p-1"}).json()
         assert back["degraded"] and back["degraded_reasons"] == ["unknown_session"]
         assert back["risk"] is not None
+
+
+def _postgres_text(database: str) -> str:
+    """Every row of every table of ``database`` as text (bytea as hex)."""
+    import psycopg
+
+    parts: list[str] = []
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{database}") as db:
+        tables = db.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        for schema, table in tables:
+            rows = db.execute(f'SELECT row_to_json(t)::text FROM "{schema}"."{table}" t')
+            parts += [r[0] for r in rows]
+    return "\n".join(parts)
+
+
+def _redis_bytes(settings: Settings) -> dict[bytes, dict[bytes, bytes]]:
+    import redis
+
+    client = redis.Redis(port=int(settings.redis_url.rpartition(":")[2]))
+    return {k: client.hgetall(k) for k in client.keys("*")}
+
+
+def test_no_raw_id_in_redis_or_postgres_and_forget_erases_from_redis(
+    production_home: Settings, mlflow_database: str
+) -> None:
+    from privacy_scan import find
+
+    from core.privacy import pseudonymizer
+    from stores.erasers import forget
+
+    start = datetime.now(UTC) - timedelta(minutes=2)
+    people = {"p-keep": "prod-user-keep-7f3a", "p-gone": "prod-user-gone-7f3a"}
+    with Server(production_home) as server, httpx.Client(base_url=server.url) as c:
+        for session, user in people.items():
+            events = [{**e, "user_id": user} for e in _events(session, 3, start)]
+            assert c.post("/v1/events", json={"events": events}).json()["accepted"] == 3
+            body = {"session_id": session, "user_id": user}
+            assert not c.post("/v1/score", json=body).json()["degraded"]
+        time.sleep(1.5)  # the logs flush every second
+        stored = _redis_bytes(production_home)
+        text = b"\n".join(k + b"".join(v.values()) for k, v in stored.items())
+        assert b"p-gone" in text and b"p-keep" in text  # the scan sees the sessions
+        postgres = _postgres_text(mlflow_database) + _postgres_text("test")
+        for user in people.values():
+            for haystack in (text.decode("latin-1"), postgres):
+                assert user not in haystack and user.encode().hex() not in haystack
+
+        report = forget(production_home, user="prod-user-gone-7f3a")
+        assert report.sessions == 1 and report.removed["online store"] >= 1
+        after = _redis_bytes(production_home)
+        assert not any(b"p-gone" in k for k in after)
+        assert {k: v for k, v in stored.items() if b"p-gone" not in k} == after
+        gone = pseudonymizer(production_home)("prod-user-gone-7f3a")
+        pattern = re.compile(rb"p-gone|" + str(gone).encode())
+        assert find(production_home.home, pattern) == {}
+        assert c.post("/v1/score", json={"session_id": "p-keep"}).status_code == 200
