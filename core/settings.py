@@ -235,6 +235,12 @@ class Settings(BaseSettings):
         description="Prefect server. None: the server `microtune server` runs for this "
         "home when one is up, else a temporary local one.",
     )
+    prefect_database_url: str | None = Field(
+        default=None,
+        description="Database of the Prefect server `microtune server` runs. None: SQLite "
+        "under HOME/prefect (embedded), or the database `prefect` on the PostgreSQL server "
+        "of postgres_url (production).",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, description="None: SQLite under the home (embedded) or PostgreSQL."
     )
@@ -273,6 +279,20 @@ class Settings(BaseSettings):
     def artifact_root(self) -> str:
         """Where MLflow stores run artifacts and models (never the working directory)."""
         return (self.paths.mlflow / "artifacts").as_uri()
+
+    @property
+    def prefect_database(self) -> str | None:
+        """The Prefect server's database URL (None: Prefect's SQLite under the home).
+
+        >>> Settings(home="/tmp/mt-doc", profile="production").prefect_database
+        'postgresql+asyncpg://postgres@127.0.0.1:5432/prefect'
+        """
+        if self.prefect_database_url:
+            return self.prefect_database_url
+        if self.profile == "production":
+            server = self.postgres_url.split("://", 1)[1].rsplit("/", 1)[0]
+            return f"postgresql+asyncpg://{server}/prefect"
+        return None
 
     @property
     def tracking_uri(self) -> str:

@@ -112,7 +112,8 @@ def serve(
 ) -> int:
     """Run Prefect's server for this home until it stops (Ctrl-C); returns its exit code.
 
-    Its database lives under ``<home>/prefect``. While it runs,
+    Its database lives under ``<home>/prefect`` (embedded), or in PostgreSQL
+    (:attr:`Settings.prefect_database`: production). While it runs,
     ``<home>/prefect/server.json`` tells the home's commands where it is.
     """
     settings.paths.prefect.mkdir(parents=True, exist_ok=True)
@@ -124,6 +125,10 @@ def serve(
     url = f"http://{host}:{port}/api"
     env = os.environ | dict(_QUIET) | {"PREFECT_HOME": str(settings.paths.prefect)}
     env.pop("PREFECT_API_URL", None)
+    database = settings.prefect_database
+    if database:  # production: the flow runs, schedules and limits live in PostgreSQL
+        ensure_database(database, admin="postgresql://" + settings.postgres_url.split("://")[1])
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env)
     path = server_file(settings)
@@ -151,6 +156,24 @@ def serve(
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def ensure_database(url: str, admin: str) -> None:
+    """Create the PostgreSQL database of ``url`` unless it exists, connected to the database
+    ``admin`` names (Prefect makes its tables, not its database)."""
+    import psycopg
+
+    server, _, name = url.split("://", 1)[1].partition("?")[0].rpartition("/")
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if found.fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise StoreError(
+            f"cannot create Prefect's database {name!r} on {server}: {exc}. Create it, "
+            "or set MICROTUNE_PREFECT_DATABASE_URL to one that exists."
+        ) from exc
 
 
 def _interrupt(signum: int, frame: object) -> None:

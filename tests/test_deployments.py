@@ -9,6 +9,7 @@ on demand, and fails one run on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -61,6 +63,34 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
         proc.wait(timeout=5)
 
 
+def _wait_health(url: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"Prefect server did not start in {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _pointed_at(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every Prefect client of this process, and the processes it starts, on ``url``."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    for k, v in FAST.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("MICROTUNE_PREFECT_API_URL", url)
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    # Prefect read its settings when first imported (maybe under the session's
+    # test harness): point this process's clients at this server explicitly.
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield url
+
+
 @pytest.fixture
 def prefect_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A ``prefect server start`` subprocess; every Prefect client here points at it."""
@@ -78,37 +108,19 @@ def prefect_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "Prefect server did not start in 60 s"
-            time.sleep(0.5)
-        for k, v in FAST.items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.setenv("MICROTUNE_PREFECT_API_URL", url)
-        monkeypatch.setenv("PREFECT_API_URL", url)
-        # Prefect read its settings when first imported (maybe under the session's
-        # test harness): point this process's clients at this server explicitly.
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        _wait_health(url, server, tmp_path / "server.log")
+        with _pointed_at(url, monkeypatch):
             yield url
     finally:
         _stop(server)
         log.close()
 
 
-@pytest.fixture
-def worker(prefect_api: str, home: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[Any]]:
-    """The process worker of ``microtune worker``, with this test's home in its environment."""
+@contextlib.contextmanager
+def _worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[Any]]:
+    """The process worker of ``microtune worker``, with ``settings`` in its environment."""
     from flows.deploy import worker_command
 
-    settings = home.override(prefect_api_url=prefect_api)
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
         worker_command(settings, "test-worker"),
@@ -117,9 +129,17 @@ def worker(prefect_api: str, home: Settings, tmp_path: Path) -> Iterator[subproc
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    yield proc
-    _stop(proc)
-    log.close()
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@pytest.fixture
+def worker(prefect_api: str, home: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[Any]]:
+    with _worker(home.override(prefect_api_url=prefect_api), tmp_path) as proc:
+        yield proc
 
 
 def _offline(home: Settings) -> dict[Path, int]:
@@ -259,3 +279,52 @@ def test_worker_line_and_deployment_names() -> None:
     for d in cfg["deployments"]:
         assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
         assert re.fullmatch(r"flows/\w+\.py:\w+", d["entrypoint"])
+
+
+@pytest.mark.production
+def test_production_prefect_server_on_postgresql_runs_a_deployment_with_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``microtune server`` on the production profile keeps Prefect's state in PostgreSQL
+    (a database of the test's own, created by the server), and a worker runs a deployment."""
+    import psycopg
+    from prefect.deployments import run_deployment
+
+    from flows.deploy import REPO, register
+
+    name = f"mt_prefect_{uuid4().hex[:10]}"
+    home = Settings(
+        home=tmp_path / "home",
+        profile="production",
+        project=f"mt_{uuid4().hex[:10]}",
+        prefect_database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+    )
+    port, url = _free_port(), ""
+    env = os.environ | FAST | home.environment()
+    for k in ("PREFECT_API_URL", "MICROTUNE_PREFECT_API_URL"):
+        env.pop(k, None)
+    log = tmp_path / "server.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "server", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api"
+        _wait_health(url, server, log, timeout=120)
+        with _pointed_at(url, monkeypatch), _worker(home.override(prefect_api_url=url), tmp_path):
+            assert register(home, only=["apply_retention/daily"]) == ["apply_retention/daily"]
+            run = run_deployment("apply_retention/daily", timeout=180)
+            assert run.state is not None and run.state.is_completed(), run.state
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as db:
+            rows = db.execute("SELECT name, state_type FROM flow_run").fetchall()
+            assert ("apply-retention", "COMPLETED") in rows
+            pools = db.execute("SELECT name FROM work_pool").fetchall()
+            assert ("microtune",) in pools
+    finally:
+        _stop(server)
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
