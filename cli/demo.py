@@ -34,13 +34,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 
 from cli.app import app, console, flows_on, progress, settings
-from cli.demo_live import live_traffic, print_summary
+from cli.demo_live import LIVE_VISITORS, live_traffic, print_summary
 from core.settings import Settings
 
 STEPS = 10
@@ -59,6 +59,7 @@ def run_demo(
     bad_rate: float,
     console: Console,
     drift_day: int | None = None,
+    visitors: int = LIVE_VISITORS,
 ) -> dict[str, Any]:
     """Run the demo and print its summary; returns the figures for tests."""
     from events.synth import GeneratorConfig, write_event_log
@@ -110,7 +111,7 @@ def run_demo(
     _step(console, 6, "check_drift: the new days against the champion's training window")
     drift = check_drift(window_hours=48.0, retrain_on_fail=False, seed=seed)
     _step(console, 7, "serve: simulated visitors through HTTP, answering the decisions")
-    live = live_traffic(settings, console)
+    live = live_traffic(settings, console, visitors)
     experiment, policies = _judge(settings, console)
     _step(console, 10, "uplift: a T-learner on the same log, its Qini curves, its value")
     uplift = _uplift(console)
@@ -176,13 +177,27 @@ def demo(
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     bad_rate: Annotated[float, typer.Option(help="Share of invalid rows.")] = 0.01,
+    visitors: Annotated[
+        int, typer.Option(min=1, help="Simulated visitors sent through the scorer.")
+    ] = LIVE_VISITORS,
+    profile: Annotated[
+        Literal["embedded", "production"] | None,
+        typer.Option(
+            help="embedded (default) or production: the online store on Redis, the Feast "
+            "registry and MLflow on PostgreSQL (MICROTUNE_REDIS_URL, MICROTUNE_POSTGRES_URL); "
+            "the flows run on `microtune server` when it runs (Prefect's state in PostgreSQL)."
+        ),
+    ] = None,
 ) -> None:
     """The whole cycle on this home: generate, build, train, promote, drift check, serve.
 
     Ends with live events and scores through HTTP and a summary; stops the
-    scorer it started. See cli/demo.py for the steps.
+    scorer it started. See cli/demo.py for the steps. `--profile production`
+    runs the same cycle on the production stores.
     """
     s = settings()
+    if profile is not None:
+        s = s.override(profile=profile)
     with flows_on(s):
         run_demo(
             s,
@@ -192,4 +207,5 @@ def demo(
             bad_rate=bad_rate,
             console=console,
             drift_day=drift_day,
+            visitors=visitors,
         )

@@ -41,7 +41,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def live_traffic(settings: Settings, console: Console) -> dict[str, Any]:
+def live_traffic(
+    settings: Settings, console: Console, visitors: int = LIVE_VISITORS
+) -> dict[str, Any]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     logfile = settings.paths.serving / "demo-serve.log"
@@ -69,7 +71,7 @@ def live_traffic(settings: Settings, console: Console) -> dict[str, Any]:
             f"scorer ready on {url} (log: {logfile}); rate limits off for the replay, "
             "which sends every visitor from one client"
         )
-        return _traffic(settings, url, console, token)
+        return _traffic(settings, url, console, token, visitors)
     finally:
         server.terminate()
         try:
@@ -92,7 +94,9 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes], logfile: Path) -> Non
     raise RuntimeError(f"the scorer was not ready after 180 s; see {logfile}")
 
 
-def _traffic(settings: Settings, url: str, console: Console, token: str) -> dict[str, Any]:
+def _traffic(
+    settings: Settings, url: str, console: Console, token: str, visitors: int
+) -> dict[str, Any]:
     from events.synth import GeneratorConfig
     from simulation.run import HttpChannel, simulate
 
@@ -103,12 +107,12 @@ def _traffic(settings: Settings, url: str, console: Console, token: str) -> dict
         models = channel.client.get("/v1/admin/models", headers=admin).json()
         before = models["river_learner"]["learned"] or 0
         with progress(console) as bar:
-            task = bar.add_task("simulated visitors", total=LIVE_VISITORS)
+            task = bar.add_task("simulated visitors", total=visitors)
             sim = simulate(
                 channel,
                 world,
                 settings.paths.home / "simulation",
-                limit=LIVE_VISITORS,
+                limit=visitors,
                 on_visitor=lambda: bar.advance(task),
             )
         time.sleep(2.5)  # one learner tick after the last purchase

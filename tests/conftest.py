@@ -129,3 +129,23 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
 def client(served: tuple[Settings, str]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=served[1], timeout=30) as c:
         yield c
+
+
+ADMIN_DB = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def mlflow_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own for MLflow; dropped afterwards."""
+    from uuid import uuid4
+
+    import psycopg
+
+    name = f"mt_mlflow_{uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_DB, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(ADMIN_DB, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -82,24 +82,6 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-ADMIN_DB = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-def mlflow_database() -> Iterator[str]:
-    """A PostgreSQL database of the test's own for MLflow; dropped afterwards."""
-    import psycopg
-
-    name = f"mt_mlflow_{uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_DB, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(ADMIN_DB, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def production_home(
     tmp_path: Path, redis_server: RedisServer, mlflow_database: str
