@@ -37,8 +37,11 @@ def need_wrk() -> str:
     return path
 
 
-def wrk(url: str, bodies: Path, concurrency: int, duration: float) -> dict[str, Any]:
-    """``wrk`` against ``url`` for ``duration`` seconds with ``concurrency`` connections."""
+def wrk(
+    url: str, bodies: Path, concurrency: int, duration: float, delay_ms: float | None = None
+) -> dict[str, Any]:
+    """``wrk`` against ``url`` for ``duration`` seconds with ``concurrency`` connections,
+    each waiting ``delay_ms`` before each request when given (a paced load)."""
     out = subprocess.run(
         [
             "taskset",
@@ -56,7 +59,8 @@ def wrk(url: str, bodies: Path, concurrency: int, duration: float) -> dict[str, 
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "BODIES": str(bodies)},
+        env={**os.environ, "BODIES": str(bodies)}
+        | ({"DELAY_MS": f"{delay_ms:.3f}"} if delay_ms is not None else {}),
     )
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:

@@ -6,6 +6,11 @@ for line in io.lines(os.getenv("BODIES")) do
 end
 local i = 0
 local headers = {["Content-Type"] = "application/json"}
+-- DELAY_MS paces each connection: it waits that long before each request (bench_soak.py).
+local pause = tonumber(os.getenv("DELAY_MS") or "")
+if pause then
+  delay = function() return pause end
+end
 
 request = function()
   i = i % #bodies + 1

@@ -88,14 +88,24 @@ def deploy(
 @app.command()
 def worker(
     name: Annotated[str | None, typer.Option(help="Worker name shown in the UI.")] = None,
+    json_logs: Annotated[
+        bool,
+        typer.Option(
+            "--json-logs",
+            help="Log one JSON object a line (the worker and its flow runs), for a log "
+            "shipper; the flows' messages carry counts and paths, never a visitor's id.",
+        ),
+    ] = False,
 ) -> None:
     """Start a process worker on the deployments' work pool (runs until stopped)."""
     from flows.deploy import worker_command
-    from flows.server import configure_prefect
+    from flows.server import JSON_LOGS, configure_prefect
 
     s = settings()
     cmd = worker_command(s, name)
     configure_prefect(s)
+    if json_logs:
+        os.environ.update(JSON_LOGS)
     console.print(" ".join(cmd), soft_wrap=True)
     sys.stdout.flush()
     os.execv(cmd[0], cmd)

@@ -36,6 +36,11 @@ _QUIET = {
 }
 
 
+#: Prefect's own JSON formatter for its console handler: a worker started with it (and
+#: the flow runs it starts, which inherit its environment) logs one JSON object a line.
+JSON_LOGS = {"PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER": "json"}
+
+
 def server_file(settings: Settings) -> Path:
     return settings.paths.prefect / "server.json"
 

@@ -10,6 +10,7 @@ on demand, and fails one run on purpose.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -117,14 +118,16 @@ def prefect_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 
 
 @contextlib.contextmanager
-def _worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[Any]]:
+def _worker(
+    settings: Settings, tmp_path: Path, extra: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[Any]]:
     """The process worker of ``microtune worker``, with ``settings`` in its environment."""
     from flows.deploy import worker_command
 
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
         worker_command(settings, "test-worker"),
-        env=os.environ | settings.environment(),
+        env=os.environ | settings.environment() | (extra or {}),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -291,6 +294,7 @@ def test_production_prefect_server_on_postgresql_runs_a_deployment_with_a_worker
     from prefect.deployments import run_deployment
 
     from flows.deploy import REPO, register
+    from flows.server import JSON_LOGS
 
     name = f"mt_prefect_{uuid4().hex[:10]}"
     home = Settings(
@@ -315,10 +319,16 @@ def test_production_prefect_server_on_postgresql_runs_a_deployment_with_a_worker
     try:
         url = f"http://127.0.0.1:{port}/api"
         _wait_health(url, server, log, timeout=120)
-        with _pointed_at(url, monkeypatch), _worker(home.override(prefect_api_url=url), tmp_path):
+        # The worker as `microtune worker --json-logs` starts it.
+        worker = _worker(home.override(prefect_api_url=url), tmp_path, JSON_LOGS)
+        with _pointed_at(url, monkeypatch), worker:
             assert register(home, only=["apply_retention/daily"]) == ["apply_retention/daily"]
             run = run_deployment("apply_retention/daily", timeout=180)
             assert run.state is not None and run.state.is_completed(), run.state
+        lines = (tmp_path / "worker.log").read_text().splitlines()
+        logged = [json.loads(line) for line in lines if line.startswith("{")]
+        assert any("retention removed" in str(r.get("message", r.get("msg"))) for r in logged)
+        assert all(line.startswith("{") for line in lines if "retention removed" in line)
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as db:
             rows = db.execute("SELECT name, state_type FROM flow_run").fetchall()
             assert ("apply-retention", "COMPLETED") in rows
