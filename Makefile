@@ -36,8 +36,13 @@ lint: $(STAMP)  ## ruff, mypy, and the import layers between the stages (import-
 	$(BIN)/mypy $(PACKAGES)
 	$(BIN)/lint-imports --no-cache
 
-unit: $(STAMP)  ## the tests only, every one of them
-	$(BIN)/pytest
+# Test processes (pytest-xdist). A test file runs whole on one of them, so a session
+# fixture (a trained home and its scorer, a Prefect server) is built at most once per
+# process. TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 2
+
+unit: $(STAMP)  ## the tests only, every one of them (TEST_WORKERS=2 processes)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: lint  ## lint and the quick tests (no slow, integration or production test)
 	$(BIN)/pytest -m "not slow and not integration and not production"

@@ -176,22 +176,24 @@ def _quarantine(s: Settings, subject: Subject) -> int:
     )
 
 
-def _inbox_roots(s: Settings) -> list[Path]:
-    return [s.paths.live_inbox, s.paths.ingested_inbox]
-
-
 def _same(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-@store(
-    "event inbox",
-    _inbox_roots,
-    lambda s, users: _json_sessions(_files(_inbox_roots(s), "*.jsonl"), users, _same),
-)
-def _inbox(s: Settings, subject: Subject) -> int:
-    # The live inbox is appended to by running scorers: rewritten in place, under a lock.
-    return sum(rewrite_log_lines(f, subject.matches) for f in _files(_inbox_roots(s), "*.jsonl"))
+def _append_logs(name: str, roots: Callable[[Settings], list[Path]]) -> None:
+    """Register folders of :class:`stores.decision_log.AppendLog` files: running scorers
+    append to them, so they are rewritten in place, under the lock the writers share."""
+
+    def sessions(s: Settings, users: frozenset[str]) -> set[str]:
+        return _json_sessions(_files(roots(s), "*.jsonl"), users, _same)
+
+    def erase(s: Settings, subject: Subject) -> int:
+        return sum(rewrite_log_lines(f, subject.matches) for f in _files(roots(s), "*.jsonl"))
+
+    store(name, roots, sessions)(erase)
+
+
+_append_logs("event inbox", lambda s: [s.paths.live_inbox, s.paths.ingested_inbox])
 
 
 def _offline_roots(s: Settings) -> list[Path]:
@@ -208,19 +210,7 @@ def _offline(s: Settings, subject: Subject) -> int:
     return sum(_rewrite_parquet(f, subject) for f in _files(_offline_roots(s), "*.parquet"))
 
 
-def _decision_roots(s: Settings) -> list[Path]:
-    return [s.paths.decisions]
-
-
-@store(
-    "decision log",
-    _decision_roots,
-    lambda s, users: _json_sessions(_files([s.paths.decisions], "*.jsonl"), users, _same),
-)
-def _decisions(s: Settings, subject: Subject) -> int:
-    return sum(
-        rewrite_log_lines(f, subject.matches) for f in _files([s.paths.decisions], "*.jsonl")
-    )
+_append_logs("decision log", lambda s: [s.paths.decisions])
 
 
 def label_queue(s: Settings) -> Path:

@@ -49,6 +49,7 @@ def test_prometheus_scrapes_the_scorer_with_the_shipped_config(
 
     def query(expr: str) -> list[dict[str, Any]]:
         r = httpx.get(f"{api}/query", params={"query": expr}, timeout=5)
+        r.raise_for_status()
         return list(r.json()["data"]["result"])
 
     try:
@@ -58,7 +59,7 @@ def test_prometheus_scrapes_the_scorer_with_the_shipped_config(
                 up = query(f'up{{job="{job["job_name"]}"}}')
                 if up and up[0]["value"][1] == "1":
                     break
-            except httpx.TransportError:
+            except httpx.HTTPError:  # not listening yet, or 503 while it starts
                 pass
             time.sleep(0.5)
         assert up and up[0]["value"][1] == "1", up
