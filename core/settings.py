@@ -169,6 +169,11 @@ class ServeSettings(_Section):
         default_factory=list,
         description="Addresses or networks whose X-Forwarded-For names the client.",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins whose pages may call the API from a browser (CORS), e.g. "
+        '["https://shop.example"]; empty: none.',
+    )
     read_timeout_s: float = Field(
         default=10.0, gt=0, description="A request must arrive whole within this (slow clients)."
     )

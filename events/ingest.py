@@ -189,7 +189,7 @@ def expand_paths(paths: Sequence[Path], skipped: dict[str, str] | None = None) -
     return out
 
 
-def _quarantined(row: Any, pseudonymize: Pseudonymize | None) -> Any:
+def quarantined_row(row: Any, pseudonymize: Pseudonymize | None) -> Any:
     """A rejected row as the quarantine keeps it: minimized without consent (a row that
     does not say it has consent has none) and its user id pseudonymized."""
     if not isinstance(row, dict):
@@ -213,7 +213,7 @@ def _write_quarantine(
                 "reason": r.reason,
                 "source": str(source),
                 "position": r.position,
-                "row": _quarantined(r.row, pseudonymize),
+                "row": quarantined_row(r.row, pseudonymize),
             },
             option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
             default=str,

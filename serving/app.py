@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from core.settings import Settings, get_settings
 from serving import errors, http, metrics
@@ -62,6 +63,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # rate limit answers before a request reaches a route.
     app.add_middleware(RateLimitMiddleware, limits=RateLimits(settings.serve))
     app.add_middleware(metrics.LatencyAndSizeLimit, max_body=settings.serve.max_body_bytes)
+    if settings.serve.cors_origins:  # outermost: every answer, errors too, carries it
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.serve.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-Request-ID", "X-API-Key"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
     errors.install(app)
     app.include_router(router)
     return app

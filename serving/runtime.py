@@ -324,4 +324,5 @@ class Runtime:
         if self.scorer is not None:
             self.scorer.log.flush()
             self.scorer.inbox.flush()
+            self.scorer.quarantine.flush()
             self.scorer.labels.flush()

@@ -22,7 +22,8 @@ from core.errors import StoreError
 from core.privacy import pseudonymizer
 from core.settings import Settings
 from events.contract import RECORD_ONLY_TYPES, EventType, minimize_row
-from events.validation import is_id, validate_rows
+from events.ingest import quarantined_row
+from events.validation import Rejection, is_id, validate_rows
 from feature_repo.features import SESSION_VIEW
 from features.stream import fold_sessions
 from models import registry
@@ -71,6 +72,8 @@ class Scorer:
         fsync = settings.serve.log_fsync
         self.log = AppendLog(settings.paths.decisions, fsync=fsync)
         self.inbox = AppendLog(settings.paths.live_inbox, fsync=fsync)
+        #: What POST /v1/events rejects, with its reasons, as ingest quarantines files.
+        self.quarantine = AppendLog(settings.paths.quarantine / "api", fsync=fsync)
         self.labels = LabelQueue(settings.paths.serving / "labels.db")
         self.drift_pending = False
         self._last_point: dict[str, float] = {}
@@ -256,6 +259,7 @@ class Scorer:
         now = time.time() if now is None else now
         oldest = datetime.fromtimestamp(now - self.settings.serve.max_event_age_hours * 3600, UTC)
         result = validate_rows(batch.events, now=datetime.fromtimestamp(now, UTC), earliest=oldest)
+        self._quarantine(result.rejected, now)
         # Without consent only the minimal fields are kept, here as in the raw store.
         # Rows built in Python, not in one long call into Arrow: the event loop's
         # thread can take the interpreter back between rows.
@@ -314,6 +318,24 @@ class Scorer:
             "degraded_reasons": reasons,
         }
 
+    def _quarantine(self, rejected: list[Rejection], now: float) -> None:
+        """Keep what the route refused, with its reasons, minimized and pseudonymized."""
+        if rejected:
+            records = [
+                {
+                    "reason": r.reason,
+                    "source": "POST /v1/events",
+                    "position": r.position,
+                    "ts": now,
+                    "row": _storable(quarantined_row(r.row, self.pseudonym)),
+                }
+                for r in rejected
+            ]
+            try:
+                self.quarantine.append_many(records, [now] * len(records))
+            except (OSError, TypeError):  # refused input only: the answer still lists every reason
+                log.exception("quarantine write failed")
+
     def _seen(self, event_id: str) -> bool:
         """True when this worker already took ``event_id`` (the most recent 500,000)."""
         if event_id in self._event_ids:
@@ -334,6 +356,22 @@ class Scorer:
             )
         except Exception:
             log.exception("label queue write failed")
+
+
+def _storable(value: Any) -> Any:
+    """A refused row as JSON can keep it: integers beyond 64 bits (which the JSON
+    encoder refuses) as text.
+
+    >>> _storable({"ts": 2**70, "x": [1, {"y": -(2**64)}]})
+    {'ts': '1180591620717411303424', 'x': [1, {'y': '-18446744073709551616'}]}
+    """
+    if isinstance(value, dict):
+        return {str(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
 
 
 def _inbox_record(row: dict[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -254,9 +254,15 @@ def _ts(line: bytes) -> float:
         return float("inf")  # unreadable: kept (read_decisions skips it)
 
 
-def rewrite_log_lines(path: Path, drop: Callable[[Any, Any], bool]) -> int:
+def rewrite_log_lines(
+    path: Path,
+    drop: Callable[[Any, Any], bool],
+    row: Callable[[dict[str, Any]], Any] = lambda record: record,
+    ids: Collection[str] = (),
+) -> int:
     """Rewrite a log file without the lines whose (``session_id``, ``user_id``) ``drop``
-    holds; how many went. A torn line is kept unless it names one of them.
+    holds; how many went. ``row`` picks the object holding them from a line (the
+    quarantine keeps it under ``"row"``). A torn line goes if it holds one of ``ids``.
 
     The file is rewritten in place (the same file, truncated and written again)
     under an exclusive ``flock``; :class:`AppendLog` takes the lock shared for
@@ -272,7 +278,7 @@ def rewrite_log_lines(path: Path, drop: Callable[[Any, Any], bool]) -> int:
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0)
         lines = data.splitlines(keepends=True)
-        kept = [line for line in lines if not _dropped(line, drop)]
+        kept = [line for line in lines if not _dropped(line, drop, row, ids)]
         if len(kept) < len(lines):
             body = b"".join(kept)
             os.ftruncate(fd, 0)
@@ -283,9 +289,14 @@ def rewrite_log_lines(path: Path, drop: Callable[[Any, Any], bool]) -> int:
         os.close(fd)  # releases the lock
 
 
-def _dropped(line: bytes, drop: Callable[[Any, Any], bool]) -> bool:
+def _dropped(
+    line: bytes,
+    drop: Callable[[Any, Any], bool],
+    row: Callable[[dict[str, Any]], Any],
+    ids: Collection[str],
+) -> bool:
     try:
-        record = orjson.loads(line)
-        return bool(drop(record.get("session_id"), record.get("user_id")))
-    except (orjson.JSONDecodeError, AttributeError):
-        return False
+        r = row(orjson.loads(line))
+        return bool(drop(r.get("session_id"), r.get("user_id")))
+    except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
+        return any(i.encode() in line for i in ids)  # torn or foreign: by its bytes

@@ -32,7 +32,6 @@ from stores.erasure import (
     ErasureReport,
     Subject,
     audit_log,
-    rewrite_json_lines,
     store,
 )
 
@@ -170,8 +169,10 @@ def _quarantined(record: dict[str, Any]) -> dict[str, Any]:
     lambda s, users: _json_sessions(_files([s.paths.quarantine], "*.jsonl"), users, _quarantined),
 )
 def _quarantine(s: Settings, subject: Subject) -> int:
+    # The scorer appends what POST /v1/events rejects (quarantine/api/): in place, locked.
+    ids = subject.sessions | subject.users
     return sum(
-        rewrite_json_lines(f, subject, _quarantined)
+        rewrite_log_lines(f, subject.matches, _quarantined, ids)
         for f in _files([s.paths.quarantine], "*.jsonl")
     )
 
@@ -188,7 +189,10 @@ def _append_logs(name: str, roots: Callable[[Settings], list[Path]]) -> None:
         return _json_sessions(_files(roots(s), "*.jsonl"), users, _same)
 
     def erase(s: Settings, subject: Subject) -> int:
-        return sum(rewrite_log_lines(f, subject.matches) for f in _files(roots(s), "*.jsonl"))
+        ids = subject.sessions | subject.users
+        return sum(
+            rewrite_log_lines(f, subject.matches, _same, ids) for f in _files(roots(s), "*.jsonl")
+        )
 
     store(name, roots, sessions)(erase)
 

@@ -41,9 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from core.files import atomic_write_bytes
 from core.settings import Settings
 
 
@@ -124,26 +121,3 @@ class ErasureReport:
 def audit_log(settings: Settings) -> Path:
     """The erasure audit: one JSON line per ``forget``, ids only as audit hashes."""
     return settings.home / "audit" / "erasures.jsonl"
-
-
-def rewrite_json_lines(
-    path: Path, subject: Subject, row: Callable[[dict[str, Any]], dict[str, Any]]
-) -> int:
-    """Rewrite a JSON Lines file without the subject's lines (atomically); how many went.
-
-    ``row`` picks the object holding ``session_id``/``user_id`` from a line.
-    """
-    lines = path.read_bytes().splitlines()
-    kept = [line for line in lines if not _holds(line, subject, row)]
-    if len(kept) < len(lines):
-        atomic_write_bytes(path, b"".join(line + b"\n" for line in kept))
-    return len(lines) - len(kept)
-
-
-def _holds(line: bytes, subject: Subject, row: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
-    try:
-        r = row(orjson.loads(line))
-    except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
-        # A torn or foreign line: judged by its bytes, so no id survives in it.
-        return any(i.encode() in line for i in subject.sessions | subject.users)
-    return subject.matches(r.get("session_id"), r.get("user_id"))

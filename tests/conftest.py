@@ -117,6 +117,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
             # their own test (test_serving_limits.py).
             "rate_limit_score_per_min": 0,
             "rate_limit_events_per_min": 0,
+            "cors_origins": ["http://shop.test"],
         },
     )
     shutil.copy(DEFAULT_POLICY, root / "policy.yaml")
