@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from core.settings import Settings, get_settings
-from serving import errors, http, metrics
+from serving import browser, errors, http, metrics
 from serving.ratelimit import RateLimitMiddleware, RateLimits
 from serving.routes import router
 from serving.runtime import Runtime
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # rate limit answers before a request reaches a route.
     app.add_middleware(RateLimitMiddleware, limits=RateLimits(settings.serve))
     app.add_middleware(metrics.LatencyAndSizeLimit, max_body=settings.serve.max_body_bytes)
+    app.add_middleware(browser.OriginGuard, allowed=settings.serve.cors_origins)
     if settings.serve.cors_origins:  # outermost: every answer, errors too, carries it
         app.add_middleware(
             CORSMiddleware,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     errors.install(app)
     app.include_router(router)
+    app.include_router(browser.router(browser.Sdk.load()))
     return app
 
 

@@ -117,7 +117,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
             # their own test (test_serving_limits.py).
             "rate_limit_score_per_min": 0,
             "rate_limit_events_per_min": 0,
-            "cors_origins": ["http://shop.test"],
+            # The shops of test_cors.py and test_sdk_browser.py.
+            "cors_origins": ["http://shop.test", "http://127.0.0.1:8799"],
         },
     )
     shutil.copy(DEFAULT_POLICY, root / "policy.yaml")

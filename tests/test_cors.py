@@ -43,9 +43,21 @@ def test_a_page_on_an_allowed_origin_may_call_the_api_and_another_may_not(
     assert answered.status_code == 200
     assert answered.headers["access-control-allow-origin"] == SHOP
     assert "x-request-id" in answered.headers["access-control-expose-headers"].lower()
-    # The server answers, but without the header the other page's browser hides it.
+    # A browser sends a simple request (text/plain, as a beacon) without asking first:
+    # the server itself refuses the other origin, and says what to do.
     other = client.post("/v1/score", json=body, headers={"Origin": OTHER})
+    assert other.status_code == 403 and "CORS_ORIGINS" in other.json()["detail"]
     assert "access-control-allow-origin" not in other.headers
+    beacon = client.post(
+        "/v1/events",
+        content=b'{"events": []}',
+        headers={"Origin": OTHER, "Content-Type": "text/plain"},
+    )
+    assert beacon.status_code == 403
+    # Clients without an Origin (servers, curl) and the scorer's own pages are not concerned.
+    assert client.post("/v1/score", json=body).status_code == 200
+    own = str(client.base_url).rstrip("/")
+    assert client.post("/v1/score", json=body, headers={"Origin": own}).status_code == 200
     # A refusal carries the header too, so the page can read why.
     bad = client.post("/v1/score", json={"session_id": ""}, headers={"Origin": SHOP})
     assert bad.status_code == 422 and bad.headers["access-control-allow-origin"] == SHOP
