@@ -183,8 +183,9 @@ def test_a_network_failure_loses_nothing_and_sends_nothing_twice(
     deadline = time.monotonic() + 10
     while not failed and time.monotonic() < deadline:
         page.wait_for_timeout(100)
-    assert failed and page.evaluate("microtune.pending()") == 7  # kept, in localStorage too
-    assert len(orjson.loads(page.evaluate("localStorage.getItem('mt:queue')"))) == 7
+    assert failed and page.evaluate("microtune.pending()") == 7
+    # Kept in localStorage too (written at most once a second), for the next page.
+    page.wait_for_function("(JSON.parse(localStorage.getItem('mt:queue')) || []).length === 7")
     page.context.unroute("**/v1/events")
     page.wait_for_function("microtune.pending() === 0", timeout=20_000)  # the back-off retry
     ids = [e["event_id"] for e in _arrived(settings, page.evaluate("microtune.sessionId()"))]

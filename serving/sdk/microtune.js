@@ -7,7 +7,8 @@
     maxQueue: 500, gapMinutes: 30, minHoverMs: 100, scrollMs: 250
   };
   var queue = [], timer = null, backoff = 0, inflight = false, consent = false, started = false;
-  var hovers = {}, lastScroll = 0, lastY = 0, scrollTimer = null;
+  var hovers = {}, lastScroll = 0, lastY = 0, scrollTimer = null, saveTimer = null, sess = null;
+  var dev = null, brw = null;
 
   function now() { return Date.now(); }
   function uuid() {
@@ -16,15 +17,18 @@
   }
   function get(key) { try { return JSON.parse(w.localStorage.getItem(key)); } catch (e) { return null; } }
   function put(key, v) { try { w.localStorage.setItem(key, JSON.stringify(v)); } catch (e) { /* full or off */ } }
-  function save() { put(QKEY, queue); }
+  // The queue reaches localStorage at most once a second (and at once when the page is
+  // hidden or left): writing it on every event would cost the page more than the event.
+  function persist() { clearTimeout(saveTimer); saveTimer = null; put(QKEY, queue); if (sess) put(SKEY, sess); }
+  function save() { if (!saveTimer) saveTimer = setTimeout(persist, 1000); }
 
   // A session ends after gapMinutes without an event, as the platform's sessions do.
   function session() {
-    var s = get(SKEY);
-    if (!s || now() - s.t > cfg.gapMinutes * 60000) s = { id: "s-" + uuid(), t: 0 };
-    s.t = now();
-    put(SKEY, s);
-    return s.id;
+    var t = now();
+    if (!sess) sess = get(SKEY);
+    if (!sess || t - sess.t > cfg.gapMinutes * 60000) { sess = { id: "s-" + uuid(), t: t }; put(SKEY, sess); }
+    sess.t = t;
+    return sess.id;
   }
   function device() {
     var ua = navigator.userAgent, wd = w.innerWidth || 1024;
@@ -42,7 +46,8 @@
     if (!consent) return null;
     var e = {
       event_id: "e-" + uuid(), session_id: session(), ts: new Date().toISOString(),
-      event_type: type, page_type: cfg.pageType, device: device(), browser: browser(), consent: true
+      event_type: type, page_type: cfg.pageType, device: dev || (dev = device()),
+      browser: brw || (brw = browser()), consent: true
     };
     if (cfg.userId) e.user_id = String(cfg.userId);
     for (var k in extra || {}) if (extra[k] != null) e[k] = extra[k];
@@ -123,7 +128,7 @@
       track("scroll", { scroll_depth: Math.round(depth * 1000) / 1000, scroll_velocity: Math.round(speed) });
     }, cfg.scrollMs);
   }
-  function onHide() { if (d.visibilityState === "hidden") flush(true); }
+  function onHide() { if (d.visibilityState === "hidden") { persist(); flush(true); } }
 
   function start() {
     if (started || !consent) return;
@@ -133,7 +138,7 @@
     d.addEventListener("click", onClick, true);
     w.addEventListener("scroll", onScroll, { passive: true });
     d.addEventListener("visibilitychange", onHide);
-    w.addEventListener("pagehide", function () { flush(true); });
+    w.addEventListener("pagehide", function () { persist(); flush(true); });
     track("page_view", {});
     if (queue.length) flush();
   }
@@ -151,12 +156,15 @@
       consent = !!given;
       put(CKEY, consent);
       if (consent) { queue = get(QKEY) || []; start(); }
-      else { queue = []; clearTimeout(timer); try { w.localStorage.removeItem(QKEY); } catch (e) { /* off */ } }
+      else {
+        queue = []; clearTimeout(timer); clearTimeout(saveTimer); saveTimer = null;
+        try { w.localStorage.removeItem(QKEY); } catch (e) { /* off */ }
+      }
     },
     track: track,
     flush: function () { flush(false); },
     pending: function () { return queue.length; },
-    sessionId: function () { return (get(SKEY) || {}).id || null; }
+    sessionId: function () { return (sess || get(SKEY) || {}).id || null; }
   };
   w.microtune = api;
   var me = d.currentScript;
