@@ -65,8 +65,9 @@ def _json_sessions(
                 r = row(orjson.loads(line))
             except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
                 continue
-            if r.get(USER_KEY) in users and r.get(SESSION_KEY) is not None:
-                found.add(str(r[SESSION_KEY]))
+            user, session = r.get(USER_KEY), r.get(SESSION_KEY)
+            if isinstance(user, str) and user in users and isinstance(session, str):
+                found.add(session)
     return found
 
 

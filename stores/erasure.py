@@ -32,6 +32,8 @@ Examples
 True
 >>> Subject.of(sessions=["s1"]).matches("s2", "p_" + "0" * 32)
 False
+>>> Subject.of(sessions=["s1"]).matches(["s1"], None)
+False
 """
 
 from __future__ import annotations
@@ -56,8 +58,11 @@ class Subject:
         return cls(frozenset(sessions), frozenset(users))
 
     def matches(self, session_id: Any, user_id: Any) -> bool:
-        """Whether a row with this session and user belongs to the subject."""
-        return session_id in self.sessions or user_id in self.users
+        """Whether a row with this session and user belongs to the subject (ids are text;
+        a quarantined row may hold anything in their place)."""
+        return (isinstance(session_id, str) and session_id in self.sessions) or (
+            isinstance(user_id, str) and user_id in self.users
+        )
 
     def __bool__(self) -> bool:
         return bool(self.sessions or self.users)

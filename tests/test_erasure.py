@@ -189,3 +189,10 @@ def test_a_request_names_exactly_one_subject(tmp_path: Path) -> None:
     # An empty home: nothing to remove, and still an audit line.
     assert forget(s, session="s1").total == 0
     assert len(audit_log(s).read_bytes().splitlines()) == 1
+    # The quarantine holds rows of any shape: ids that are lists or numbers match nothing.
+    odd = s.paths.quarantine / "api" / "odd.jsonl"
+    odd.parent.mkdir(parents=True)
+    rows = [{"session_id": ["s1"], "user_id": ["u1"]}, {"session_id": "s1", "user_id": 7}]
+    odd.write_bytes(b"".join(orjson.dumps({"reason": "x", "row": r}) + b"\n" for r in rows))
+    assert forget(s, user="u1").removed["quarantine"] == 0
+    assert forget(s, session="s1").removed["quarantine"] == 1
