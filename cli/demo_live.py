@@ -66,7 +66,7 @@ def live_traffic(
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_ready(url, server, logfile)
+        wait_ready(url, server, logfile)
         console.print(
             f"scorer ready on {url} (log: {logfile}); rate limits off for the replay, "
             "which sends every visitor from one client"
@@ -80,18 +80,23 @@ def live_traffic(
             server.kill()
 
 
-def _wait_ready(url: str, server: subprocess.Popen[bytes], logfile: Path) -> None:
-    deadline = time.monotonic() + 180
+def wait_ready(
+    url: str, server: subprocess.Popen[Any], logfile: Path | None = None, timeout_s: float = 180
+) -> None:
+    """Until the scorer ``server`` started answers 200 on ``url``'s ``/readyz``; an error
+    as soon as it exits (its log is ``logfile``)."""
+    see = f"; see {logfile}" if logfile is not None else ""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the scorer exited ({server.returncode}); see {logfile}")
+            raise RuntimeError(f"the scorer exited ({server.returncode}){see}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"the scorer was not ready after 180 s; see {logfile}")
+    raise RuntimeError(f"the scorer was not ready after {timeout_s:.0f} s{see}")
 
 
 def _traffic(

@@ -201,6 +201,36 @@ def quarantined_row(row: Any, pseudonymize: Pseudonymize | None) -> Any:
     return row
 
 
+def quarantine_record(
+    r: Rejection, source: str, pseudonymize: Pseudonymize | None
+) -> dict[str, Any]:
+    """What the quarantine keeps of a rejected row: its reason, where it came from, its
+    position there, and the row as :func:`quarantined_row` leaves it (ingest's files and
+    the scorer's ``POST /v1/events`` alike)."""
+    return {
+        "reason": r.reason,
+        "source": source,
+        "position": r.position,
+        "row": _storable(quarantined_row(r.row, pseudonymize)),
+    }
+
+
+def _storable(value: Any) -> Any:
+    """A rejected row as JSON can keep it: integers beyond 64 bits (which the JSON
+    encoder refuses) as text.
+
+    >>> _storable({"ts": 2**70, "x": [1, {"y": -(2**64)}]})
+    {'ts': '1180591620717411303424', 'x': [1, {'y': '-18446744073709551616'}]}
+    """
+    if isinstance(value, dict):
+        return {str(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
+
+
 def _write_quarantine(
     rejected: list[Rejection],
     source: Path,
@@ -209,12 +239,7 @@ def _write_quarantine(
 ) -> str:
     lines = [
         orjson.dumps(
-            {
-                "reason": r.reason,
-                "source": str(source),
-                "position": r.position,
-                "row": quarantined_row(r.row, pseudonymize),
-            },
+            quarantine_record(r, str(source), pseudonymize),
             option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
             default=str,
         )

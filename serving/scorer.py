@@ -22,7 +22,7 @@ from core.errors import StoreError
 from core.privacy import pseudonymizer
 from core.settings import Settings
 from events.contract import RECORD_ONLY_TYPES, EventType, minimize_row
-from events.ingest import quarantined_row
+from events.ingest import quarantine_record
 from events.validation import Rejection, is_id, validate_rows
 from feature_repo.features import SESSION_VIEW
 from features.stream import fold_sessions
@@ -322,13 +322,7 @@ class Scorer:
         """Keep what the route refused, with its reasons, minimized and pseudonymized."""
         if rejected:
             records = [
-                {
-                    "reason": r.reason,
-                    "source": "POST /v1/events",
-                    "position": r.position,
-                    "ts": now,
-                    "row": _storable(quarantined_row(r.row, self.pseudonym)),
-                }
+                {**quarantine_record(r, "POST /v1/events", self.pseudonym), "ts": now}
                 for r in rejected
             ]
             try:
@@ -356,22 +350,6 @@ class Scorer:
             )
         except Exception:
             log.exception("label queue write failed")
-
-
-def _storable(value: Any) -> Any:
-    """A refused row as JSON can keep it: integers beyond 64 bits (which the JSON
-    encoder refuses) as text.
-
-    >>> _storable({"ts": 2**70, "x": [1, {"y": -(2**64)}]})
-    {'ts': '1180591620717411303424', 'x': [1, {'y': '-18446744073709551616'}]}
-    """
-    if isinstance(value, dict):
-        return {str(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    if isinstance(value, int) and not -(2**63) <= value < 2**64:
-        return str(value)
-    return value
 
 
 def _inbox_record(row: dict[str, Any]) -> dict[str, Any]:

@@ -72,19 +72,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, timeout_s: float = 120.0) -> None:
-    """Until ``url``'s ``/readyz`` answers 200 (a scorer started in another process)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} was not ready within {timeout_s:.0f} s")
-
-
 class Server:
     """uvicorn serving ``create_app()`` in a thread; ``url`` is its base address."""
 

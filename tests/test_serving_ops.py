@@ -194,7 +194,9 @@ def test_docs_curl_examples_work_as_printed(served) -> None:
 def test_several_workers_share_one_learner_and_one_metrics_view(served) -> None:
     """`microtune serve --workers 2`: the writer lock stays with its holder (this test's
     server), no worker learns, and /metrics aggregates both workers."""
-    from serving_harness import free_port, wait_ready
+    from serving_harness import free_port
+
+    from cli.demo_live import wait_ready
 
     settings, _ = served
     port = free_port()
@@ -203,7 +205,7 @@ def test_several_workers_share_one_learner_and_one_metrics_view(served) -> None:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url)
+        wait_ready(url, proc, timeout_s=120)
         with httpx.Client(base_url=url, timeout=10) as c:
             time.sleep(2.5)  # both workers have tried to take the lock
             c.headers["Authorization"] = f"Bearer {TOKEN}"
@@ -226,7 +228,9 @@ def test_the_scorer_logs_json_lines_with_request_ids_and_no_personal_ids(
 ) -> None:
     """`microtune serve --log-level info`: every stderr line is a JSON object; each
     request's line carries its id; no session id, user id or client address appears."""
-    from serving_harness import free_port, wait_ready
+    from serving_harness import free_port
+
+    from cli.demo_live import wait_ready
 
     settings, _ = served
     port = free_port()
@@ -237,7 +241,7 @@ def test_the_scorer_logs_json_lines_with_request_ids_and_no_personal_ids(
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=sink)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_ready(url)
+            wait_ready(url, proc, timeout_s=120)
             start = datetime.now(UTC) - timedelta(minutes=2)
             with httpx.Client(base_url=url, timeout=10) as c:
                 batch = {"events": live_events("private-session-7f3", start, BROWSE[:3])}
