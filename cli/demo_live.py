@@ -152,7 +152,7 @@ def _traffic(
 
 
 def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> None:
-    from cli.ops import ui_commands
+    from cli.ops import serve_command, ui_commands
 
     t = Table(title="microtune demo")
     t.add_column("figure")
@@ -218,9 +218,12 @@ def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> No
     t.add_row("MLflow", settings.tracking_uri)
     t.add_row("quarantine", str(settings.paths.quarantine))
     console.print(t)
-    console.print("Look around: `microtune serve`, and the UIs on this home:")
+    console.print("Look around. The scorer, with its demo shop, on this home:")
+    console.print(f"  {serve_command(settings)}", soft_wrap=True)  # whole, to copy
+    console.print("  then open http://127.0.0.1:8000/demo/ in a browser (docs/sdk.md)")
+    console.print("The UIs on this home:")
     for line in ui_commands(settings):
-        console.print(f"  {line}")
+        console.print(f"  {line}", soft_wrap=True)
 
 
 def _uplift_rows(t: Table, up: dict[str, Any] | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,6 +39,8 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
     console.print(f"microtune scorer on http://{host}:{port} (home {s.home}, profile {s.profile})")
     console.print(f"  API docs:   http://{host}:{port}/docs")
+    if s.serve.storefront:
+        console.print(f"  demo shop:  http://{host}:{port}/demo/ (the browser SDK, docs/sdk.md)")
     for line in ui_commands(s):
         console.print(f"  {line}")
     uvicorn.run(
@@ -53,6 +56,12 @@ def serve(
         access_log=False,
         **uvicorn_options(s.serve),
     )
+
+
+def serve_command(s: Settings) -> str:
+    """The command that starts the scorer on this home, with this environment's ``microtune``."""
+    exe = Path(sys.executable).with_name("microtune")
+    return f"MICROTUNE_HOME={s.home} {exe if exe.exists() else 'microtune'} serve"
 
 
 def ui_commands(s: Settings) -> list[str]:

@@ -174,6 +174,11 @@ class ServeSettings(_Section):
         description="Origins whose pages may call the API from a browser (CORS), e.g. "
         '["https://shop.example"]; empty: none.',
     )
+    storefront: bool = Field(
+        default=True,
+        description="Serve the demo storefront at /demo/ (a shop using the browser SDK); "
+        "turn it off on a scorer that faces real visitors.",
+    )
     read_timeout_s: float = Field(
         default=10.0, gt=0, description="A request must arrive whole within this (slow clients)."
     )

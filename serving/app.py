@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(router)
     app.include_router(browser.router(browser.Sdk.load()))
+    if settings.serve.storefront:
+        app.mount("/demo", browser.storefront(), name="storefront")
     return app
 
 

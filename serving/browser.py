@@ -9,6 +9,11 @@ its content, answered ``304`` on ``If-None-Match``), gzip-compressed for a
 client that accepts it, and names its version in ``X-SDK-Version``.
 ``docs/sdk.md`` says how a page uses it.
 
+:func:`storefront`: the demo shop at ``/demo/`` (``serving/storefront/``,
+static files), a product list, product pages with zooming photos and a size
+guide, a cart and a checkout, instrumented with the SDK and showing its
+decisions. ``MICROTUNE_SERVE__STOREFRONT=false`` turns it off.
+
 :class:`OriginGuard`: CORS only hides an answer from a page; a browser still
 sends a simple request (a ``text/plain`` POST, as beacons are) from any
 origin. So a ``POST`` that a browser marks with an ``Origin`` other than the
@@ -18,7 +23,7 @@ scorer's own and those of ``MICROTUNE_SERVE__CORS_ORIGINS`` is refused with
 
 >>> sdk = Sdk.load()
 >>> sdk.version, len(sdk.gzipped) < 5 * 1024 < len(sdk.plain)
-('0.1.0', True)
+('0.2.0', True)
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SOURCE = Path(__file__).parent / "sdk" / "microtune.js"
+SHOP = Path(__file__).parent / "storefront"
 _VERSION = re.compile(rb'VERSION = "([0-9.]+)"')
 
 
@@ -59,7 +66,7 @@ def router(sdk: Sdk) -> APIRouter:
 
     @r.get("/sdk/microtune.js", tags=["browser"], response_class=Response)
     async def script(request: Request) -> Response:
-        """The browser tracker (JavaScript, about 3 KB compressed)."""
+        """The browser SDK: tracker and decision applier (JavaScript, about 4 KB compressed)."""
         headers = {
             "Cache-Control": "public, max-age=3600",
             "ETag": sdk.etag,
@@ -75,6 +82,11 @@ def router(sdk: Sdk) -> APIRouter:
         return Response(sdk.plain, media_type=media, headers=headers)
 
     return r
+
+
+def storefront(directory: Path = SHOP) -> StaticFiles:
+    """The demo shop's pages, to mount at ``/demo`` (``/demo/`` answers ``index.html``)."""
+    return StaticFiles(directory=directory, html=True)
 
 
 class OriginGuard:

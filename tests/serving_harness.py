@@ -8,10 +8,12 @@ background thread of the test process: real HTTP on a free port.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -212,3 +214,19 @@ def simulate_in_process(s: Settings, trained: Settings, out: Path, n: int, seed:
     scorer.log.flush()
     scorer.inbox.flush()
     return result.truth_path
+
+
+@contextlib.contextmanager
+def policy_in_force(settings: Settings, url: str, text: str) -> Iterator[None]:
+    """The served scorer decides by the policy ``text``, reloaded; the shipped one after."""
+    assert settings.serve.policy is not None
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    shipped = settings.serve.policy.read_text()
+    settings.serve.policy.write_text(text)
+    try:
+        reloaded = httpx.post(f"{url}/v1/admin/reload-policy", headers=auth)
+        assert reloaded.status_code == 200, reloaded.text
+        yield
+    finally:
+        settings.serve.policy.write_text(shipped)
+        assert httpx.post(f"{url}/v1/admin/reload-policy", headers=auth).status_code == 200

@@ -61,7 +61,11 @@ def test_the_demo_runs_on_the_production_profile(
             console=Console(file=out, width=120),
             visitors=200,
         )
-    print(out.getvalue()[-3000:])  # the summary, shown when the test fails
+    summary = out.getvalue()
+    print(summary[-3000:])  # shown when the test fails
+    # It ends with how to start the scorer on this home and where its demo shop is.
+    assert f"MICROTUNE_HOME={production.home} " in summary and " serve" in summary
+    assert "http://127.0.0.1:8000/demo/" in summary
     assert figures["accepted"] > 0 and figures["rejected"]
     assert figures["promote"]["promoted"], figures["promote"]
     live = figures["live"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,19 +39,6 @@ PAGE = """<!doctype html><html><head><title>Shirt</title></head>
   <button id="add" data-mt-cart-add="add" data-mt-value="59.9">Add to cart</button>
   <script src="{api}/sdk/microtune.js" data-endpoint="{api}" data-page-type="product"></script>
 </body></html>"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.fail("Debian's chromium is needed: apt-get install chromium", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @contextlib.contextmanager

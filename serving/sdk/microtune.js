@@ -1,14 +1,20 @@
-/*! microtune tracker 0.1.0: behaviour events to POST /v1/events (docs/sdk.md) */
+/*! microtune 0.2.0: behaviour events to POST /v1/events, decisions from POST /v1/score applied to data-mt-slot (docs/sdk.md) */
 (function (w, d) {
   "use strict";
-  var VERSION = "0.1.0", QKEY = "mt:queue", SKEY = "mt:session", CKEY = "mt:consent";
+  var VERSION = "0.2.0", QKEY = "mt:queue", SKEY = "mt:session", CKEY = "mt:consent";
   var cfg = {
     endpoint: "", pageType: "other", userId: null, batchSize: 20, flushMs: 2000,
-    maxQueue: 500, gapMinutes: 30, minHoverMs: 100, scrollMs: 250
+    maxQueue: 500, gapMinutes: 30, minHoverMs: 100, scrollMs: 250,
+    decide: true, decideEvery: 8, askGapMs: 5000, cooldownMs: 60000
+  };
+  // The slot that shows each action: <div data-mt-slot="discount" hidden>...</div>
+  var SLOTS = {
+    show_discount_popup: "discount", highlight_size_guide: "size-guide",
+    emphasize_cta: "cta", show_social_proof: "social-proof"
   };
   var queue = [], timer = null, backoff = 0, inflight = false, consent = false, started = false;
   var hovers = {}, lastScroll = 0, lastY = 0, scrollTimer = null, saveTimer = null, sess = null;
-  var dev = null, brw = null;
+  var dev = null, brw = null, sending = null, fresh = 0, asking = false, askedAt = 0;
 
   function now() { return Date.now(); }
   function uuid() {
@@ -56,6 +62,7 @@
     save();
     if (queue.length >= cfg.batchSize) flush();
     else if (!timer) timer = setTimeout(flush, cfg.flushMs);
+    if (type !== "exposure" && ++fresh >= cfg.decideEvery) decide("events");
     return e;
   }
 
@@ -77,20 +84,73 @@
   function flush(leaving) {
     clearTimeout(timer);
     timer = null;
-    if (!consent || !queue.length || (inflight && !leaving)) return;
+    if (inflight && !leaving) return sending;
+    if (!consent || !queue.length) return Promise.resolve();
     var batch = queue.slice(0, cfg.batchSize), body = JSON.stringify({ events: batch });
     var url = cfg.endpoint + "/v1/events";
-    if (leaving && navigator.sendBeacon && navigator.sendBeacon(url, body)) { drop(batch); return; }
+    if (leaving && navigator.sendBeacon && navigator.sendBeacon(url, body)) { drop(batch); return Promise.resolve(); }
     inflight = true;
-    fetch(url, { method: "POST", body: body, headers: { "Content-Type": "text/plain" }, keepalive: !!leaving })
+    return (sending = fetch(url, { method: "POST", body: body, headers: { "Content-Type": "text/plain" }, keepalive: !!leaving })
       .then(function (r) {
         if (r.status >= 500 || r.status === 429) return retry();
         inflight = false;
         backoff = 0;
         drop(batch);
-        if (queue.length) timer = setTimeout(flush, 0);
-      }, retry);
+        if (queue.length) return flush();
+      }, retry));
   }
+
+  // --- The decision applier. It asks POST /v1/score after decideEvery new events, on
+  // exit intent and on the cart page (no sooner than askGapMs after the last ask, nor
+  // within cooldownMs of the last decision shown), once the events it has are sent.
+  function decide(why) {
+    var t = now();
+    if (!consent || !cfg.decide || asking || t - askedAt < cfg.askGapMs) return Promise.resolve(null);
+    if (sess && sess.shown && t - sess.shown.t < cfg.cooldownMs) return Promise.resolve(null);
+    asking = true;
+    askedAt = t;
+    fresh = 0;
+    var ask = { session_id: session(), context: { page_type: cfg.pageType, device: dev || (dev = device()), browser: brw || (brw = browser()) } };
+    if (cfg.userId) ask.user_id = String(cfg.userId);
+    function done(s) { asking = false; if (s && s.decision) show(s, why); return s || null; }
+    return flush().then(function () {
+      return fetch(cfg.endpoint + "/v1/score", { method: "POST", body: JSON.stringify(ask), headers: { "Content-Type": "application/json" } });
+    }).then(function (r) { return r.ok ? r.json() : null; }).then(done, function () { return done(null); });
+  }
+  // Show an action in its slots: unhide them, fill [data-mt-param] from the params, mark
+  // them data-mt-action and tell the page (a microtune:decision event). An action with no
+  // slot on the page is not shown; one shown sends an exposure event, once.
+  function apply(a, params, silent) {
+    var slots = d.querySelectorAll('[data-mt-slot="' + (SLOTS[a] || a) + '"]');
+    for (var i = 0; i < slots.length; i++) {
+      var el = slots[i], ps = el.querySelectorAll("[data-mt-param]");
+      for (var j = 0; j < ps.length; j++) {
+        var v = params[ps[j].getAttribute("data-mt-param")];
+        if (v != null) ps[j].textContent = v;
+      }
+      el.hidden = false;
+      el.setAttribute("data-mt-action", a);
+      el.dispatchEvent(new CustomEvent("microtune:decision", { bubbles: true, detail: { action: a, params: params } }));
+    }
+    if (slots.length && !silent) track("exposure", { element_id: a });
+    return slots.length > 0;
+  }
+  function show(s, why) {
+    var acts = s.decision.actions || [];
+    for (var i = 0; i < acts.length; i++) {
+      var a = acts[i];
+      if (a.action === "none" || !apply(a.action, a.params || {})) continue;
+      session();
+      sess.shown = { a: a.action, p: a.params || {}, t: now(), why: why };
+      persist();
+    }
+  }
+  // A decision shown on an earlier page of the session stays for its ttl_s (600 s by default).
+  function reshow() {
+    var s = sess || get(SKEY), v = s && s.shown;
+    if (v && now() - v.t < (v.p.ttl_s || 600) * 1000) apply(v.a, v.p, true);
+  }
+  function onLeave(ev) { if (!ev.relatedTarget && ev.clientY <= 0) decide("exit"); }
 
   function marked(el, attr) { return el && el.closest ? el.closest("[" + attr + "]") : null; }
   function name(el, attr) { return el.getAttribute(attr) || el.id || el.tagName.toLowerCase(); }
@@ -100,6 +160,7 @@
     if (el && !hovers[name(el, "data-mt-track")]) hovers[name(el, "data-mt-track")] = now();
   }
   function onOut(ev) {
+    onLeave(ev);
     var el = marked(ev.target, "data-mt-track");
     if (!el || (ev.relatedTarget && el.contains(ev.relatedTarget))) return;
     var id = name(el, "data-mt-track"), t0 = hovers[id];
@@ -140,7 +201,9 @@
     d.addEventListener("visibilitychange", onHide);
     w.addEventListener("pagehide", function () { persist(); flush(true); });
     track("page_view", {});
-    if (queue.length) flush();
+    reshow();
+    if (cfg.pageType === "cart" || cfg.pageType === "checkout") decide("cart");
+    else if (queue.length) flush();
   }
 
   var api = {
@@ -162,13 +225,14 @@
       }
     },
     track: track,
-    flush: function () { flush(false); },
+    flush: function () { return flush(false); },
+    decide: function () { askedAt = 0; return decide("asked"); },
     pending: function () { return queue.length; },
     sessionId: function () { return (sess || get(SKEY) || {}).id || null; }
   };
   w.microtune = api;
   var me = d.currentScript;
-  if (me && me.getAttribute("data-endpoint")) {
+  if (me && me.hasAttribute("data-endpoint")) {
     api.init({ endpoint: me.getAttribute("data-endpoint"), pageType: me.getAttribute("data-page-type") || "other" });
   }
 })(window, document);
