@@ -238,4 +238,8 @@ def test_no_raw_id_in_redis_or_postgres_and_forget_erases_from_redis(
         gone = pseudonymizer(production_home)("prod-user-gone-7f3a")
         pattern = re.compile(rb"p-gone|" + str(gone).encode())
         assert find(production_home.home, pattern) == {}
+        # Nor in PostgreSQL (MLflow's database and Prefect's), in clear or in hex.
+        postgres = _postgres_text(mlflow_database) + _postgres_text("test")
+        for needle in ("p-gone", str(gone), "prod-user-gone-7f3a"):
+            assert needle not in postgres and needle.encode().hex() not in postgres
         assert c.post("/v1/score", json={"session_id": "p-keep"}).status_code == 200
