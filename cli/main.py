@@ -17,7 +17,7 @@ from cli.app import app, main
 #: Command modules, in the order ``--help`` lists them: the data's way through.
 COMMANDS = (
     "data", "features", "models", "drift", "simulate", "experiment", "policy", "privacy", "demo",
-    "ops",
+    "ops", "stream",
 )  # fmt: skip
 for _module in COMMANDS:
     importlib.import_module(f"cli.{_module}")

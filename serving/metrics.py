@@ -247,3 +247,25 @@ def set_feature_age(view: str, age_s: float | None) -> None:
 set_drift_verdict(None, None)
 for _view in FEATURE_VIEWS:
     set_feature_age(_view, None)
+
+
+# -- the event stream (production profile, MICROTUNE_STREAM__ENABLED) --------------
+
+STREAM = Gauge(
+    "microtune_stream_entries",
+    "The event stream's entries: lag (not yet handed to a worker), pending (handed out, "
+    "not acknowledged), dead (dead letters kept).",
+    ["state"],
+    multiprocess_mode="mostrecent",
+)
+STREAM_REFUSED = Counter(
+    "microtune_stream_refused_total",
+    "POST /v1/events answered 503 because Redis could not hold the events or the "
+    "stream workers were too far behind.",
+)
+
+
+def set_stream(lag: int, pending: int, dead: int) -> None:
+    """Publish the stream's backlog and dead letters."""
+    for state, n in (("lag", lag), ("pending", pending), ("dead", dead)):
+        STREAM.labels(state).set(n)

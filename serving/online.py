@@ -259,3 +259,45 @@ class OnlineFeatures:
         except Exception as exc:
             raise self._failed(exc) from exc
         self.last_session_write = time.time()
+
+    # -- the stream workers' transactional write (Redis only) -------------------
+
+    def redis_session_key(self, session_id: str) -> bytes:
+        """The Redis key Feast's Redis store keeps ``session_id``'s row under."""
+        from feast.infra.online_stores.helpers import _redis_key
+
+        return _redis_key(
+            self.config.project,
+            self._key(SESSION_KEY, session_id),
+            entity_key_serialization_version=self.config.entity_key_serialization_version,
+        )
+
+    def redis_session_rows(
+        self, states: Mapping[str, tuple[Mapping[str, float], float]]
+    ) -> list[tuple[bytes, dict[Any, bytes]]]:
+        """Each session's key and hash fields, exactly as Feast's Redis store writes them.
+
+        For a caller that writes them in its own Redis transaction, with other
+        keys (:mod:`serving.stream_worker`); ``tests/test_stream.py`` reads them
+        back through Feast's ``online_read``.
+        """
+        from feast.infra.online_stores.helpers import _mmh3
+        from feast.infra.online_stores.redis import _versioned_fv_name
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        view = _versioned_fv_name(self.session_view, self.config)
+        fields = {c: _mmh3(f"{view}:{c}") for c in self._session_features}
+        out: list[tuple[bytes, dict[Any, bytes]]] = []
+        for session_id, (state, ts) in states.items():
+            stamp = Timestamp()
+            stamp.FromDatetime(datetime.fromtimestamp(ts, UTC))
+            row: dict[Any, bytes] = {f"_ts:{view}": stamp.SerializeToString()}
+            for c, f in fields.items():
+                row[f] = self._Value(double_val=float(state[c])).SerializeToString()
+            out.append((self.redis_session_key(session_id), row))
+        return out
+
+    @property
+    def key_ttl_s(self) -> int | None:
+        """The Redis store's key TTL (``key_ttl_seconds``), if it has one."""
+        return getattr(self.config.online_store, "key_ttl_seconds", None)

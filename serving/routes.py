@@ -11,7 +11,7 @@ import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ from serving.schemas import (
     answers,
 )
 from serving.scorer import Scorer
+from stores.event_stream import StreamUnavailable
 
 router = APIRouter()
 
@@ -112,18 +113,28 @@ async def score(req: ScoreRequest, request: Request) -> Any:
         }
     },
 )
-async def events(request: Request, s: ScorerDep, rt: RuntimeDep) -> Any:
+async def events(request: Request, response: Response, s: ScorerDep, rt: RuntimeDep) -> Any:
     """Live events: validated like ingest, folded into the session's online features.
 
     The body is read here and everything else (parsing, validation, the inbox
     write, the fold) runs on the events thread, one batch at a time and below
     the event loop's priority: scores keep being answered while a large batch
-    is handled.
+    is handled. With the event stream on, the accepted events are appended to
+    it and the answer is 202 (``queued``); 503 with ``Retry-After`` when Redis
+    cannot hold them or the stream workers are too far behind.
     """
     body = await request.body()
     # In this request's context, so that the thread's log lines carry its id.
     run = functools.partial(contextvars.copy_context().run, _events, s, body)
-    out = await asyncio.get_running_loop().run_in_executor(rt.events_pool, run)
+    try:
+        out = await asyncio.get_running_loop().run_in_executor(rt.events_pool, run)
+    except StreamUnavailable as exc:
+        metrics.STREAM_REFUSED.inc()
+        raise HTTPException(
+            503, f"events not accepted: {exc}", headers={"Retry-After": "1"}
+        ) from exc
+    if out["queued"]:
+        response.status_code = 202
     metrics.EVENTS.labels("accepted").inc(out["accepted"])
     metrics.EVENTS.labels("rejected").inc(len(out["rejected"]))
     return out

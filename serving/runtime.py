@@ -40,6 +40,7 @@ from serving.champions import (
 from serving.learner import WriterLock, by_session, learn
 from serving.policy import Policy
 from serving.scorer import Scorer
+from stores.event_stream import EventStream
 from stores.online_state import last_writes
 
 log = logging.getLogger("microtune.serving")
@@ -116,7 +117,11 @@ class Runtime:
         writer = (await asyncio.to_thread(_open_online, s))[0] if online else None
         models = await asyncio.to_thread(load_champions, s)
         policy = await asyncio.to_thread(self._served_policy)
-        self.scorer = Scorer(s, online, models, policy, online_error=error, writer=writer)
+        # A Redis that does not answer within a second gets the client a 503, not a wait.
+        stream = EventStream(s, timeout_s=1.0) if s.stream.enabled else None
+        self.scorer = Scorer(
+            s, online, models, policy, online_error=error, writer=writer, stream=stream
+        )
         self._adopt_river_checkpoint()
         self.adopt_bandit(force=True)
         metrics.model_versions(models.versions)
@@ -184,6 +189,14 @@ class Runtime:
             writes[SESSION_VIEW] = max(writes.get(SESSION_VIEW, 0.0), online.last_session_write)
         for view in (SESSION_VIEW, USER_VIEW):
             metrics.set_feature_age(view, now - writes[view] if view in writes else None)
+        stream = self.scorer.stream if self.scorer is not None else None
+        if stream is not None:
+            try:
+                stream.ready()
+                b = stream.backlog()
+                metrics.set_stream(b.lag, b.pending, b.dead)
+            except Exception as exc:  # Redis away: the events route says so
+                log.warning("event stream unreadable: %s", exc)
 
     async def poll_models(self) -> None:
         while True:

@@ -125,6 +125,11 @@ class EventsResponse(BaseModel):
     late: int = Field(
         description="Accepted events older than the stored state; the batch build folds them."
     )
+    queued: int = Field(
+        default=0,
+        description="Accepted events handed to the event stream (answer 202): the stream "
+        "workers fold and store them.",
+    )
     degraded: bool
     degraded_reasons: list[DegradedReason] = Field(default_factory=list)
 

@@ -23,7 +23,7 @@ from core.privacy import pseudonymizer
 from core.settings import Settings
 from events.contract import RECORD_ONLY_TYPES, EventType, minimize_row
 from events.ingest import quarantine_record
-from events.validation import Rejection, is_id, validate_rows
+from events.validation import Rejection, ValidationResult, is_id, validate_rows
 from feature_repo.features import SESSION_VIEW
 from features.stream import fold_sessions
 from models import registry
@@ -33,6 +33,7 @@ from serving.online import OnlineFeatures, model_features
 from serving.policy import Decision, Guards, Policy
 from serving.schemas import EventBatch, ScoreRequest
 from stores.decision_log import AppendLog
+from stores.event_stream import EventStream
 
 log = logging.getLogger("microtune.serving")
 #: Least time between two recorded decision points of one session (river's labels).
@@ -57,6 +58,7 @@ class Scorer:
         *,
         online_error: str | None = None,
         writer: OnlineFeatures | None = None,
+        stream: EventStream | None = None,
     ) -> None:
         self.settings = settings
         #: User ids become pseudonyms before anything reads or writes them.
@@ -66,6 +68,8 @@ class Scorer:
         #: The connection live events are folded through: its own, so that a batch
         #: written from a worker thread never shares a connection with the reads.
         self.writer = writer or online
+        #: The Redis Stream live events go to (None: folded here, the embedded path).
+        self.stream = stream
         self.models = models
         self.policy = policy
         self.guards = Guards()
@@ -255,8 +259,16 @@ class Scorer:
     # -- live events ------------------------------------------------------------
 
     def events(self, batch: EventBatch, now: float | None = None) -> dict[str, Any]:
-        """Validate, keep, and fold a batch of live events into the online features."""
+        """Validate, keep, and fold a batch of live events into the online features.
+
+        With the event stream on (``MICROTUNE_STREAM__ENABLED``), the accepted
+        events go to the Redis Stream instead, for the stream workers to fold and
+        store; :class:`~stores.event_stream.StreamUnavailable` (a 503) when Redis
+        cannot take them or the workers are too far behind: nothing is accepted.
+        """
         now = time.time() if now is None else now
+        if self.stream is not None:
+            self.stream.admit()
         oldest = datetime.fromtimestamp(now - self.settings.serve.max_event_age_hours * 3600, UTC)
         result = validate_rows(batch.events, now=datetime.fromtimestamp(now, UTC), earliest=oldest)
         self._quarantine(result.rejected, now)
@@ -267,6 +279,10 @@ class Scorer:
         for r in rows:  # never stored raw (core/privacy.py)
             if r.get("user_id") is not None:
                 r["user_id"] = self.pseudonym(r["user_id"])
+        if self.stream is not None:  # the workers fold once per event id
+            self.stream.append([_inbox_record(r) for r in rows])
+            self._activities(rows)
+            return _answer(result, queued=len(rows))
         # A retried event (same id) is folded once; the batch build deduplicates too.
         fresh = [r for r in rows if not self._seen(r["event_id"])]
         duplicates = len(rows) - len(fresh)
@@ -274,14 +290,7 @@ class Scorer:
         # Written first, before any answer: nothing accepted is lost if the store fails
         # or the process dies.
         self.inbox.append_many(map(_inbox_record, rows), (r["ts"].timestamp() for r in rows))
-        by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            if row["event_type"] in RECORD_ONLY_TYPES:
-                continue  # what the site did, not the visitor: no activity, no feature
-            if row["event_type"] == EventType.PURCHASE.value or row["consent"]:
-                self._activity(row)
-            if row["consent"]:
-                by_session[row["session_id"]].append({**row, "ts": row["ts"].timestamp()})
+        by_session = self._activities(rows)
         reasons: list[str] = []
         updated = late = 0
         if by_session and self.writer is None:
@@ -301,22 +310,20 @@ class Scorer:
             except Exception:  # never a 500 for valid events: they are kept
                 log.exception("live feature update failed")
                 reasons.append("online_update_failed")
-        return {
-            "accepted": result.accepted_count,
-            "rejected": [
-                {
-                    "position": r.position,
-                    "event_id": r.row.get("event_id") if is_id(r.row.get("event_id")) else None,
-                    "reason": r.reason,
-                }
-                for r in result.rejected
-            ],
-            "sessions_updated": updated,
-            "late": late,
-            "duplicates": duplicates,
-            "degraded": bool(reasons),
-            "degraded_reasons": reasons,
-        }
+        return _answer(result, updated=updated, late=late, duplicates=duplicates, reasons=reasons)
+
+    def _activities(self, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Record the visitors' activity (river's labels); the consented behaviour events
+        by session, times as epoch seconds, for the fold."""
+        by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            if row["event_type"] in RECORD_ONLY_TYPES:
+                continue  # what the site did, not the visitor: no activity, no feature
+            if row["event_type"] == EventType.PURCHASE.value or row["consent"]:
+                self._activity(row)
+            if row["consent"]:
+                by_session[row["session_id"]].append({**row, "ts": row["ts"].timestamp()})
+        return by_session
 
     def _quarantine(self, rejected: list[Rejection], now: float) -> None:
         """Keep what the route refused, with its reasons, minimized and pseudonymized."""
@@ -350,6 +357,35 @@ class Scorer:
             )
         except Exception:
             log.exception("label queue write failed")
+
+
+def _answer(
+    result: ValidationResult,
+    *,
+    updated: int = 0,
+    late: int = 0,
+    duplicates: int = 0,
+    reasons: list[str] | None = None,
+    queued: int = 0,
+) -> dict[str, Any]:
+    """The body of ``POST /v1/events``'s answer."""
+    return {
+        "accepted": result.accepted_count,
+        "rejected": [
+            {
+                "position": r.position,
+                "event_id": r.row.get("event_id") if is_id(r.row.get("event_id")) else None,
+                "reason": r.reason,
+            }
+            for r in result.rejected
+        ],
+        "sessions_updated": updated,
+        "late": late,
+        "duplicates": duplicates,
+        "queued": queued,
+        "degraded": bool(reasons),
+        "degraded_reasons": reasons or [],
+    }
 
 
 def _inbox_record(row: dict[str, Any]) -> dict[str, Any]:

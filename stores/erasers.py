@@ -34,6 +34,7 @@ from stores.erasure import (
     audit_log,
     store,
 )
+from stores.event_stream import EventStream, redis_client
 
 # -- helpers ------------------------------------------------------------------
 
@@ -257,10 +258,7 @@ def _online(s: Settings, subject: Subject) -> int:
     if not keys:
         return 0
     if s.profile == "production":  # Feast's Redis store: one hash per entity and project
-        import redis
-
-        host, _, port = s.redis_url.split(",")[0].rpartition(":")
-        client = redis.Redis(host=host or "127.0.0.1", port=int(port or 6379))
+        client = redis_client(s)
         removed: Any = client.delete(*[_redis_key(s.project, k, 3) for k in keys])
         return int(removed)
     path = s.paths.feast / "online.db"
@@ -277,6 +275,18 @@ def _online(s: Settings, subject: Subject) -> int:
         (f'DELETE FROM "{t}" WHERE entity_key IN ({marks})', list(raw)) for t in tables
     ]
     return scrub_sqlite(path, deletes)
+
+
+def _stream_sessions(s: Settings, users: frozenset[str]) -> set[str]:
+    return EventStream(s).sessions_of(users) if s.stream.enabled else set()
+
+
+@store("event stream", lambda s: [], _stream_sessions)
+def _event_stream(s: Settings, subject: Subject) -> int:
+    """The Redis Stream's entries and dead letters, and the sessions' folded-id hashes."""
+    if not s.stream.enabled:
+        return 0
+    return EventStream(s).erase(subject.sessions, subject.users)
 
 
 # -- forget -------------------------------------------------------------------

@@ -46,7 +46,7 @@ PROVIDERS = INFRA / "grafana" / "provisioning" / "dashboards" / "microtune.yml"
 #: The secrets compose.yaml requires; placeholder values, for `config` only.
 COMPOSE_SECRETS = {"POSTGRES_PASSWORD": "ci-only", "GRAFANA_ADMIN_PASSWORD": "ci-only"}
 #: Services that run microtune's image, and every service of the stack.
-MICROTUNE_SERVICES = {"prefect", "mlflow", "deploy", "worker", "scorer"}
+MICROTUNE_SERVICES = {"prefect", "mlflow", "deploy", "worker", "scorer", "stream-worker"}
 SERVICES = MICROTUNE_SERVICES | {"redis", "postgres", "prometheus", "grafana"}
 #: Metric names in PromQL (Prometheus's own `up` and `ALERTS` are not the scorer's).
 METRIC = re.compile(r"\bmicrotune_[a-z0-9_]+")
@@ -165,6 +165,8 @@ def test_microtune_services_share_one_image_and_the_production_settings(
     assert services["worker"]["command"][:2] == ["microtune", "worker"]
     assert services["deploy"]["command"] == ["microtune", "deploy"]
     assert services["scorer"]["command"][:2] == ["microtune", "serve"]
+    assert services["stream-worker"]["command"] == ["microtune", "stream-worker"]
+    assert services["scorer"]["environment"]["MICROTUNE_STREAM__ENABLED"] == "true"
 
 
 def test_dependencies_wait_for_health_and_for_the_deployments(compose: dict[str, Any]) -> None:
@@ -199,10 +201,13 @@ def test_files_mounted_from_infra_exist(compose: dict[str, Any]) -> None:
     }
 
 
-def test_redis_keeps_an_append_only_file_synced_every_second(compose: dict[str, Any]) -> None:
+def test_redis_syncs_its_append_only_file_on_every_write(compose: dict[str, Any]) -> None:
+    """It holds the event stream, and the API acknowledges events durably (`aof`)."""
     command = " ".join(compose["services"]["redis"]["command"])
     assert "--appendonly yes" in command
-    assert "--appendfsync everysec" in command
+    assert "--appendfsync always" in command
+    env = compose["services"]["scorer"]["environment"]
+    assert env["MICROTUNE_STREAM__DURABILITY"] == "aof"
 
 
 # -- Dockerfile ----------------------------------------------------------------------

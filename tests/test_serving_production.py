@@ -32,11 +32,17 @@ pytestmark = [pytest.mark.production, pytest.mark.integration, pytest.mark.slow]
 
 
 class RedisServer:
-    """A private redis-server (no persistence) that the test can stop and start."""
+    """A private redis-server that the test can stop and start; no persistence unless
+    ``persist`` names a folder for its append-only file (fsync on every write)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, persist: Path | None = None) -> None:
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
+        self.disk = (
+            ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(persist)]
+            if persist is not None
+            else ["--appendonly", "no"]
+        )
 
     def start(self) -> None:
         exe = shutil.which("redis-server")
@@ -51,8 +57,7 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *self.disk,
             ],
             stdout=subprocess.DEVNULL,
         )
