@@ -112,7 +112,9 @@ class RawEventStore:
                 part = part.sort_by([("ts", "ascending"), ("seq", "ascending")])
                 part_ids = part.column("event_id").to_pylist()
                 path = self.partition(d) / f"part-{_digest(part_ids)}.parquet"
-                atomic_write_parquet(path, part)
+                # On the disk before the index says it holds these ids: an index that
+                # outlived its part would take the events for duplicates forever.
+                atomic_write_parquet(path, part, sync=True)
                 w.add(self._name(path), part_ids)
                 written.append(d.isoformat())
         return duplicates, written

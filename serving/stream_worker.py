@@ -31,6 +31,7 @@ each event once.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import threading
@@ -43,6 +44,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.json as pj
 
 from core.settings import Settings
 from events.contract import (
@@ -50,13 +52,16 @@ from events.contract import (
     CONSENTLESS_FIELDS,
     FIELDS,
     RECORD_ONLY_TYPES,
+    EventType,
+    PageType,
     minimize_row,
 )
 from events.raw_store import RawEventStore
 from events.validation import validate_rows
 from feature_repo.features import SESSION_VIEW
-from features.stream import fold_sessions
+from features.stream import Row, fold_sessions
 from serving.online import OnlineFeatures
+from serving.redis_rows import RedisSessionRows
 from stores.event_stream import GROUP, EventStream
 from stores.online_state import record_write
 
@@ -70,6 +75,13 @@ _RELEASE = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
     "else return 0 end"
 )
+_EVENT_TYPES = frozenset(e.value for e in EventType)
+_PAGE_TYPES = frozenset(p.value for p in PageType)
+_NUMBERS = tuple(f.name for f in FIELDS if f.kind == "float")
+_NEEDED = tuple(f.name for f in FIELDS if f.required and f.kind in ("id", "str", "enum", "ts"))
+_NEEDED_MINIMIZED = tuple(n for n in _NEEDED if n in CONSENTLESS_FIELDS)
+#: The raw store's columns, read from the bodies as the API wrote them.
+_AS_STORED = pj.ParseOptions(explicit_schema=ARROW_SCHEMA, unexpected_field_behavior="ignore")
 #: Valid values for the required fields minimization removes (checks only, never stored).
 _STAND_INS = {
     f.name: (f.choices[0] if f.choices else "minimized")
@@ -107,11 +119,13 @@ class StreamWorker:
         self.stream = EventStream(settings)
         self.client, self.keys = self.stream.client, self.stream.keys
         self.online = online or OnlineFeatures(open_store(settings), timeout_s=5.0)
+        self.rows = RedisSessionRows(self.online)
         self.raw = RawEventStore(settings.paths.raw_events)
         self.stats = WorkerStats()
         #: The partitions this worker holds the lease of.
         self.owned: set[int] = set()
-        self._held: list[dict[str, Any]] = []
+        #: Bodies of the events folded, not yet stored, and their entries by partition.
+        self._held: list[bytes] = []
         self._held_ids: dict[int, list[bytes]] = defaultdict(list)
         self._held_since = 0.0
         self._balanced_at = -math.inf
@@ -240,53 +254,54 @@ class StreamWorker:
         """Check, fold and hold a batch of partition ``k``'s entries (the dead ones
         acknowledged at once)."""
         self.stats.read += len(entries)
-        records: list[Any] = []
-        ids: list[bytes] = []
+        by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        held: list[bytes] = []
+        held_ids: list[bytes] = []
         dead: list[tuple[bytes, bytes, str]] = []
         for entry_id, fields in entries:
             body = fields.get(b"e", b"")
             try:
-                records.append(orjson.loads(body))
-                ids.append(entry_id)
+                record = orjson.loads(body)
             except orjson.JSONDecodeError:
                 dead.append((entry_id, body, "e: not JSON"))
-        result = validate_rows(map(_checkable, records), now=datetime.now(UTC))
-        for r in result.rejected:
-            dead.append((ids[r.position], orjson.dumps(records[r.position]), r.reason))
-        rows = [minimize_row(r) for r in result.to_rows()]
-        by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            if row["event_type"] not in RECORD_ONLY_TYPES and row["consent"]:
-                by_session[row["session_id"]].append({**row, "ts": row["ts"].timestamp()})
+                continue
+            ts = _decode(record)
+            if ts is None:  # not as the API writes it: the contract says why, or takes it
+                reason, body, record, ts = _check(record)
+                if reason is not None:
+                    dead.append((entry_id, body, reason))
+                    continue
+            held.append(body)
+            held_ids.append(entry_id)
+            if record["consent"] and record["event_type"] not in RECORD_ONLY_TYPES:
+                by_session[record["session_id"]].append({**record, "ts": ts})
         if by_session:
             self._fold(by_session)
         if dead:
             self._bury(k, dead)
         if not self._held:
             self._held_since = time.monotonic()
-        self._held += rows
-        self._held_ids[k] += [ids[p] for p in result.positions]
+        self._held += held
+        self._held_ids[k] += held_ids
 
     def _fold(self, by_session: dict[str, list[dict[str, Any]]]) -> None:
         """Fold the events into their sessions' state, exactly once per event id."""
         import redis
 
         sessions = list(by_session)
-        state_keys = [self.online.redis_session_key(s) for s in sessions]
+        state_keys = [self.rows.key(s) for s in sessions]
         seen_keys = [self.keys.seen(s) for s in sessions]
         for _ in range(MAX_TRIES):
             with self.client.pipeline(transaction=True) as tx:
                 try:
                     tx.watch(*state_keys, *seen_keys)
-                    fresh, duplicates = self._unseen(by_session, seen_keys)
-                    stored = self.online.session_states(list(fresh), time.time())
+                    fresh, stored, duplicates = self._read(by_session, state_keys, seen_keys)
                     new, late = fold_sessions(stored, fresh)
                     tx.multi()
-                    ttl = self.online.key_ttl_s
-                    for key, fields in self.online.redis_session_rows(new):
+                    for key, fields in self.rows.rows(new):
                         tx.hset(key, mapping=fields)
-                        if ttl:
-                            tx.expire(key, ttl)
+                        if self.rows.ttl_s:
+                            tx.expire(key, self.rows.ttl_s)
                     for session, evs in fresh.items():
                         tx.hset(self.keys.seen(session), mapping={e["event_id"]: 1 for e in evs})
                         tx.expire(self.keys.seen(session), self.cfg.seen_ttl_s)
@@ -301,20 +316,29 @@ class StreamWorker:
             return
         raise RuntimeError(f"the fold lost {MAX_TRIES} races with other workers; retried later")
 
-    def _unseen(
-        self, by_session: dict[str, list[dict[str, Any]]], seen_keys: list[str]
-    ) -> tuple[dict[str, list[dict[str, Any]]], int]:
-        """The events not yet folded into their sessions, and how many were."""
+    def _read(
+        self,
+        by_session: dict[str, list[dict[str, Any]]],
+        state_keys: list[bytes],
+        seen_keys: list[str],
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Row | None], int]:
+        """In one round trip: the events not yet folded into their sessions, the
+        sessions' stored rows, and how many events were folded before."""
         with self.client.pipeline(transaction=False) as read:
-            for key, evs in zip(seen_keys, by_session.values(), strict=True):
-                read.hmget(key, [e["event_id"] for e in evs])
-            marks = read.execute()
+            for seen, evs in zip(seen_keys, by_session.values(), strict=True):
+                read.hmget(seen, [e["event_id"] for e in evs])
+            for state in state_keys:
+                read.hmget(state, self.rows.fields)
+            replies = read.execute()
+        n = len(seen_keys)
+        now = time.time()
         fresh: dict[str, list[dict[str, Any]]] = {}
+        stored: dict[str, Row | None] = {}
         duplicates = 0
-        for (session, evs), got in zip(by_session.items(), marks, strict=True):
+        for i, (session, evs) in enumerate(by_session.items()):
             ids: set[str] = set()
             keep = []
-            for e, mark in zip(evs, got, strict=True):
+            for e, mark in zip(evs, replies[i], strict=True):
                 if mark is not None or e["event_id"] in ids:
                     duplicates += 1
                 else:
@@ -322,7 +346,8 @@ class StreamWorker:
                     keep.append(e)
             if keep:
                 fresh[session] = keep
-        return fresh, duplicates
+                stored[session] = self.rows.parse(replies[n + i], now)
+        return fresh, stored, duplicates
 
     def _bury(self, k: int, dead: list[tuple[bytes, bytes, str]]) -> None:
         """Dead letters: the entry's body, its id and the reason; then acknowledged."""
@@ -338,7 +363,7 @@ class StreamWorker:
         """Append the held events to the raw store, then acknowledge their entries."""
         if not self._held:
             return
-        table = pa.Table.from_pylist(self._held, schema=ARROW_SCHEMA)
+        table = pj.read_json(io.BytesIO(b"\n".join(self._held)), parse_options=_AS_STORED)
         duplicates, _ = self.raw.append(_first_of_each(table))
         with self.client.pipeline(transaction=False) as pipe:
             for k, ids in self._held_ids.items():
@@ -347,6 +372,8 @@ class StreamWorker:
             pipe.execute()
         self.stats.stored += table.num_rows - duplicates
         self.stats.acked += sum(map(len, self._held_ids.values()))
+        for k in self._held_ids:  # what every worker is done with leaves Redis
+            self.stream.trim(k)
         self._held, self._held_ids = [], defaultdict(list)
 
     def _record_write(self) -> None:
@@ -363,12 +390,45 @@ def _partition_of(key: bytes | str) -> int:
     return int(text.rsplit(":", 1)[1])
 
 
-def _checkable(record: Any) -> Any:
-    """The record as the contract checks it: a record without consent lost its required
-    device and browser to minimization (a valid stand-in is checked in their place)."""
+def _decode(record: Any) -> float | None:
+    """The event time of a record as the API writes it (epoch seconds), or None for
+    anything else: a quick check of the fields the fold and the raw store need."""
+    if not isinstance(record, dict):
+        return None
+    consent = record.get("consent")
+    if consent is not True and consent is not False:
+        return None
+    for name in _NEEDED if consent else _NEEDED_MINIMIZED:
+        if not isinstance(record.get(name), str):
+            return None
+    if record["event_type"] not in _EVENT_TYPES or record["page_type"] not in _PAGE_TYPES:
+        return None
+    for name in _NUMBERS:
+        v = record.get(name)
+        if v is not None and (type(v) is bool or not isinstance(v, int | float)):
+            return None
+    try:
+        ts = datetime.fromisoformat(record["ts"])
+    except ValueError:
+        return None
+    return ts.timestamp() if ts.tzinfo is not None else None
+
+
+def _check(record: Any) -> tuple[str | None, bytes, Any, float]:
+    """A record the quick check refused, through the contract: its reason (None when the
+    contract takes it), the body to keep, and the record and time as the API writes them."""
     if isinstance(record, dict) and record.get("consent") is False:
-        return {**record, **{k: v for k, v in _STAND_INS.items() if record.get(k) is None}}
-    return record
+        # Minimization removed the required device and browser: check stand-ins.
+        checked = {**record, **{k: v for k, v in _STAND_INS.items() if record.get(k) is None}}
+    else:
+        checked = record
+    result = validate_rows([checked], now=datetime.now(UTC))
+    if result.rejected:
+        return result.rejected[0].reason, orjson.dumps(record), record, 0.0
+    row = minimize_row(result.to_rows()[0])
+    ts = row["ts"]
+    kept = {**row, "ts": ts.isoformat().replace("+00:00", "Z")}
+    return None, orjson.dumps(kept), kept, ts.timestamp()
 
 
 def _first_of_each(table: pa.Table) -> pa.Table:

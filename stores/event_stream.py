@@ -219,13 +219,29 @@ class EventStream:
         lag = pending = 0
         for groups, length in zip(replies[::2], replies[1::2], strict=True):
             for g in groups:
-                name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-                if name == GROUP:
+                if _text(g["name"]) == GROUP:
                     pending += int(g["pending"])
-                    # Redis 7 counts the lag; None when it cannot (then the whole
-                    # stream is an upper bound).
-                    lag += int(g["lag"]) if g.get("lag") is not None else int(length)
+                    # Redis's count goes wrong once entries were deleted (an erasure):
+                    # what is not handed out yet is still in the stream, which the
+                    # workers keep trimmed to what they are not done with.
+                    counted = g.get("lag")
+                    lag += min(int(counted), int(length)) if counted is not None else int(length)
         return Backlog(lag, pending, int(dead))
+
+    def trim(self, k: int) -> int:
+        """Drop partition ``k``'s entries that every worker is done with: handed out and
+        acknowledged. Returns how many went."""
+        key = self.keys.events(k)
+        groups = [g for g in self.client.xinfo_groups(key) if _text(g["name"]) == GROUP]
+        if not groups:
+            return 0
+        oldest = self.client.xpending(key, GROUP)["min"]
+        if oldest is not None:
+            keep_from = _text(oldest)
+        else:
+            ms, seq = _text(groups[0]["last-delivered-id"]).split("-")
+            keep_from = f"{ms}-{int(seq) + 1}"
+        return int(self.client.xtrim(key, minid=keep_from, approximate=False))
 
     def admit(self, now: float | None = None) -> None:
         """Raise :class:`StreamBusy` while the backlog is over ``max_backlog``."""
@@ -266,6 +282,10 @@ class EventStream:
         if sessions:
             removed += int(self.client.delete(*[self.keys.seen(s) for s in sessions]))
         return removed
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
 def _events_of(client: Any, key: str) -> Iterable[tuple[bytes, dict[str, Any]]]:

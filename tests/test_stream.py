@@ -152,7 +152,8 @@ def drain(settings: Settings, workers: list[Any], timeout: float = 60) -> None:
         stop.set()
         for t in threads:
             t.join(30)
-    assert stream.backlog().total == 0, stream.backlog()
+    left = stream.backlog()
+    assert left.total == 0, (left, [(w.name, sorted(w.owned), w.stats) for w in workers])
 
 
 def test_two_scorers_and_two_workers_fold_each_event_once_and_store_it_once(
@@ -185,7 +186,9 @@ def test_two_scorers_and_two_workers_fold_each_event_once_and_store_it_once(
     states = online_states(home, [*sessions, "st1-x"])
     for s in sessions:
         got = states[s]
-        assert got is not None and got.values == pytest.approx(expected_state(sent[s])), s
+        assert got is not None and got.values == pytest.approx(
+            nan_ok=True, expected=expected_state(sent[s])
+        ), s
     assert states["st1-x"] is None  # no consent: no state
     ids = raw_ids(home)
     want = {e["event_id"] for evs in sent.values() for e in evs} | {e["event_id"] for e in extra}
@@ -216,7 +219,9 @@ def test_a_poison_event_goes_to_the_dead_letters_and_the_rest_is_kept(home: Sett
     assert sorted(by_reason) == sorted([why, "e: not JSON"]) and len(dead) == 2
     assert orjson.loads(by_reason[why])["event_id"] == "st2-bad-e0"
     assert by_reason["e: not JSON"] == b"{not json"
-    assert online_states(home, ["st2-ok"])["st2-ok"].values == pytest.approx(expected_state(good))
+    assert online_states(home, ["st2-ok"])["st2-ok"].values == pytest.approx(
+        nan_ok=True, expected=expected_state(good)
+    )
     assert {"st2-ok-e0", "st2-ok-e1", "st2-ok-e2"} <= set(raw_ids(home))
     assert "st2-bad-e0" not in raw_ids(home)
 
@@ -273,3 +278,43 @@ def test_forget_removes_the_stream_entries_and_folded_ids(home: Settings) -> Non
     }
     assert "st5-gone" not in left and "st5-keep" in left
     assert not stream.client.exists(stream.keys.seen("st5-gone"))
+
+
+def test_session_rows_are_read_and_written_as_feasts_redis_store_does(home: Settings) -> None:
+    """The workers' own reads and writes of session rows against Feast's, both ways."""
+    from serving.online import OnlineFeatures
+    from serving.redis_rows import RedisSessionRows
+    from stores.event_stream import EventStream
+    from stores.feature_store import open_store
+
+    online = OnlineFeatures(open_store(home), timeout_s=5)
+    rows = RedisSessionRows(online)
+    client = EventStream(home).client
+    now = time.time()
+    state = {**expected_state(events("st6-a", 7)), "cart_value": -0.0, "event_count": 7.0}
+    online.write_sessions({"st6-a": (state, now - 30)})  # Feast writes, we read
+    ours = rows.parse(client.hmget(rows.key("st6-a"), rows.fields), now)
+    assert ours is not None and ours == online.session_state("st6-a", now)
+    for key, fields in rows.rows({"st6-b": (state, now - 20)}):  # we write, Feast reads
+        client.hset(key, mapping=fields)
+    feasts = online.session_state("st6-b", now)
+    assert feasts is not None and feasts.values == state and feasts.ts == pytest.approx(now - 20)
+    assert rows.parse(client.hmget(rows.key("st6-none"), rows.fields), now) is None
+
+
+def test_an_event_from_another_producer_is_checked_by_the_contract(home: Settings) -> None:
+    """Written to the stream directly, with an epoch time: the contract takes it, and it
+    is folded and stored as the API would have kept it."""
+    from serving.stream_worker import StreamWorker
+    from stores.event_stream import EventStream
+
+    stream = EventStream(home)
+    stream.ensure_group()
+    e = events("st7", 1)[0]
+    foreign = {**e, "ts": datetime.fromisoformat(e["ts"]).timestamp(), "extra": "ignored"}
+    stream.append([foreign])
+    drain(home, [StreamWorker(home, "w-foreign")])
+    assert online_states(home, ["st7"])["st7"].values == pytest.approx(
+        nan_ok=True, expected=expected_state([e])
+    )
+    assert "st7-e0" in raw_ids(home)
