@@ -38,6 +38,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -128,6 +129,9 @@ class StreamWorker:
         self._held: list[bytes] = []
         self._held_ids: dict[int, list[bytes]] = defaultdict(list)
         self._held_since = 0.0
+        #: The raw-store writes run here, one at a time, beside the folding.
+        self._storer = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._storing: Future[None] | None = None
         self._balanced_at = -math.inf
         self._recorded_at = 0.0
         self._recover = False
@@ -162,6 +166,7 @@ class StreamWorker:
         with contextlib.suppress(redis.RedisError):
             self.flush()
             self.leave()
+        self._storer.shutdown(wait=True)
         return self.stats
 
     def step(self) -> int:
@@ -188,11 +193,15 @@ class StreamWorker:
                 taken += len(items)
         else:
             time.sleep(self.cfg.block_ms / 1000)
-        if self._held and (
+        due = self._held and (
             len(self._held) >= self.cfg.raw_flush_events
             or time.monotonic() - self._held_since >= self.cfg.raw_flush_s
-        ):
-            self.flush()
+        )
+        # Stored on the storer's thread while this one folds on, one store at a time:
+        # while one runs, the events wait for the next.
+        if due and (self._storing is None or self._storing.done()):
+            self._collect()
+            self._hand_off()
         return taken
 
     def balance(self) -> None:
@@ -360,21 +369,38 @@ class StreamWorker:
         log.warning("%d events to the dead letters (%s)", len(dead), dead[0][2])
 
     def flush(self) -> None:
-        """Append the held events to the raw store, then acknowledge their entries."""
-        if not self._held:
-            return
-        table = pj.read_json(io.BytesIO(b"\n".join(self._held)), parse_options=_AS_STORED)
+        """Store everything held and acknowledge it; returns when done."""
+        self._collect()
+        self._hand_off()
+        self._collect()
+
+    def _hand_off(self) -> None:
+        """Give the held events to the storer's thread."""
+        if self._held:
+            held, ids = self._held, self._held_ids
+            self._held, self._held_ids = [], defaultdict(list)
+            self._storing = self._storer.submit(self._store, held, ids)
+
+    def _collect(self) -> None:
+        """Wait for the store under way; its failure is raised here (its entries stay
+        pending, to be claimed again)."""
+        storing, self._storing = self._storing, None
+        if storing is not None:
+            storing.result()
+
+    def _store(self, held: list[bytes], held_ids: dict[int, list[bytes]]) -> None:
+        """Append the events to the raw store, then acknowledge their entries."""
+        table = pj.read_json(io.BytesIO(b"\n".join(held)), parse_options=_AS_STORED)
         duplicates, _ = self.raw.append(_first_of_each(table))
         with self.client.pipeline(transaction=False) as pipe:
-            for k, ids in self._held_ids.items():
+            for k, ids in held_ids.items():
                 for lo in range(0, len(ids), 5_000):
                     pipe.xack(self.keys.events(k), GROUP, *ids[lo : lo + 5_000])
             pipe.execute()
         self.stats.stored += table.num_rows - duplicates
-        self.stats.acked += sum(map(len, self._held_ids.values()))
-        for k in self._held_ids:  # what every worker is done with leaves Redis
+        self.stats.acked += sum(map(len, held_ids.values()))
+        for k in held_ids:  # what every worker is done with leaves Redis
             self.stream.trim(k)
-        self._held, self._held_ids = [], defaultdict(list)
 
     def _record_write(self) -> None:
         """The session view's last write, for the scorers' freshness gauge (once a second)."""
