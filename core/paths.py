@@ -85,6 +85,12 @@ class Paths:
         return self.home / "models" / "river" / "checkpoint.pkl"
 
     @property
+    def scratch(self) -> Path:
+        """Temporary work of a run (a Dask build's partitions, its workers' spill),
+        removed when the run ends."""
+        return self.home / "scratch"
+
+    @property
     def examples(self) -> Path:
         return self.home / "examples"
 

@@ -11,7 +11,7 @@ once, store-wide, and gives each stored event its arrival sequence number
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -234,11 +234,14 @@ class RawEventStore:
         columns: Sequence[str] | None = None,
         *,
         encoded: bool = False,
+        where: Callable[[pa.Table], np.ndarray] | None = None,
     ) -> pa.Table:
         """Events with ``start <= ts < end`` (all columns, or those named).
 
         With ``encoded``, string columns come dictionary-encoded, as Parquet
         stores them: cheaper to read, filter and fold than one string per row.
+        With ``where``, only the rows of each part file it marks are kept, part
+        by part: a reader of one partition of the window holds only that much.
         """
         days = [d for d in self.dates() if start.date() <= d <= end.date()]
         cols = list(columns) if columns else None
@@ -247,18 +250,15 @@ class RawEventStore:
         files = self.part_files(days)
         if not files:
             return wanted.empty_table()
-        with ThreadPoolExecutor(THREADS) as pool:
-            tables = list(
-                pool.map(
-                    lambda f: pq.read_table(
-                        f,
-                        schema=schema,
-                        columns=cols,
-                        read_dictionary=_TEXT_COLUMNS if encoded else None,
-                    ),
-                    files,
-                )
+
+        def one(f: Path) -> pa.Table:
+            t = pq.read_table(
+                f, schema=schema, columns=cols, read_dictionary=_TEXT_COLUMNS if encoded else None
             )
+            return t if where is None else t.filter(pa.array(where(t)))
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            tables = list(pool.map(one, files))
         t = pa.concat_tables(tables)
         us = t.column("ts").cast(pa.int64()).to_numpy()
         inside = (us >= _micros(start)) & (us < _micros(end))

@@ -21,6 +21,7 @@ crossing its start are folded whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,36 +66,8 @@ def build_window(
     keep_freed_memory()
     start, end = floor_day(start), ceil_day(end)
     result = BuildResult(start, end)
-    table = raw.read(start - lookback - gap, end, columns=RAW_COLUMNS, encoded=True)
-    events = SessionEvents.of(table)
-    since_start = pc.greater_equal(
-        table.column("ts"), pa.scalar(start, table.schema.field("ts").type)
-    )
-    result.events = int(pc.sum(since_start).as_py() or 0)
-    result.consented = int(np.count_nonzero(events.ev["ts"] >= start.timestamp()))
-
-    sessions = events.feature_rows(start, end)
-    result.session_rows = sessions.num_rows
-    result.sessions = len(pc.unique(sessions.column("session_id"))) if sessions.num_rows else 0
-
-    # A session has ended only once its gap has passed by the clock; before
-    # that, a build near "now" must not give a running session an outcome.
-    ended_by = min(end, now or datetime.now(UTC))
-    outcomes = in_window(events.outcomes(gap), start, ended_by)
-    result.ended_sessions = outcomes.num_rows
-
-    # User history: the stored outcomes before the window, then the window's own.
-    before = read_offline(offline / "session_outcomes", start)
-    history = (
-        outcomes
-        if before is None
-        else pa.concat_tables(
-            [before.select(outcomes.column_names).cast(outcomes.schema), outcomes]
-        )
-    )
-    users = in_window(user_features(history), start, end)
-    result.user_rows = users.num_rows
-
+    sessions, outcomes = fold_window(raw, start, end, gap, lookback, result)
+    users, outcomes = users_and_outcomes(offline, outcomes, start, end, gap, now, result)
     # Every table is computed before any day file is replaced, so a run that fails
     # (bad data, a bug) leaves the previous build whole. Each file is replaced
     # atomically; only a failure between two writes (disk full) can mix old and new
@@ -106,3 +79,57 @@ def build_window(
     ):
         result.files += write_days(table, offline / name, start, end)
     return result
+
+
+def fold_window(
+    raw: RawEventStore,
+    start: datetime,
+    end: datetime,
+    gap: timedelta,
+    lookback: timedelta,
+    result: BuildResult,
+    where: Callable[[pa.Table], np.ndarray] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """The window's session feature rows and every folded session's outcome (not yet
+    cut to the window), counted into ``result``; ``where`` keeps a part of the events
+    (:mod:`features.distributed`'s partitions)."""
+    table = raw.read(start - lookback - gap, end, columns=RAW_COLUMNS, encoded=True, where=where)
+    events = SessionEvents.of(table)
+    since_start = pc.greater_equal(
+        table.column("ts"), pa.scalar(start, table.schema.field("ts").type)
+    )
+    result.events += int(pc.sum(since_start).as_py() or 0)
+    result.consented += int(np.count_nonzero(events.ev["ts"] >= start.timestamp()))
+    sessions = events.feature_rows(start, end)
+    result.session_rows += sessions.num_rows
+    result.sessions += len(pc.unique(sessions.column("session_id"))) if sessions.num_rows else 0
+    return sessions, events.outcomes(gap)
+
+
+def users_and_outcomes(
+    offline: Path,
+    outcomes: pa.Table,
+    start: datetime,
+    end: datetime,
+    gap: timedelta,
+    now: datetime | None,
+    result: BuildResult,
+) -> tuple[pa.Table, pa.Table]:
+    """The window's user history rows and its ended sessions' outcomes."""
+    # A session has ended only once its gap has passed by the clock; before
+    # that, a build near "now" must not give a running session an outcome.
+    ended_by = min(end, now or datetime.now(UTC))
+    outcomes = in_window(outcomes, start, ended_by)
+    result.ended_sessions = outcomes.num_rows
+    # User history: the stored outcomes before the window, then the window's own.
+    before = read_offline(offline / "session_outcomes", start)
+    history = (
+        outcomes
+        if before is None
+        else pa.concat_tables(
+            [before.select(outcomes.column_names).cast(outcomes.schema), outcomes]
+        )
+    )
+    users = in_window(user_features(history), start, end)
+    result.user_rows = users.num_rows
+    return users, outcomes

@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from core.cluster import dask_client
 from core.errors import InputError
 from core.privacy import pseudonymizer
 from core.settings import Settings
@@ -25,6 +26,7 @@ from events.ingest import IngestReport, ingest_files, live_inbox_files, retire_i
 from events.raw_store import RawEventStore
 from feature_repo.features import SESSION_KEY, SESSION_VIEW, USER_KEY, USER_VIEW
 from features import BuildResult, build_window, ceil_day, floor_day, read_offline
+from features.distributed import build_window_dask
 from flows.context import flow_settings
 from flows.locks import FEATURES, exclusive
 from flows.retry import IO_RETRIES
@@ -71,15 +73,25 @@ def validate_window_task(settings: Settings) -> None:
 
 @task(name="build-offline", cache_policy=NO_CACHE)
 def build_task(settings: Settings, start: datetime, end: datetime) -> BuildResult:
-    """Offline feature rows of the window (day files, rewritten whole)."""
-    return build_window(
-        RawEventStore(settings.paths.raw_events),
-        settings.paths.offline,
-        start,
-        end,
-        gap=timedelta(minutes=settings.features.session_gap_minutes),
-        lookback=timedelta(hours=settings.features.session_lookback_hours),
-    )
+    """Offline feature rows of the window (day files, rewritten whole), on the Dask
+    cluster when ``MICROTUNE_DASK__ADDRESS`` names one."""
+    raw = RawEventStore(settings.paths.raw_events)
+    gap = timedelta(minutes=settings.features.session_gap_minutes)
+    lookback = timedelta(hours=settings.features.session_lookback_hours)
+    if settings.dask.address is None:
+        return build_window(raw, settings.paths.offline, start, end, gap=gap, lookback=lookback)
+    with dask_client(settings) as client:
+        return build_window_dask(
+            client,
+            raw,
+            settings.paths.offline,
+            settings.paths.scratch,
+            start,
+            end,
+            partitions=settings.dask.partitions,
+            gap=gap,
+            lookback=lookback,
+        )
 
 
 @task(name="feast-apply", cache_policy=NO_CACHE, **IO_RETRIES)

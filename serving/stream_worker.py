@@ -40,29 +40,21 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pyarrow as pa
 import pyarrow.json as pj
 
 from core.settings import Settings
 from events.contract import (
-    ARROW_SCHEMA,
-    CONSENTLESS_FIELDS,
-    FIELDS,
     RECORD_ONLY_TYPES,
-    EventType,
-    PageType,
-    minimize_row,
 )
 from events.raw_store import RawEventStore
-from events.validation import validate_rows
 from feature_repo.features import SESSION_VIEW
 from features.stream import Row, fold_sessions
 from serving.online import OnlineFeatures
 from serving.redis_rows import RedisSessionRows
+from serving.stream_records import AS_STORED, check, decode, first_of_each
 from stores.event_stream import GROUP, EventStream
 from stores.online_state import record_write
 
@@ -76,19 +68,6 @@ _RELEASE = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
     "else return 0 end"
 )
-_EVENT_TYPES = frozenset(e.value for e in EventType)
-_PAGE_TYPES = frozenset(p.value for p in PageType)
-_NUMBERS = tuple(f.name for f in FIELDS if f.kind == "float")
-_NEEDED = tuple(f.name for f in FIELDS if f.required and f.kind in ("id", "str", "enum", "ts"))
-_NEEDED_MINIMIZED = tuple(n for n in _NEEDED if n in CONSENTLESS_FIELDS)
-#: The raw store's columns, read from the bodies as the API wrote them.
-_AS_STORED = pj.ParseOptions(explicit_schema=ARROW_SCHEMA, unexpected_field_behavior="ignore")
-#: Valid values for the required fields minimization removes (checks only, never stored).
-_STAND_INS = {
-    f.name: (f.choices[0] if f.choices else "minimized")
-    for f in FIELDS
-    if f.required and f.name not in CONSENTLESS_FIELDS
-}
 #: Transactions tried before a batch is left for later (other workers kept winning).
 MAX_TRIES = 50
 
@@ -274,9 +253,9 @@ class StreamWorker:
             except orjson.JSONDecodeError:
                 dead.append((entry_id, body, "e: not JSON"))
                 continue
-            ts = _decode(record)
+            ts = decode(record)
             if ts is None:  # not as the API writes it: the contract says why, or takes it
-                reason, body, record, ts = _check(record)
+                reason, body, record, ts = check(record)
                 if reason is not None:
                     dead.append((entry_id, body, reason))
                     continue
@@ -390,8 +369,8 @@ class StreamWorker:
 
     def _store(self, held: list[bytes], held_ids: dict[int, list[bytes]]) -> None:
         """Append the events to the raw store, then acknowledge their entries."""
-        table = pj.read_json(io.BytesIO(b"\n".join(held)), parse_options=_AS_STORED)
-        duplicates, _ = self.raw.append(_first_of_each(table))
+        table = pj.read_json(io.BytesIO(b"\n".join(held)), parse_options=AS_STORED)
+        duplicates, _ = self.raw.append(first_of_each(table))
         with self.client.pipeline(transaction=False) as pipe:
             for k, ids in held_ids.items():
                 for lo in range(0, len(ids), 5_000):
@@ -414,55 +393,6 @@ def _partition_of(key: bytes | str) -> int:
     """The partition number of a stream key (``...:events:<k>``)."""
     text = key.decode() if isinstance(key, bytes) else key
     return int(text.rsplit(":", 1)[1])
-
-
-def _decode(record: Any) -> float | None:
-    """The event time of a record as the API writes it (epoch seconds), or None for
-    anything else: a quick check of the fields the fold and the raw store need."""
-    if not isinstance(record, dict):
-        return None
-    consent = record.get("consent")
-    if consent is not True and consent is not False:
-        return None
-    for name in _NEEDED if consent else _NEEDED_MINIMIZED:
-        if not isinstance(record.get(name), str):
-            return None
-    if record["event_type"] not in _EVENT_TYPES or record["page_type"] not in _PAGE_TYPES:
-        return None
-    for name in _NUMBERS:
-        v = record.get(name)
-        if v is not None and (type(v) is bool or not isinstance(v, int | float)):
-            return None
-    try:
-        ts = datetime.fromisoformat(record["ts"])
-    except ValueError:
-        return None
-    return ts.timestamp() if ts.tzinfo is not None else None
-
-
-def _check(record: Any) -> tuple[str | None, bytes, Any, float]:
-    """A record the quick check refused, through the contract: its reason (None when the
-    contract takes it), the body to keep, and the record and time as the API writes them."""
-    if isinstance(record, dict) and record.get("consent") is False:
-        # Minimization removed the required device and browser: check stand-ins.
-        checked = {**record, **{k: v for k, v in _STAND_INS.items() if record.get(k) is None}}
-    else:
-        checked = record
-    result = validate_rows([checked], now=datetime.now(UTC))
-    if result.rejected:
-        return result.rejected[0].reason, orjson.dumps(record), record, 0.0
-    row = minimize_row(result.to_rows()[0])
-    ts = row["ts"]
-    kept = {**row, "ts": ts.isoformat().replace("+00:00", "Z")}
-    return None, orjson.dumps(kept), kept, ts.timestamp()
-
-
-def _first_of_each(table: pa.Table) -> pa.Table:
-    """The table with the first row of each event id (a batch may repeat one)."""
-    ids = table.column("event_id").to_pylist()
-    seen: set[str] = set()
-    keep = [not (i in seen or seen.add(i)) for i in ids]  # type: ignore[func-returns-value]
-    return table if all(keep) else table.filter(pa.array(keep))
 
 
 def stats_line(stats: WorkerStats) -> str:
