@@ -7,6 +7,7 @@ it produced: MLflow runs and aliases, plots, reports and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from core.cluster import dask_client
 from core.errors import NotReadyError
 from core.settings import Settings
 from flows.context import flow_settings
@@ -40,7 +42,10 @@ def train_task(settings: Settings, seed: int, every_n: int, oracle: str | None) 
     frame = training_frame(settings, store, every_n)
     truth = load_oracle(settings, Path(oracle) if oracle else None)
     ideal = load_ideal(settings, Path(oracle).with_name("ideal.parquet") if oracle else None)
-    fitted = fit_models(frame, columns, seed=seed, oracle=truth, ideal=ideal)
+    # A training set this large boosts on the Dask cluster, when there is one.
+    on_dask = settings.dask.address is not None and len(frame) >= settings.dask.train_min_rows
+    with dask_client(settings) if on_dask else contextlib.nullcontext() as client:
+        fitted = fit_models(frame, columns, seed=seed, oracle=truth, ideal=ideal, client=client)
     return save_training(settings, fitted)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import lightgbm as lgb
@@ -33,6 +34,7 @@ import numpy as np
 
 from models.card import ModelCard, RiskModel
 from models.fastpredict import SingleRowPredictor
+from models.lgbm_dask import boost_dask
 from models.linear_base import LinearBase, fit_linear_base
 from models.metrics import expected_calibration_error, score
 
@@ -218,6 +220,7 @@ def train_lgbm(
     groups: np.ndarray | None = None,
     valid_groups: np.ndarray | None = None,
     refit: bool = True,
+    client: Any = None,
 ) -> TrainResult:
     """Train with early stopping on the validation window, calibrate, then refit.
 
@@ -235,6 +238,9 @@ def train_lgbm(
     are then the validation rows' sessions (required with ``groups``). The
     ``valid_*`` metrics are always those of the model fitted on the training
     rows alone, the only ones measured on rows the model did not learn from.
+
+    With a Dask ``client``, the trees are boosted on its cluster
+    (:func:`models.lgbm_dask.boost_dask`).
     A model that needed Platt scaling is not refitted: the scaling was fitted
     to that model's validation predictions.
     """
@@ -253,7 +259,8 @@ def train_lgbm(
     fixed = {**DEFAULT_PARAMS, **scale, "seed": seed}
     p = _fit_params(fixed, params or {}, y_train, groups)
     base = fit_linear_base(x_train, y_train, groups=groups, seed=seed) if linear_base else None
-    model = _boost(p, card, x_train, y_train, base, max_rounds, valid=(x_valid, y_valid))
+    boost = _boost if client is None else partial(_boost_on_dask, client)
+    model = boost(p, card, x_train, y_train, base, max_rounds, valid=(x_valid, y_valid))
     booster = model.booster
     raw_valid = model.raw(x_valid)
     ece_before = expected_calibration_error(y_valid, raw_valid)
@@ -281,7 +288,7 @@ def train_lgbm(
         # the learning rate of 0.03, unvalidated.
         if base is not None:
             base = fit_linear_base(x_all, y_all, groups=ids, seed=seed, c=base.c)
-        model = _boost(p, card, x_all, y_all, base, rounds)
+        model = boost(p, card, x_all, y_all, base, rounds)
         after = model.predict(x_valid)
     metrics["refit"] = float(refitted)
     metrics["fit_rows"] = float(len(y_train) + (len(y_valid) if refitted else 0))
@@ -339,6 +346,22 @@ def _boost(
         sets = [lgb.Dataset(valid[0], valid[1], init_score=init(valid[0]), reference=data)]
         stop = [lgb.early_stopping(50, verbose=False)]
     booster = lgb.train(params, data, num_boost_round=rounds, valid_sets=sets, callbacks=stop)
+    return LgbmRiskModel(booster, card, prior_shift=shift, base=base)
+
+
+def _boost_on_dask(
+    client: Any,
+    params: dict[str, Any],
+    card: ModelCard,
+    x: np.ndarray,
+    y: np.ndarray,
+    base: LinearBase | None,
+    rounds: int,
+    *,
+    valid: tuple[np.ndarray, np.ndarray] | None = None,
+) -> LgbmRiskModel:
+    """:func:`_boost` on a Dask cluster (:func:`models.lgbm_dask.boost_dask`)."""
+    booster, shift = boost_dask(client, params, card, x, y, base, rounds, valid=valid)
     return LgbmRiskModel(booster, card, prior_shift=shift, base=base)
 
 

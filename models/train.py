@@ -116,8 +116,12 @@ def fit_models(
     seed: int = 0,
     oracle: pd.DataFrame | None = None,
     ideal: pd.DataFrame | None = None,
+    client: Any = None,
 ) -> Fitted:
-    """Train LightGBM and river on a time split of ``frame``; score both on the hold-out."""
+    """Train LightGBM and river on a time split of ``frame``; score both on the hold-out.
+
+    With a Dask ``client``, LightGBM boosts on its cluster (``lightgbm.dask``).
+    """
     split = time_split(frame)
     if min(len(split.train), len(split.valid), len(split.test)) == 0:
         raise NotReadyError(
@@ -143,6 +147,7 @@ def fit_models(
         seed=seed,
         groups=split.train["session_id"].to_numpy(),
         valid_groups=split.valid["session_id"].to_numpy(),
+        client=client,
     )
     if result.metrics["refit"]:  # the model returned learnt from both windows
         card.training_window["fit"] = [window["train"][0], window["valid"][1]]
