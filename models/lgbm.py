@@ -291,6 +291,10 @@ def train_lgbm(
         model = boost(p, card, x_all, y_all, base, rounds)
         after = model.predict(x_valid)
     metrics["refit"] = float(refitted)
+    # Where it was boosted: the Dask cluster's workers, or 0 for this process.
+    metrics["dask_workers"] = float(
+        0 if client is None else len(client.scheduler_info()["workers"])
+    )
     metrics["fit_rows"] = float(len(y_train) + (len(y_valid) if refitted else 0))
     # The parameters of the model returned: after a refit, its leaf size and class weight.
     card.params = {k: v for k, v in p.items() if k != "verbose"} | {

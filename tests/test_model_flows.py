@@ -62,7 +62,12 @@ def test_train_promote_and_rollback_flows(built: Settings, model_log) -> None:
         _train_promote_and_rollback(built, model_log)
 
 
+#: Training on Dask from the first row (the default needs 2,000,000).
+ON_DASK = {"address": "local", "train_min_rows": 1}
+
+
 def _train_promote_and_rollback(built: Settings, model_log) -> None:
+    from flows.context import use_settings
     from flows.model_flows import promote, rollback, train
 
     first = train(seed=0, oracle=str(model_log / "oracle.parquet"))
@@ -81,8 +86,12 @@ def _train_promote_and_rollback(built: Settings, model_log) -> None:
     client = registry.configure(built.tracking_uri, built.artifact_root)
     assert registry.version_of(client, registry.LGBM, registry.CHAMPION) == "1"
 
-    second = train(seed=1)
-    assert second["versions"]["lgbm"] == "2"
+    # The second training boosts on a Dask cluster (two local worker processes).
+    with use_settings(built.override(gate={"max_ece": 0.15}, dask=ON_DASK)):
+        second = train(seed=1)
+    assert second["versions"]["lgbm"] == "2" and second["lgbm"]["dask_workers"] == 2
+    assert first["lgbm"]["dask_workers"] == 0
+    assert abs(second["lgbm"]["test_roc_auc"] - first["lgbm"]["test_roc_auc"]) < 0.03
     out = promote()
     decision = out["decisions"][registry.LGBM]
     names = {c["name"] for c in decision["checks"]}
