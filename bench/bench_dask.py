@@ -71,6 +71,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20_000_000)
     ap.add_argument("--partitions", type=int, default=16)
     ap.add_argument("--limit", default="4GB", help="Memory limit of each Dask worker.")
+    ap.add_argument(
+        "--engines",
+        default="local,dask1,dask2",
+        help="Which builds to run (a 50M-event window does not fit one process: dask2).",
+    )
     ap.add_argument("--run", help=argparse.SUPPRESS)
     ap.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -100,7 +105,7 @@ def main() -> None:
         f"(raw store {size:,.0f} MB); partitions {a.partitions}, worker limit {a.limit}"
     )
     figures = {}
-    for mode in ("local", "dask1", "dask2"):
+    for mode in a.engines.split(","):
         cmd = [
             sys.executable,
             __file__,
@@ -124,11 +129,12 @@ def main() -> None:
             f"peak MB per process: {peaks}",
             flush=True,
         )
-    speedup = figures["dask1"]["s"] / figures["dask2"]["s"]
-    print(
-        f"2 workers over 1: x{speedup:.2f} (goal >= 1.5); Dask 2 workers against the local "
-        f"engine: x{figures['local']['s'] / figures['dask2']['s']:.2f}"
-    )
+    if {"dask1", "dask2"} <= set(figures):
+        speedup = figures["dask1"]["s"] / figures["dask2"]["s"]
+        print(f"2 workers over 1: x{speedup:.2f} (goal >= 1.5)")
+    if {"local", "dask2"} <= set(figures):
+        ratio = figures["local"]["s"] / figures["dask2"]["s"]
+        print(f"Dask 2 workers against the local engine: x{ratio:.2f}")
 
 
 if __name__ == "__main__":
