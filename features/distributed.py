@@ -9,19 +9,21 @@
    them), so it never holds more than its share of the window; folds them
    with the same code as the local build; and writes its session rows and
    outcomes to the run's scratch folder;
-2. one task per day: the day's session rows of every partition, in (session,
-   time) order, written as the day file;
+2. one task per day: the day's session rows of every partition, written as
+   the day file one partition after the other (each in (session, time)
+   order), so that a task holds one partition's share of a day;
 3. on the client: the outcomes of every partition (one row a session) and the
    users' history rows, as the local build makes them.
 
 A session's events all fall in one partition, and the folds see them in the
 same order as in the local build (time, then arrival), so each session's rows
-are the same numbers; only the order of the sessions within a day file
-differs (the local build keeps the raw store's order).
+are the same numbers; only the order of the rows within a day file differs
+(the local build keeps the raw store's order of sessions).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import zlib
 from collections.abc import Callable
@@ -36,7 +38,7 @@ import pyarrow.parquet as pq
 
 from events.raw_store import RawEventStore
 from features.build import BuildResult, fold_window, users_and_outcomes
-from features.offline import DAY, ceil_day, floor_day, write_days
+from features.offline import DAY, ceil_day, day_name, floor_day, write_days
 
 _COUNTS = ("events", "consented", "session_rows", "sessions")
 
@@ -135,12 +137,37 @@ def _partition(
 
 
 def _day(day: datetime, work: str, root: str) -> list[str]:
-    """Task: the day's session rows of every partition, as one day file."""
+    """Task: the day's session rows of every partition, as one day file.
+
+    Written partition by partition (each in (session, time) order) through one
+    Parquet writer, so the task holds one partition's share of the day, not
+    the whole day; the file replaces the old one when complete.
+    """
     files = sorted(Path(work).glob("*/session_features.parquet"))
     filters = [("event_timestamp", ">=", day), ("event_timestamp", "<", day + DAY)]
-    rows = pa.concat_tables([pq.read_table(f, filters=filters) for f in files])
-    rows = rows.sort_by([("session_id", "ascending"), ("event_timestamp", "ascending")])
-    return write_days(rows, Path(root), day, day + DAY)
+    target = Path(root) / f"{day_name(day)}.parquet"
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for f in files:
+            rows = pq.read_table(f, filters=filters)
+            if rows.num_rows == 0:
+                continue
+            rows = rows.sort_by([("session_id", "ascending"), ("event_timestamp", "ascending")])
+            if writer is None:  # the local build's options (features.offline._write_day)
+                writer = pq.ParquetWriter(
+                    tmp, rows.schema, use_dictionary=False, compression="snappy"
+                )
+            writer.write_table(rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        target.unlink(missing_ok=True)  # no row that day, as the local build leaves it
+        return []
+    os.replace(tmp, target)
+    return [str(target)]
 
 
 def _concat(files: list[Path]) -> pa.Table:
