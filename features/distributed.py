@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from events.raw_store import RawEventStore
 from features.build import BuildResult, fold_window, users_and_outcomes
-from features.offline import DAY, ceil_day, day_name, floor_day, write_days
+from features.offline import DAY, DAY_FILE_OPTIONS, ceil_day, day_name, floor_day, write_days
 
 _COUNTS = ("events", "consented", "session_rows", "sessions")
 
@@ -155,10 +155,8 @@ def _day(day: datetime, work: str, root: str) -> list[str]:
             if rows.num_rows == 0:
                 continue
             rows = rows.sort_by([("session_id", "ascending"), ("event_timestamp", "ascending")])
-            if writer is None:  # the local build's options (features.offline._write_day)
-                writer = pq.ParquetWriter(
-                    tmp, rows.schema, use_dictionary=False, compression="snappy"
-                )
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, rows.schema, **DAY_FILE_OPTIONS)
             writer.write_table(rows)
     finally:
         if writer is not None:

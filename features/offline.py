@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -113,9 +114,13 @@ def write_days(table: pa.Table, root: Path, start: datetime, end: datetime) -> l
     return [str(p) for p in parts]
 
 
+#: How a day file is written, by every build. Snappy: about twice as fast to write as
+#: zstd here, for files about 1.5x larger.
+DAY_FILE_OPTIONS: dict[str, Any] = {"use_dictionary": False, "compression": "snappy"}
+
+
 def _write_day(path: Path, table: pa.Table) -> None:
-    # Snappy: about twice as fast to write as zstd here, for files about 1.5x larger.
-    atomic_write_parquet(path, table, use_dictionary=False, compression="snappy")
+    atomic_write_parquet(path, table, **DAY_FILE_OPTIONS)
 
 
 def read_offline(
