@@ -224,9 +224,13 @@ class StreamWorker:
         start: Any = "0-0"
         while True:
             reply = self.client.xautoclaim(
-                self.keys.events(k), GROUP, self.name, min_idle_time=0, start_id=start,
+                self.keys.events(k),
+                GROUP,
+                self.name,
+                min_idle_time=0,
+                start_id=start,
                 count=self.cfg.batch,
-            )  # fmt: skip
+            )
             start = reply[0]
             claimed += [(i, f) for i, f in reply[1] if f is not None]
             if start in (b"0-0", "0-0"):

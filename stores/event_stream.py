@@ -302,16 +302,11 @@ def _events_of(client: Any, key: str) -> Iterable[tuple[bytes, dict[str, Any]]]:
 def _entries(client: Any, key: str, chunk: int = 5_000) -> Iterable[tuple[bytes, dict]]:
     """Every entry of the stream ``key``, oldest first, read in chunks."""
     start = "-"
-    while True:
-        got = client.xrange(key, min=start, count=chunk)
-        if not got:
-            return
+    while got := client.xrange(key, min=start, count=chunk):
         yield from got
-        last = got[-1][0].decode()
-        ms, seq = last.split("-")
-        start = f"{ms}-{int(seq) + 1}"
         if len(got) < chunk:
             return
+        start = f"({_text(got[-1][0])}"  # after the last one read
 
 
 def _belongs(e: dict[str, Any], sessions: set[str], users: set[str]) -> bool:

@@ -59,9 +59,14 @@ def test_the_dask_build_equals_the_local_build_row_for_row(week: Settings, tmp_p
     with dask_client(week) as client:
         assert len(client.scheduler_info()["workers"]) == 2  # real worker processes
         dask = build_window_dask(
-            client, raw, tmp_path / "dask", week.paths.scratch, start,
-            end + timedelta(seconds=1), partitions=5,
-        )  # fmt: skip
+            client,
+            raw,
+            tmp_path / "dask",
+            week.paths.scratch,
+            start,
+            end + timedelta(seconds=1),
+            partitions=5,
+        )
     for field in ("events", "consented", "session_rows", "sessions", "ended_sessions"):
         assert getattr(dask, field) == getattr(local, field), field
     assert local.session_rows > 10_000 and local.sessions > 2_000

@@ -10,6 +10,7 @@ once in process, and the raw store's event ids against the ids sent.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -69,15 +70,21 @@ def drop_stream(settings: Settings) -> None:
     _drop_project(settings)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    root = tmp_path_factory.mktemp("stream")
-    settings = stream_settings(root / "home", f"mt_st_{uuid4().hex[:8]}", "127.0.0.1:6379")
+@contextlib.contextmanager
+def project_home(home: Path, prefix: str) -> Iterator[Settings]:
+    """A stream home on CI's Redis with a Feast project of its own, dropped afterwards."""
+    settings = stream_settings(home, f"{prefix}_{uuid4().hex[:8]}", "127.0.0.1:6379")
     apply_project(settings)
     try:
         yield settings
     finally:
         drop_stream(settings)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with project_home(tmp_path_factory.mktemp("stream") / "home", "mt_st") as settings:
+        yield settings
 
 
 def events(session: str, n: int, *, consent: bool = True, start: datetime | None = None) -> list:
@@ -173,8 +180,8 @@ def test_two_scorers_and_two_workers_fold_each_event_once_and_store_it_once(
         assert (
             httpx.post(f"{a.url}/v1/events", json={"events": sent[sessions[0]]}).status_code == 202
         )
-        extra = [*events("st1-x", 3, consent=False), {**events("st1-0", 1)[0], "event_id": "x-exp",
-                 "event_type": "exposure", "element_id": "emphasize_cta"}]  # fmt: skip
+        exposure = {"event_id": "x-exp", "event_type": "exposure", "element_id": "emphasize_cta"}
+        extra = [*events("st1-x", 3, consent=False), {**events("st1-0", 1)[0], **exposure}]
         assert httpx.post(f"{b.url}/v1/events", json={"events": extra}).json()["queued"] == 4
         time.sleep(0.8)  # the gauges refresh every model_poll_s
         metrics = httpx.get(f"{a.url}/metrics").text

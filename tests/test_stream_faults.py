@@ -31,6 +31,7 @@ from test_stream import (
     events,
     expected_state,
     online_states,
+    project_home,
     raw_ids,
     stream_settings,
 )
@@ -42,12 +43,8 @@ pytestmark = [pytest.mark.production, pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Settings]:
-    settings = stream_settings(tmp_path / "home", f"mt_sf_{uuid4().hex[:8]}", "127.0.0.1:6379")
-    apply_project(settings)
-    try:
+    with project_home(tmp_path / "home", "mt_sf") as settings:
         yield settings
-    finally:
-        drop_stream(settings)
 
 
 def _worker_process(settings: Settings, name: str, **stream: object) -> subprocess.Popen[bytes]:
