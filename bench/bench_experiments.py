@@ -200,6 +200,7 @@ def _joined(variant: np.ndarray, buy: np.ndarray, risk: np.ndarray) -> pa.Table:
             "treatment": pa.nulls(n, pa.string()),
             "treatment_propensity": pa.nulls(n, pa.float64()),
             "arm_policies": pa.nulls(n, pa.string()),
+            "segment": pa.array(np.arange(n) % 6),
         },
         schema=OUTCOME_SCHEMA,
     )

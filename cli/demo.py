@@ -99,6 +99,7 @@ def run_demo(
     from flows.drift_flow import check_drift
     from flows.feature_flow import build_features
     from flows.model_flows import promote, train
+    from flows.segment_flow import segment_sessions
 
     _step(console, 2, "build_features: the days before the drift")
     first = build_features(inbox=early)
@@ -106,14 +107,18 @@ def run_demo(
     trained = train(seed=seed)
     _step(console, 4, "promote: the gate")
     promoted = promote()
-    _step(console, 5, "build_features: the drifted days arrive")
+    _step(console, 5, "segment: micro-segments of the sessions before the drift")
+    segments = segment_sessions()
+    _step(console, 6, "build_features: the drifted days arrive")
     second = build_features(inbox=late)
-    _step(console, 6, "check_drift: the new days against the champion's training window")
-    drift = check_drift(window_hours=48.0, retrain_on_fail=False, seed=seed)
-    _step(console, 7, "serve: simulated visitors through HTTP, answering the decisions")
+    _step(console, 7, "check_drift: the new days against the champion's training window")
+    drift = check_drift(
+        window_hours=48.0, retrain_on_fail=False, seed=seed, resegment_on_fail=False
+    )
+    _step(console, 8, "serve: simulated visitors through HTTP, answering the decisions")
     live = live_traffic(settings, console, visitors)
     experiment, policies = _judge(settings, console)
-    _step(console, 10, "uplift: a T-learner on the same log, its Qini curves, its value")
+    _step(console, 11, "uplift: a T-learner on the same log, its Qini curves, its value")
     uplift = _uplift(console)
 
     accepted = first.ingest["accepted"] + second.ingest["accepted"]
@@ -126,6 +131,7 @@ def run_demo(
         "rejected": dict(rejected),
         "train": trained,
         "promote": promoted,
+        "segments": segments,
         "drift": drift,
         "live": live,
         "experiment": experiment,
@@ -138,23 +144,23 @@ def run_demo(
 
 
 def _judge(settings: Settings, console: Console) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Steps 8 and 9: the experiment analysis, then every arm valued off-policy."""
+    """Steps 9 and 10: the experiment analysis, then every arm valued off-policy."""
     from cli.experiment import show
     from cli.policy import show as show_policies
     from experiments.policy_eval import evaluate_home
     from flows.experiment_flow import analyze_experiment
 
-    _step(console, 8, "analyze_experiment: did the decisions help? (beside the world's truth)")
+    _step(console, 9, "analyze_experiment: did the decisions help? (beside the world's truth)")
     experiment = analyze_experiment()
     show(experiment)
-    _step(console, 9, "policy evaluate: every arm valued off-policy (beside its true value)")
+    _step(console, 10, "policy evaluate: every arm valued off-policy (beside its true value)")
     policies = evaluate_home(settings)
     show_policies(policies)
     return experiment, policies
 
 
 def _uplift(console: Console) -> dict[str, Any] | None:
-    """Step 10; a log too small for the model is reported, not fatal."""
+    """Step 11; a log too small for the model is reported, not fatal."""
     from cli.policy import show_uplift
     from core.errors import MicrotuneError
     from flows.policy_flows import train_uplift

@@ -151,6 +151,23 @@ def _traffic(
 # Summary
 
 
+def _segment_rows(t: Table, seg: dict[str, Any] | None) -> None:
+    """The segmenter's figures, and each segment with its purchase rate."""
+    if not seg:
+        return
+    m = seg["metrics"]
+    t.add_row(
+        f"segmenter v{seg['version']}",
+        f"{int(m['k'])} segments ({'K-Means' if m['k'] == m['kmeans_k'] else 'HDBSCAN'}), "
+        f"silhouette {m['silhouette']:.3f}, bootstrap ARI {m['bootstrap_ari']:.3f}",
+    )
+    for row in seg["segments"]:
+        rate = "" if row["purchase_rate"] is None else f", {row['purchase_rate']:.1%} purchase"
+        t.add_row(
+            f"segment {row['segment']}: {row['name']}", f"{row['share']:.1%} of sessions{rate}"
+        )
+
+
 def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> None:
     from cli.ops import serve_command, ui_commands
 
@@ -173,6 +190,7 @@ def print_summary(settings: Settings, f: dict[str, Any], console: Console) -> No
         failed = [c["name"] for c in d["checks"] if not c["passed"]]
         verdict = "promoted" if d["promote"] else f"refused ({', '.join(failed)})"
         t.add_row(f"gate: {name}", verdict)
+    _segment_rows(t, f.get("segments"))
     live = f["live"]
     for name, version in live["champions"].items():
         t.add_row(f"champion: {name}", f"v{version}" if version else "none")

@@ -16,8 +16,8 @@ from cli.app import app, main
 
 #: Command modules, in the order ``--help`` lists them: the data's way through.
 COMMANDS = (
-    "data", "features", "models", "drift", "simulate", "experiment", "policy", "privacy", "demo",
-    "ops", "stream",
+    "data", "features", "models", "segments", "drift", "simulate", "experiment", "policy",
+    "privacy", "demo", "ops", "stream",
 )  # fmt: skip
 for _module in COMMANDS:
     importlib.import_module(f"cli.{_module}")

@@ -38,6 +38,11 @@ class Paths:
         return self.offline / "session_outcomes"
 
     @property
+    def session_segments(self) -> Path:
+        """Each session's segment after each of its events (the segment flow)."""
+        return self.offline / "session_segments"
+
+    @property
     def user_features(self) -> Path:
         return self.offline / "user_features"
 
@@ -78,6 +83,11 @@ class Paths:
     def ingested_inbox(self) -> Path:
         """Live-event files already ingested, kept for audit."""
         return self.home / "inbox" / "ingested"
+
+    @property
+    def segment_stream(self) -> Path:
+        """The streaming centroids the scorer's learner keeps (models/segment_stream.py)."""
+        return self.serving / "segments" / "stream.json"
 
     @property
     def river_checkpoint(self) -> Path:

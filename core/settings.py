@@ -40,6 +40,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.paths import Paths
 from core.settings_scale import DaskSettings, StreamSettings
+from core.settings_segments import SegmentSettings
 
 #: The Feast repository that ships with the project.
 FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
@@ -267,6 +268,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     stream: StreamSettings = StreamSettings()
     dask: DaskSettings = DaskSettings()
+    segments: SegmentSettings = SegmentSettings()
 
     @field_validator("home")
     @classmethod

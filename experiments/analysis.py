@@ -82,6 +82,7 @@ class Analysis:
     bands: list[dict[str, Any]] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -105,7 +106,7 @@ def analyze(
     """Analyse one experiment's joined table against its configured ``weights``."""
     t = joined.filter(pc.equal(joined.column("experiment"), experiment))
     names = list(weights)
-    cols, device_labels = _columns(t, truth, names)
+    cols, device_labels, segment_labels = _columns(t, truth, names)
     counts = np.bincount(cols["variant"][cols["variant"] >= 0], minlength=len(names))
     srm = srm_p_value([int(c) for c in counts], list(weights.values()))
     if exposed_only:
@@ -126,6 +127,7 @@ def analyze(
         bands=breakdown(cols, names, band_codes, band_labels),
         devices=breakdown(cols, names, cols["device"], device_labels),
         alerts=alerts,
+        segments=breakdown(cols, names, cols["segment"], segment_labels),
     )
 
 
@@ -136,9 +138,9 @@ def _control(names: list[str]) -> int:
 
 def _columns(
     t: pa.Table, truth: pa.Table | None, names: list[str]
-) -> tuple[dict[str, np.ndarray], list[str]]:
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
     """Numeric columns only, strings as codes (a 10M-row analysis stays in numpy), and
-    the device labels the ``device`` codes index."""
+    the labels the ``device`` and ``segment`` codes index."""
 
     def col(name: str, fill: Any) -> np.ndarray:
         return pc.fill_null(t.column(name), fill).to_numpy(zero_copy_only=False)
@@ -167,7 +169,18 @@ def _columns(
         effect = pc.subtract(truth.column("p_purchase"), truth.column("p_purchase_none"))
         cols["true_effect"] = np.where(found, effect.to_numpy()[rows], math.nan)
     labels = [str(d) for d in device.dictionary.to_pylist()] if t.num_rows else []
-    return cols, labels
+    cols["segment"], segments = _codes(t, "segment")
+    return cols, labels, segments
+
+
+def _codes(t: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """A column as codes into its sorted distinct values (null: ``none``), and the labels."""
+    if name not in t.column_names or t.num_rows == 0:
+        return np.zeros(t.num_rows, dtype=np.int64), ["none"] if t.num_rows else []
+    values = pc.fill_null(pc.cast(t.column(name), pa.string()), "none")
+    labels = sorted(set(values.to_pylist()), key=lambda v: (v == "none", len(v), v))
+    codes = pc.index_in(values, value_set=pa.array(labels, pa.string()))
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64), labels
 
 
 def _arm(name: str, names: list[str], cols: dict[str, np.ndarray], planned: int) -> Arm:
@@ -300,7 +313,7 @@ def breakdown(
 def cumulative(table: pa.Table, weights: dict[str, float], planned: int) -> list[dict]:
     """Each day's cumulative lift per arm, with its always-valid interval."""
     names = list(weights)
-    cols, _ = _columns(table, None, names)
+    cols, _, _ = _columns(table, None, names)
     c = _control(names)
     days = np.unique(cols["day"])
     d_code = np.searchsorted(days, cols["day"])

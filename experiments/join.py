@@ -52,6 +52,8 @@ OUTCOME_SCHEMA = pa.schema(
         pa.field("treatment", pa.string()),
         pa.field("treatment_propensity", pa.float64()),
         pa.field("arm_policies", pa.string()),
+        # The session's micro-segment at its assignment (null without a segmenter).
+        pa.field("segment", pa.int64()),
     ]
 )
 _PURCHASE, _EXPOSURE = EventType.PURCHASE.value, EventType.EXPOSURE.value
@@ -121,6 +123,7 @@ def join_outcomes(decisions: pa.Table, events: pa.Table) -> pa.Table:
         "treatment": _optional(first, "treatment", pa.string()),
         "treatment_propensity": _optional(first, "treatment_propensity", pa.float64()),
         "arm_policies": _optional(first, "arm_policies", pa.string()),
+        "segment": _optional(first, "segment", pa.int64()),
     }
     return pa.Table.from_pydict(cols, schema=OUTCOME_SCHEMA)
 

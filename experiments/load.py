@@ -46,6 +46,7 @@ _DECISION_COLUMNS = frozenset(
         "discount_percent",
         "treatment",
         "arm_policies",
+        "segment",
     ]
 )
 

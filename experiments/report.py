@@ -181,6 +181,7 @@ table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;pad
 <h2>Arms</h2>{_table(d["arms"], ARM_COLUMNS)}
 <h2>Per risk decile</h2>{_table(d["bands"], GROUP_COLUMNS)}
 <h2>Per device</h2>{_table(d["devices"], GROUP_COLUMNS)}
+<h2>Per segment</h2>{_table(d["segments"], GROUP_COLUMNS)}
 </body></html>"""
     atomic_write_bytes(path, page.encode())
     return path

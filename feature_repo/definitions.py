@@ -33,6 +33,8 @@ from feature_repo.features import (
     CONTEXT_FEATURES,
     CONTEXT_INPUTS,
     REQUEST_FIELDS,
+    SEGMENT,
+    SEGMENT_VIEW,
     SESSION_FOLDS,
     SESSION_KEY,
     SESSION_VIEW,
@@ -104,6 +106,24 @@ user_history = FeatureView(
     source=user_push,
     online=True,
     description="The user's record over ended sessions.",
+)
+
+segment_source = FileSource(
+    name="session_segments_source",
+    path=str(OFFLINE / "session_segments"),
+    timestamp_field="event_timestamp",
+    description="Each session's segment after each of its events, by `microtune segment`.",
+)
+
+session_segment = FeatureView(
+    name=SEGMENT_VIEW,
+    entities=[session],
+    ttl=timedelta(hours=6),
+    # Stored as a float, like every online value microtune writes; the ids are integers.
+    schema=[Field(name=SEGMENT.name, dtype=Float64)],
+    source=segment_source,
+    online=True,
+    description=SEGMENT.description,
 )
 
 request_context = RequestSource(

@@ -269,3 +269,123 @@ ABANDONMENT_CONTEXT_FEATURES: tuple[str, ...] = tuple(f.name for f in CONTEXT_FE
 #: reads: they are scored and reported, never counted towards data drift, and
 #: judged on missing values only (``monitoring.drift``).
 TREND_FEATURES: tuple[str, ...] = (*(f.name for f in USER_FOLDS), "hour_of_day")
+
+# ---------------------------------------------------------------------------
+# Micro-segments: the behaviour vector a session is clustered on, and the
+# ``segment`` feature the fitted segmenter gives it (models/segments.py).
+#
+# The vector reads the session features at any point of the session; the
+# segment flow clusters the vectors of ended sessions, and the scorer assigns
+# a live session with the same function and the registered segmenter. Each
+# term reads a rate or a typical value, not a count, so that a session is
+# placed by how it behaves rather than by how long it has run. Two groups:
+# pace (hesitation_score, hover length, scroll speed, the gap between events)
+# and focus (product-page share, product dwell, clicks and hovers per event).
+# On generated data the first two principal components of these eight terms
+# follow the world's hesitation (r 0.95) and intent (r 0.82); see
+# docs/segments.md.
+
+#: The segment feature view: each session's segment, offline after every event
+#: (the segment flow) and online (the segment flow's batch assignment).
+SEGMENT_VIEW = "session_segment"
+
+
+@dataclass(frozen=True)
+class SegmentTerm:
+    """One coordinate of the behaviour vector, with the words its sign is named by."""
+
+    name: str
+    description: str
+    high: str
+    low: str
+
+
+SEGMENT_TERMS: tuple[SegmentTerm, ...] = (
+    SegmentTerm("hesitation", "hesitation_score as is.", "hesitant", "decisive"),
+    SegmentTerm(
+        "hover_ms_log",
+        "Log of the mean hover in ms (no hover: 780 ms).",
+        "long hovers",
+        "brief hovers",
+    ),
+    SegmentTerm(
+        "scroll_slowness",
+        "Minus the log of the mean scroll speed in px/s (no scroll: 1,320 px/s).",
+        "slow scrolls",
+        "fast scrolls",
+    ),
+    SegmentTerm(
+        "gap_s_log", "log1p of the mean seconds between events.", "long pauses", "quick pace"
+    ),
+    SegmentTerm("product_share", "Product views per page view.", "product-focused", "browsing"),
+    SegmentTerm(
+        "product_dwell_log",
+        "log1p of the seconds on product pages.",
+        "long product dwell",
+        "little product time",
+    ),
+    SegmentTerm("click_rate", "Clicks per event.", "clicks a lot", "few clicks"),
+    SegmentTerm("hover_rate", "Hovers per event.", "hovers a lot", "few hovers"),
+)
+#: The session features the vector reads.
+SEGMENT_INPUTS: tuple[str, ...] = (
+    "hesitation_score",
+    "hover_ms_mean",
+    "scroll_velocity_mean",
+    "session_start_ts",
+    "last_event_ts",
+    "event_count",
+    "product_views",
+    "page_views",
+    "product_dwell_s",
+    "click_count",
+    "hover_count",
+)
+SEGMENT = Derived(
+    "segment",
+    "int",
+    "The session's micro-segment: the id of the registered segmenter's nearest centroid "
+    "to its behaviour vector (-1 before any segmenter is registered).",
+)
+
+
+def segment_vectors(columns: Any) -> Any:
+    """The behaviour vectors (rows) of sessions, from a mapping of session-feature columns.
+
+    One implementation for every path: the segment flow passes numpy columns of
+    many sessions, the scorer one-element columns of one session. A missing
+    input gives NaN, which the segmenter reads as the average session.
+
+    >>> import numpy as np
+    >>> v = segment_vectors({"hesitation_score": np.array([0.5]),
+    ...     "hover_ms_mean": np.array([np.nan]), "scroll_velocity_mean": np.array([1000.0]),
+    ...     "session_start_ts": np.array([0.0]), "last_event_ts": np.array([90.0]),
+    ...     "event_count": np.array([10.0]), "product_views": np.array([2.0]),
+    ...     "page_views": np.array([4.0]), "product_dwell_s": np.array([60.0]),
+    ...     "click_count": np.array([3.0]), "hover_count": np.array([5.0])})
+    >>> np.round(v, 3).tolist()
+    [[0.5, 6.659, -6.908, 2.398, 0.5, 4.111, 0.3, 0.5]]
+    """
+    import numpy as np
+
+    def col(name: str) -> Any:
+        return np.asarray(columns[name], dtype=np.float64)
+
+    events = col("event_count")
+    span = np.maximum(col("last_event_ts") - col("session_start_ts"), 0.0)
+    hover = col("hover_ms_mean")
+    scroll = col("scroll_velocity_mean")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.stack(
+            [
+                col("hesitation_score"),
+                np.log(np.where(np.isnan(hover), 780.0, np.maximum(hover, 1.0))),
+                -np.log(np.where(np.isnan(scroll), 1320.0, np.maximum(scroll, 1.0))),
+                np.log1p(span / np.maximum(events - 1.0, 1.0)),
+                col("product_views") / np.maximum(col("page_views"), 1.0),
+                np.log1p(col("product_dwell_s")),
+                col("click_count") / events,
+                col("hover_count") / events,
+            ],
+            axis=1,
+        )

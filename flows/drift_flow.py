@@ -36,6 +36,8 @@ from core.settings import DriftSettings, Settings
 from flows.context import flow_settings
 from models import registry
 from monitoring import DriftRun, online_check
+from monitoring.segments import SEGMENT_CHECKS, centroids_check, shares_check
+from monitoring.verdict import CheckResult, overall
 from monitoring.windows import Windows, check_windows, load_windows, verdict_markdown
 
 TIME = "event_timestamp"
@@ -94,6 +96,33 @@ def drift_task(
     return run, windows, version
 
 
+@task(name="segment-checks", cache_policy=NO_CACHE)
+def segment_checks_task(settings: Settings, window_hours: float) -> list[CheckResult]:
+    """The champion segmenter's two checks (none while no segmenter is registered): the
+    shares of the last ``window_hours`` of ended sessions, and the streaming centroids."""
+    from datetime import timedelta
+
+    from models.segment_registry import champion_card
+    from models.segment_run import ended_sessions, window_of
+    from models.segment_stream import read_centers
+    from models.segments import Segmenter
+
+    found = champion_card(registry.configure(settings.tracking_uri, settings.artifact_root))
+    if found is None:
+        return []
+    version, card = found
+    seg = Segmenter.from_card(card)
+    reference = {int(p["segment"]): float(p["share"]) for p in card.get("profiles", [])}
+    _, end = window_of(settings)
+    current = ended_sessions(settings, end - timedelta(hours=window_hours), end)
+    s = settings.segments
+    stream = read_centers(settings.paths.segment_stream)
+    return [
+        shares_check(seg, reference, current.x, s.share_psi_max),
+        centroids_check(seg, version, stream, s.centroid_shift_max, s.stream_min_sessions),
+    ]
+
+
 @task(name="alert", cache_policy=NO_CACHE)
 def alert_task(url: str | None, verdict: dict[str, Any], report: str) -> int | None:
     logger = get_run_logger()
@@ -117,10 +146,14 @@ def check_drift(
     retrain_on_fail: bool = True,
     seed: int = 0,
     sample_rows: int | None = DriftSettings().sample_rows,
+    resegment_on_fail: bool = True,
 ) -> dict[str, Any]:
-    """Compare the recent window with the champion's training window; act on a failure."""
+    """Compare the recent window with the champion's training window; act on a failure:
+    retrain when the data or the model drifted, segment again when the segments did."""
     settings = flow_settings()
     run, windows, version = drift_task(settings, window_hours, sample_rows)
+    run.verdict.checks += segment_checks_task(settings, window_hours)
+    run.verdict.status = overall(run.verdict.checks)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     folder, html = write_outputs(run, settings.paths.reports, stamp)
     verdict = run.verdict.as_dict()
@@ -135,6 +168,11 @@ def check_drift(
     out: dict[str, Any] = {"verdict": verdict, "report": str(folder), "retrain": None}
     if verdict["status"] == "fail":
         out["alert_status"] = alert_task(settings.alert_webhook_url, verdict, str(main))
+    moved = [c for c in run.verdict.checks if c.name in SEGMENT_CHECKS and c.status == "fail"]
+    if moved and resegment_on_fail:
+        from flows.segment_flow import segment_sessions
+
+        out["resegment"] = segment_sessions()["version"]
     if run.verdict.retrain and retrain_on_fail:
         from flows.model_flows import retrain
 

@@ -1,4 +1,5 @@
-"""Pictures of a trained model: reliability diagram, feature importance, Qini curves.
+"""Pictures of a trained model: reliability diagram, feature importance, Qini curves,
+and of a segmentation: the PCA scatter and the segment profiles.
 
 Each takes arrays and a path and writes one PNG; the flows decide where.
 """
@@ -75,6 +76,60 @@ def plot_qini(
     ax.set_ylabel("incremental net revenue per session")
     ax.set_title("Qini curves: each treatment against none (dotted: random targeting)")
     ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_segment_scatter(seg: Any, x: np.ndarray, names: dict[int, str], path: Path) -> Path:
+    """The sessions on the segmenter's first two (whitened) principal components, coloured
+    by segment (a seeded sample of 4,000), with each centroid and its name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(x), size=min(len(x), 4_000), replace=False)
+    p = seg.project(x[rows])
+    labels = seg.assign(x[rows])
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    cmap = plt.get_cmap("tab10")
+    for i, sid in enumerate(seg.ids):
+        mine = labels == sid
+        ax.scatter(p[mine, 0], p[mine, 1], s=5, alpha=0.35, color=cmap(i % 10))
+        c = seg.centroids[i]
+        ax.scatter([c[0]], [c[1]], marker="X", s=120, color=cmap(i % 10), edgecolor="black")
+        ax.annotate(
+            f"{sid}: {names.get(sid, '')}",
+            (c[0], c[1]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.set_title(f"Segments ({seg.method}, k = {seg.k}, silhouette {seg.silhouette:.2f})")
+    return _save(fig, path)
+
+
+def plot_segment_profiles(profiles: list[dict[str, Any]], terms: list[str], path: Path) -> Path:
+    """Each segment's mean of each term, in standard deviations from the average session,
+    with its size and purchase rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z = np.array([[p["z"].get(t, 0.0) for t in terms] for p in profiles])
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.55 * len(profiles)))
+    image = ax.imshow(z, cmap="RdBu_r", vmin=-1.5, vmax=1.5, aspect="auto")
+    ax.set_xticks(range(len(terms)), terms, rotation=30, ha="right")
+    rate = lambda p: "" if p["purchase_rate"] is None else f", buys {p['purchase_rate']:.1%}"  # noqa: E731
+    ax.set_yticks(
+        range(len(profiles)),
+        [f"{p['segment']}: {p['name']} ({p['share']:.0%}{rate(p)})" for p in profiles],
+    )
+    fig.colorbar(image, ax=ax, label="standard deviations from the average session")
+    ax.set_title("Segment profiles")
     return _save(fig, path)
 
 

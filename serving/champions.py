@@ -19,20 +19,29 @@ from typing import Any
 
 from core.settings import Settings
 from models import policy_registry, registry
+from models.segment_registry import SEGMENTER
 from serving.policy import Policy
 from serving.policy_doc import DEFAULT_POLICY
 
-FAMILIES = (registry.LGBM, registry.RIVER)
+FAMILIES = (registry.LGBM, registry.RIVER, SEGMENTER)
+#: What makes a champion of each family, for the message when there is none.
+_MAKE = {
+    registry.LGBM: "`microtune train` and `microtune promote`",
+    registry.RIVER: "`microtune train` and `microtune promote`",
+    SEGMENTER: "`microtune segment`",
+}
 
 
 @dataclass(frozen=True)
 class ModelSet:
-    """The champions of both families (None when missing), with their versions."""
+    """The champions of the model families (None when missing), with their versions:
+    the two risk models, and the segmenter (:mod:`models.segments`)."""
 
     lgbm: Any = None
     river: Any = None
     versions: dict[str, str | None] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    segmenter: Any = None
 
     @property
     def ready(self) -> bool:
@@ -64,7 +73,7 @@ def load_champions(settings: Settings, previous: ModelSet | None = None) -> Mode
             loaded[name] = old
             continue
         if version is None:
-            errors[name] = "no champion yet: run `microtune train` and `microtune promote`"
+            errors[name] = f"no champion yet: run {_MAKE[name]}"
             continue
         try:
             loaded[name] = registry.load(name, version, registry.reader(settings.tracking_uri))
@@ -75,11 +84,12 @@ def load_champions(settings: Settings, previous: ModelSet | None = None) -> Mode
         loaded.get(registry.RIVER),
         {n: (v if n in loaded else None) for n, v in versions.items()},
         errors,
+        loaded.get(SEGMENTER),
     )
 
 
 def _get(models: ModelSet, name: str) -> Any:
-    return models.lgbm if name == registry.LGBM else models.river
+    return {registry.LGBM: models.lgbm, registry.RIVER: models.river}.get(name, models.segmenter)
 
 
 PolicyVersions = tuple[str | None, str | None, float]

@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS assignments (
     session_id TEXT PRIMARY KEY, ts REAL NOT NULL, ctx BLOB NOT NULL, treatment TEXT NOT NULL,
     propensity REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS activity_last ON activity (last_ts);
+CREATE TABLE IF NOT EXISTS segment_points (
+    session_id TEXT PRIMARY KEY, ts REAL NOT NULL, point BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS segment_points_ts ON segment_points (ts);
 CREATE INDEX IF NOT EXISTS activity_purchased ON activity (purchased);
 """
 #: Upsert of a session's latest activity: decisions and events both move it.
@@ -111,6 +114,8 @@ class LabelQueue:
         self._decisions: list[tuple[str, float, bytes, float | None]] = []
         self._activity: list[tuple[str, float, int, float]] = []
         self._assignments: list[tuple[str, float, bytes, str, float]] = []
+        #: Each scored session's newest whitened behaviour vector (the streaming clusterer's).
+        self._points: dict[str, tuple[float, bytes]] = {}
         #: Sessions whose assignment is queued already: only a session's first decision
         #: teaches the bandit, so the others are not even buffered (a session is scored
         #: on every page; bench/bench_serving.py measured the flushes' cost in the p99).
@@ -149,6 +154,28 @@ class LabelQueue:
                 self._assigned.popitem(last=False)
             self._assignments.append((session_id, ts, orjson.dumps(ctx), treatment, propensity))
 
+    def add_segment_point(self, session_id: str, ts: float, point: list[float]) -> None:
+        """A session's behaviour vector in the segmenter's PCA space; the newest counts."""
+        data = orjson.dumps(point)
+        with self._buffers:
+            self._points[session_id] = (ts, data)
+
+    def take_segment_points(
+        self, now: float, gap_s: float, limit: int = 5_000
+    ) -> list[tuple[str, list[float]]]:
+        """Remove and return the newest points of sessions not scored for a whole gap
+        (ended), in time order."""
+        self.flush()
+        with self._lock, self._conn:
+            rows = self._conn.execute(
+                "SELECT session_id, point FROM segment_points WHERE ts < ? ORDER BY ts LIMIT ?",
+                (now - gap_s, limit),
+            ).fetchall()
+            self._conn.executemany(
+                "DELETE FROM segment_points WHERE session_id = ?", [(r[0],) for r in rows]
+            )
+        return [(sid, orjson.loads(p)) for sid, p in rows]
+
     def flush(self) -> None:
         """Write buffered rows in one transaction (every worker calls it each second).
 
@@ -159,9 +186,14 @@ class LabelQueue:
             decisions, self._decisions = self._decisions, []
             activity, self._activity = self._activity, []
             assignments, self._assignments = self._assignments, []
-        if not decisions and not activity and not assignments:
+            points, self._points = self._points, {}
+        if not decisions and not activity and not assignments and not points:
             return
         with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO segment_points (session_id, ts, point) VALUES (?, ?, ?)",
+                [(sid, ts, data) for sid, (ts, data) in points.items()],
+            )
             self._conn.executemany(
                 "INSERT INTO decisions (session_id, ts, x, p) VALUES (?, ?, ?, ?)", decisions
             )

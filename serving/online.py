@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from feature_repo.features import (
     ABANDONMENT_SESSION_FEATURES,
     ABANDONMENT_USER_FEATURES,
     CONTEXT_INPUTS,
+    SEGMENT_INPUTS,
     SESSION_KEY,
     SESSION_VIEW,
     USER_KEY,
@@ -43,7 +44,9 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 #: Session columns a decision reads: the model's and the context's inputs.
-_SESSION_READ = list(dict.fromkeys([*ABANDONMENT_SESSION_FEATURES, *CONTEXT_INPUTS]))
+_SESSION_READ = list(
+    dict.fromkeys([*ABANDONMENT_SESSION_FEATURES, *CONTEXT_INPUTS, *SEGMENT_INPUTS])
+)
 
 
 @dataclass
@@ -55,6 +58,8 @@ class FeatureRead:
     user_found: bool
     stale: list[str]
     age_s: float | None
+    #: The stored session row as read (the segment's inputs come from it).
+    session: Mapping[str, float] = field(default_factory=dict)
 
 
 def _value(v: Any) -> float:
@@ -233,6 +238,7 @@ class OnlineFeatures:
             user is not None,
             stale,
             (now - session.ts) if session is not None else None,
+            session.values if session is not None else {},
         )
 
     # -- writes ---------------------------------------------------------------

@@ -11,7 +11,8 @@ a reload that fails keeps the previous policy.
 * **Conditions** combine with ``all`` (AND), ``any`` (OR) and ``not``. A leaf
   compares one subject with operators ``eq ne gt gte lt lte in``. Subjects:
   ``risk``; ``risk_percentile`` (the risk's rank among recent scores, 0-100);
-  ``risk_zscore`` (against the rolling baseline of recent scores);
+  ``risk_zscore`` (against the rolling baseline of recent scores); ``segment``
+  (the champion segmenter's id: ``{segment: {in: [2, 5]}}``);
   ``feature:<name>`` and ``context:<name>``. A missing value never matches.
 * **Guard rails**: at most ``max_adjustments_per_session`` adjustments per
   session, and ``cooldown_seconds`` between two of them.
@@ -323,6 +324,7 @@ class Policy:
         pct, z = self.baseline.percentile(risk), self.baseline.zscore(risk)
         self.baseline.add(risk)
         values: dict[str, Any] = {"risk": risk, "risk_percentile": pct, "risk_zscore": z}
+        values["segment"] = features.get("segment")
         values.update({f"feature:{k}": v for k, v in features.items()})
         values.update({f"context:{k}": v for k, v in context.items()})
         seen = self._bandit_context(values) if doc.bandit is not None else None

@@ -27,7 +27,7 @@ class Action(StrEnum):
 
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
-_SUBJECTS = ("risk", "risk_percentile", "risk_zscore")
+_SUBJECTS = ("risk", "risk_percentile", "risk_zscore", "segment")
 
 
 # ---------------------------------------------------------------------------
@@ -85,7 +85,7 @@ class Node(BaseModel):
         if key not in _SUBJECTS and not key.startswith(("feature:", "context:")):
             raise ValueError(
                 f"unknown subject {key!r}: use risk, risk_percentile, risk_zscore, "
-                "feature:<name> or context:<name>"
+                "segment, feature:<name> or context:<name>"
             )
         if not isinstance(body, dict) or len(body) != 1:
             raise ValueError(f"{key}: expected one comparison like {{gte: 0.5}}")

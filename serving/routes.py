@@ -18,7 +18,9 @@ from pydantic import ValidationError
 
 from core.logs import personal
 from models import registry
+from models.segment_registry import SEGMENTER
 from serving import metrics
+from serving.champions import FAMILIES
 from serving.runtime import Runtime
 from serving.schemas import (
     EventBatch,
@@ -223,7 +225,7 @@ async def models(s: ScorerDep) -> Any:
     """
     p = s.policy
     return {
-        "models": {name: s.models.versions.get(name) for name in (registry.LGBM, registry.RIVER)},
+        "models": {name: s.models.versions.get(name) for name in FAMILIES},
         "policy": {
             "version": p.version,
             "canary_share": p.canary[1] if p.canary is not None else 0.0,
@@ -253,6 +255,12 @@ async def models_in_detail(s: ScorerDep, rt: RuntimeDep) -> Any:
         "learned": getattr(river, "learned", None),
         "drifts": getattr(river, "drifts", None),
         "pending_decisions": s.labels.pending(),
+    }
+    seg = s.models.segmenter
+    out["segmenter"] = {
+        "version": s.models.versions.get(SEGMENTER),
+        "error": s.models.errors.get(SEGMENTER),
+        "card": seg.to_card() if seg is not None else None,
     }
     p = s.policy
     out["policy"] = {"source": p.source, "rules": len(p.doc.rules), "version": p.version}

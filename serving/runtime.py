@@ -26,6 +26,8 @@ from feature_repo.features import SESSION_VIEW, USER_VIEW
 from models import registry
 from models.bandit import ContextualBandit
 from models.online import RiverRiskModel
+from models.segment_registry import SEGMENTER
+from models.segment_stream import StreamingCentroids
 from monitoring.verdict import latest_status
 from serving import metrics
 from serving.champions import (
@@ -105,6 +107,7 @@ class Runtime:
         self._river_mtime = 0.0
         self._bandit_mtime = 0.0
         self.policy_versions: PolicyVersions = (None, None, 0.0)
+        self._segment_stream: StreamingCentroids | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -231,7 +234,9 @@ class Runtime:
                 log.exception("river checkpoint %s unreadable", path)
                 return
             self._river_mtime = mtime
-            self.scorer.models = ModelSet(models.lgbm, river, models.versions, models.errors)
+            self.scorer.models = ModelSet(
+                models.lgbm, river, models.versions, models.errors, models.segmenter
+            )
 
     def adopt_bandit(self, *, force: bool = False) -> None:
         """Decide with the learner's newest bandit checkpoint, if the policy has a bandit.
@@ -282,6 +287,34 @@ class Runtime:
             self._bandit_mtime = (folder / "bandit.json").stat().st_mtime
         return learnt
 
+    async def learn_segments(self) -> int:
+        """Move the streaming centroids with the ended sessions' vectors (the lock holder)."""
+        assert self.scorer is not None
+        models = self.scorer.models
+        version = models.versions.get(SEGMENTER)
+        gap_s = self.settings.features.session_gap_minutes * 60.0
+        points = await self.in_background(
+            self.scorer.labels.take_segment_points, time.time(), gap_s
+        )
+        if models.segmenter is None or version is None or not points:
+            return 0
+        path = self.settings.paths.segment_stream
+        stream = self._segment_stream
+        if stream is None and path.exists():
+            try:
+                stream = StreamingCentroids.load(path)
+            except Exception:
+                log.exception("streaming centroids %s unreadable; starting again", path)
+        if stream is None or stream.version != version:
+            seed = self.settings.segments.seed
+            stream = StreamingCentroids.start(version, models.segmenter.centroids, seed=seed)
+        for _, point in points:
+            if len(point) == stream.centers().shape[1]:
+                stream.learn(point)
+        self._segment_stream = stream
+        await self.in_background(stream.save, path)
+        return len(points)
+
     async def learn_loop(self) -> None:
         """The single writer: the process holding the lock learns river and the bandit;
         the others follow their checkpoints."""
@@ -298,6 +331,10 @@ class Runtime:
                     await self.learn_bandit()
                 except Exception:
                     log.exception("bandit learning failed; will retry")
+                try:
+                    await self.learn_segments()
+                except Exception:
+                    log.exception("streaming centroids failed; will retry")
                 models = self.scorer.models
                 if models.river is None:
                     continue

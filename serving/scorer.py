@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,18 +25,21 @@ from core.settings import Settings
 from events.contract import RECORD_ONLY_TYPES, EventType, minimize_row
 from events.ingest import quarantine_record
 from events.validation import Rejection, ValidationResult, is_id, validate_rows
-from feature_repo.features import SESSION_VIEW
+from feature_repo.features import SEGMENT, SESSION_VIEW
 from features.stream import fold_sessions
 from models import registry
+from models.segment_registry import SEGMENTER
+from models.segment_run import segment_vector
 from serving.champions import ModelSet
 from serving.learner import LabelQueue
-from serving.online import OnlineFeatures, model_features
+from serving.online import FeatureRead, OnlineFeatures, model_features
 from serving.policy import Decision, Guards, Policy
 from serving.schemas import EventBatch, ScoreRequest
 from stores.decision_log import AppendLog
 from stores.event_stream import EventStream
 
 log = logging.getLogger("microtune.serving")
+SEGMENT_FEATURE = SEGMENT.name
 #: Least time between two recorded decision points of one session (river's labels).
 DECISION_SPACING_S = 5.0
 
@@ -91,23 +95,11 @@ class Scorer:
         reasons: list[str] = []
         models = self.models  # one reference for the whole request
         user = self.pseudonym(req.user_id)  # the stores know users by pseudonym only
-        features: dict[str, float | None] = {}
-        age: float | None = None
-        store_failed = False
-        if self.online is None:
-            store_failed = True
-            reasons.append("online_store_not_loaded")
-        else:
-            try:
-                read = self.online.read(req.session_id, user, context, now)
-                features, age = read.features, read.age_s
-                if not read.session_found:
-                    stale = SESSION_VIEW in read.stale
-                    reasons.append("stale_session_features" if stale else "unknown_session")
-            except StoreError as exc:
-                store_failed = True
-                reasons.append("online_store_unavailable")
-                log.warning("online read failed: %s", exc)
+        read = self._read(req.session_id, user, context, now, reasons)
+        store_failed = read is None
+        features = read.features if read is not None else {}
+        session = read.session if read is not None else {}
+        age = read.age_s if read is not None else None
         if not features:
             features = model_features({}, {}, context, now)
         risk_lgbm = risk_river = None
@@ -125,15 +117,27 @@ class Scorer:
             log.exception("model failed")
             reasons.append("model_failed")
         risk, source = self._combine(risk_lgbm, risk_river, reasons, models)
+        segment = self._segment(models, session, req.session_id, now)
         if risk is None or store_failed:
             why = "online store unavailable" if store_failed else "no model score"
             decision = self.policy.safe_decision(req.session_id, f"degraded: {why}, safe decision")
         else:
             guard = self.guards.get(req.session_id)
-            decision = self.policy.decide(req.session_id, risk, features, context, guard, now=now)
+            seen = features if segment is None else {**features, SEGMENT_FEATURE: segment}
+            decision = self.policy.decide(req.session_id, risk, seen, context, guard, now=now)
         degraded = bool(reasons)
         self._record(
-            req, user, now, risk, risk_lgbm, risk_river, features, decision, models, degraded
+            req,
+            user,
+            now,
+            risk,
+            risk_lgbm,
+            risk_river,
+            features,
+            decision,
+            models,
+            degraded,
+            segment,
         )
         return {
             "session_id": req.session_id,
@@ -158,7 +162,56 @@ class Scorer:
             "degraded_reasons": reasons,
             "features_age_s": age,
             "features": features,
+            "segment": None
+            if segment is None
+            else {
+                "id": segment,
+                "name": models.segmenter.names.get(segment),
+                "segmenter": models.versions.get(SEGMENTER),
+            },
         }
+
+    def _segment(
+        self, models: ModelSet, session: Mapping[str, float], session_id: str, now: float
+    ) -> int | None:
+        """The session's segment by the champion segmenter, from its stored row (None
+        without a segmenter or a row); its whitened vector goes to the streaming clusterer."""
+        seg = models.segmenter
+        if seg is None or not session:
+            return None
+        try:
+            vector = segment_vector(session)
+            point = seg.project(vector)[0]
+            segment = int(seg.nearest(point))
+            self.labels.add_segment_point(session_id, now, point.tolist())
+            return segment
+        except Exception:  # a segmenter that fails leaves the decision without a segment
+            log.exception("segment assignment failed")
+            return None
+
+    def _read(
+        self,
+        session_id: str,
+        user: str | None,
+        context: dict[str, Any],
+        now: float,
+        reasons: list[str],
+    ) -> FeatureRead | None:
+        """The online store's read for one decision; None when the store failed (the
+        reason is added to ``reasons``)."""
+        if self.online is None:
+            reasons.append("online_store_not_loaded")
+            return None
+        try:
+            read = self.online.read(session_id, user, context, now)
+        except StoreError as exc:
+            reasons.append("online_store_unavailable")
+            log.warning("online read failed: %s", exc)
+            return None
+        if not read.session_found:
+            stale = SESSION_VIEW in read.stale
+            reasons.append("stale_session_features" if stale else "unknown_session")
+        return read
 
     def _combine(
         self,
@@ -203,6 +256,7 @@ class Scorer:
         decision: Decision,
         models: ModelSet,
         degraded: bool,
+        segment: int | None = None,
     ) -> None:
         drift, self.drift_pending = self.drift_pending, False
         self.log.append(
@@ -226,6 +280,7 @@ class Scorer:
                 "models": dict(models.versions),
                 "degraded": degraded,
                 "drift_signal": drift,
+                "segment": segment,
             }
         )
         if decision.bandit_context is not None and not degraded:

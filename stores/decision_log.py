@@ -195,6 +195,7 @@ def read_decisions(root: Path, start: datetime, end: datetime) -> pa.Table:
         "experiment": pa.array([r.get("experiment") for r in rows], pa.string()),
         "variant": pa.array([r.get("variant") for r in rows], pa.string()),
         "policy_version": pa.array([r.get("policy_version") for r in rows], pa.int64()),
+        "segment": pa.array([r.get("segment") for r in rows], pa.int64()),
     }
     for c in ("propensity", "treatment_propensity", "risk", "risk_lgbm", "risk_river"):
         cols[c] = pa.array([r.get(c) for r in rows], pa.float64())

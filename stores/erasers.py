@@ -204,7 +204,7 @@ _append_logs("event inbox", lambda s: [s.paths.live_inbox, s.paths.ingested_inbo
 
 def _offline_roots(s: Settings) -> list[Path]:
     p = s.paths
-    return [p.session_features, p.session_outcomes, p.user_features]
+    return [p.session_features, p.session_outcomes, p.user_features, p.session_segments]
 
 
 @store(

@@ -52,6 +52,7 @@ def joined(variant: list[str], purchased: list[bool], risk: list[float] | None =
             "treatment": ["none"] * n,
             "treatment_propensity": [None] * n,
             "arm_policies": [None] * n,
+            "segment": [i % 3 if i % 7 else None for i in range(n)],
         },
         schema=OUTCOME_SCHEMA,
     )
@@ -201,3 +202,21 @@ def test_tiny_arms_exposed_only_and_missing_risks_do_not_break_the_analysis() ->
     risk[5] = None
     t = t.set_column(t.schema.get_field_index("risk"), "risk", pa.array(risk, pa.float64()))
     assert analyze(t, weights, experiment="x").arms[1].cuped_width_ratio is not None
+
+
+def test_lift_per_segment_matches_a_hand_count() -> None:
+    # Session i is in segment i % 3, except every 7th (no segmenter then: "none").
+    variant = ["control" if i % 2 else "treatment" for i in range(42)]
+    purchased = [i % 4 == 0 for i in range(42)]
+    t = joined(variant, purchased)
+    out = analyze(t, {"control": 0.5, "treatment": 0.5}, experiment="x")
+    got = {r["group"]: r for r in out.segments}
+    assert set(got) == {"0", "1", "2", "none"}
+    for label in got:
+        rows = [i for i in range(42) if (str(i % 3) if i % 7 else "none") == label]
+        treated = [i for i in rows if variant[i] == "treatment"]
+        control = [i for i in rows if variant[i] == "control"]
+        rate = lambda ids: sum(purchased[i] for i in ids) / len(ids)  # noqa: E731
+        assert got[label]["sessions"] == len(treated)
+        assert got[label]["control_sessions"] == len(control)
+        assert got[label]["lift"] == pytest.approx(rate(treated) - rate(control))

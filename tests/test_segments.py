@@ -7,15 +7,19 @@ from sklearn.metrics import adjusted_rand_score
 
 from models.segments import fit_segmenter, stable_ids
 
-FEATURES = ["hover_count", "image_zooms", "cart_value", "scroll_depth"]
+FEATURES = [f"term_{i}" for i in range(8)]
+#: How two latent traits show in eight behaviour terms (like pace and focus in the
+#: real vector), fixed so that every planted world is read through the same terms.
+LOADINGS = np.random.default_rng(42).normal(0.0, 1.0, size=(2, 8))
 
 
 def planted(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """Four segments of ``n`` sessions each around known centres, and their labels."""
+    """Four segments of ``n`` sessions each: four known centres of two latent traits,
+    seen through eight noisy behaviour terms; and the segments' labels."""
     rng = np.random.default_rng(seed)
-    centres = np.array([[1, 0, 0, 0.2], [8, 1, 0, 0.5], [2, 6, 40, 0.4], [0, 0, 90, 0.9]])
-    spread = np.array([1.0, 0.6, 6.0, 0.08])
-    x = np.vstack([rng.normal(c, spread, size=(n, 4)) for c in centres])
+    centres = np.array([[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [2.0, 2.0]])
+    latent = np.vstack([rng.normal(c, 0.5, size=(n, 2)) for c in centres])
+    x = latent @ LOADINGS + rng.normal(0.0, 0.5, size=(4 * n, 8))
     return x, np.repeat(np.arange(4), n)
 
 
