@@ -17,6 +17,9 @@ runs on core 1. Each server gets 3 s of load before it is measured:
   learning arm takes 30% of the sessions), decision log, with the default
   durability (``log_fsync=interval``: written to the OS before the answer,
   fsynced every second);
+* ``ours_noseg``: ``ours`` without the segment assignment
+  (``MICROTUNE_SERVE__SEGMENTS=false``; the home has a registered segmenter):
+  the baseline of what assigning a segment adds;
 * ``ours_rules``: ``ours`` with the rules only (:data:`RULES_POLICY`: the
   shipped policy without its learning arm): the baseline of the learning
   arm's cost;
@@ -75,6 +78,7 @@ PORTS = {
     "feast_mr0": 18734,
     "ours_bandit": 18735,
     "ours_rules": 18736,
+    "ours_noseg": 18737,
 }
 #: The shipped policy without its learning arm: the rule policy.
 RULES_POLICY: dict[str, Any] = {
@@ -154,6 +158,8 @@ class Servers:
             env["MICROTUNE_SERVE__POLICY"] = str(self.policy_file(BANDIT_POLICY, "bandit"))
         if name == "ours_rules":
             env["MICROTUNE_SERVE__POLICY"] = str(self.policy_file(RULES_POLICY, "rules"))
+        if name == "ours_noseg":
+            env["MICROTUNE_SERVE__SEGMENTS"] = "false"
         self.proc = start(cmd, env, self.work / f"{name}.log")
         try:
             wait_ready(url(name) + health, self.proc)
@@ -180,6 +186,10 @@ class Servers:
             self.proc = None
 
 
+#: The servers of a round, in order; ``ours_noseg`` right after ``ours``.
+SERVERS = ("ours", "ours_noseg", "feast", "ours_fsync", "feast_mr0", "ours_bandit", "ours_rules")
+
+
 def measure(servers: Servers, bodies: tuple[Path, Path], repeat: int, duration: float) -> Results:
     """Rounds: each server alone, ``wrk`` at c=1 and c=16; ours also under event batches."""
     results: Results = {}
@@ -194,7 +204,7 @@ def measure(servers: Servers, bodies: tuple[Path, Path], repeat: int, duration: 
         )
 
     for r in range(repeat):
-        for name in ("ours", "feast", "ours_fsync", "feast_mr0", "ours_bandit", "ours_rules"):
+        for name in SERVERS:
             side = "feast" if name.startswith("feast") else "ours"
             body = bodies[0] if side == "ours" else bodies[1]
             with servers.running(name) as base:
@@ -249,6 +259,11 @@ def report(results: Results, fl: dict[str, float], fresh: dict[str, float], args
                 f"p99 ours / {feast:9s} at c={c:<2d}:          {ours / theirs:.2f}x "
                 f"({ours:.2f} vs {theirs:.2f} ms)"
             )
+    seg, noseg = med("ours_c1", "p50_ms"), med("ours_noseg_c1", "p50_ms")
+    lines.append(
+        f"segment assignment, p50 c=1:              {seg - noseg:+.3f} ms ({seg:.3f} with, "
+        f"{noseg:.3f} without; goal <= 0.05 ms)"
+    )
     lines.append(
         f"p50 ours / in-process floor, c=1:         "
         f"{med('ours_c1', 'p50_ms') / fl['floor_p50_ms']:.1f}x"
@@ -278,7 +293,7 @@ def main() -> None:
         with servers.running("ours") as base:
             post_live_sessions(base, datetime.now(UTC))
             bodies = request_bodies(work, datetime.now(UTC))
-            probe(base + ROUTES["ours"], bodies[0], degraded_ok=False)
+            probe(base + ROUTES["ours"], bodies[0], degraded_ok=False, segment=True)
         with servers.running("feast") as base:
             probe(base + ROUTES["feast"], bodies[1])
         results = measure(servers, bodies, args.repeat, args.duration)

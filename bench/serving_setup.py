@@ -126,12 +126,14 @@ def request_bodies(work: Path, now: datetime) -> tuple[Path, Path]:
     return ours_bodies, feast_bodies
 
 
-def probe(url: str, bodies: Path, degraded_ok: bool = True) -> None:
-    """The first body answers 200 (and, for the scorer, not degraded)."""
+def probe(url: str, bodies: Path, degraded_ok: bool = True, segment: bool = False) -> None:
+    """The first body answers 200 (and, for the scorer, not degraded; with ``segment``,
+    with the session's segment)."""
     first = json.loads(bodies.read_text().split("\n")[0])
     r = httpx.post(url, json=first)
     assert r.status_code == 200, r.text
     assert degraded_ok or not r.json()["degraded"], r.text
+    assert not segment or r.json()["segment"] is not None, r.text
 
 
 def trained(home: Path | None, work: Path) -> Path:
@@ -144,9 +146,12 @@ def trained(home: Path | None, work: Path) -> Path:
     from core.settings import Settings
 
     home = home or work / "home"
+    from flows.segment_flow import segment_task
+
     print("building a trained home (4 days, 2,500 sessions) ...", flush=True)
     built = Settings(home=home, profile="embedded", project="microtune")
     trained_home(built.override(gate={"max_ece": 0.15}), work)
+    segment_task.fn(built, None)  # a segmenter: every score assigns a segment
     print(f"home: {home} (reuse it with --home)", flush=True)
     return home
 

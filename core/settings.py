@@ -194,6 +194,11 @@ class ServeSettings(_Section):
         "Lines are written before every answer in all three.",
     )
     explain_top: int = Field(default=5, ge=0)
+    segments: bool = Field(
+        default=True,
+        description="Assign each scored session its micro-segment, when a segmenter is "
+        "registered (docs/segments.md).",
+    )
 
 
 class RetentionSettings(_Section):

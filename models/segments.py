@@ -131,8 +131,10 @@ def fit_segmenter(
 
     PCA keeps the components whose variance is above 1 on the standardized
     vectors (Kaiser's rule: each carries more than one input's worth), at least
-    two; or, with ``variance``, those that keep that share of it. The kept
-    components are whitened, so that each counts alike in the distances.
+    one; or, with ``variance``, those that keep that share of it. The kept
+    components are whitened, so that each counts alike in the distances (which
+    is why no component below unit variance is kept: whitening would blow its
+    noise up to the signal's size).
 
     ``method`` is ``kmeans`` (k chosen by the silhouette among ``ks``) or
     ``hdbscan`` (scikit-learn's HDBSCAN in leaf mode, clusters of at least
@@ -153,7 +155,7 @@ def fit_segmenter(
     z = np.where(np.isnan(z), 0.0, z)
     pca = PCA(svd_solver="full", random_state=seed).fit(z)
     if variance is None:
-        keep = max(2, int(np.sum(pca.explained_variance_ > 1.0)))
+        keep = max(1, int(np.sum(pca.explained_variance_ > 1.0)))
     else:
         keep = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)
     keep = min(keep, len(pca.explained_variance_))

@@ -177,7 +177,7 @@ class Scorer:
         """The session's segment by the champion segmenter, from its stored row (None
         without a segmenter or a row); its whitened vector goes to the streaming clusterer."""
         seg = models.segmenter
-        if seg is None or not session:
+        if seg is None or not session or not self.settings.serve.segments:
             return None
         try:
             vector = segment_vector(session)

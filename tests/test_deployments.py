@@ -278,7 +278,7 @@ def test_worker_line_and_deployment_names() -> None:
     names = deployment_names(cfg)
     assert {"build_features/hourly", "retrain/daily", "retrain/on-demand"} <= set(names)
     assert {"check_drift/every-4h", "rollback/on-demand"} <= set(names)
-    assert "analyze_experiment/daily" in names and "segment/weekly" in names
+    assert "analyze_experiment/daily" in names and "segment_sessions/weekly" in names
     for d in cfg["deployments"]:
         assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
         assert re.fullmatch(r"flows/\w+\.py:\w+", d["entrypoint"])

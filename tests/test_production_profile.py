@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.production, pytest.mark.integration, pytest.mark.slow]
 
 #: Join keys of every entity in ``feature_repo/definitions.py``.
 JOIN_KEYS = ("session_id", "user_id", "uci_session_id")
-VIEWS = {"session_behaviour", "user_history", "uci_sessions"}
+VIEWS = {"session_behaviour", "user_history", "uci_sessions", "session_segment"}
 
 
 # ---------------------------------------------------------------------------
