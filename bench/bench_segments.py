@@ -19,10 +19,11 @@ import time
 
 from events.synth import GeneratorConfig
 from events.synth.generate import generate_events
-from feature_repo.features import SEGMENT_INPUTS, segment_vectors
+from feature_repo.features import SEGMENT_INPUTS
+from feature_repo.segment_vector import segment_vector, segment_vectors
 from features.sessions import session_features
 from models.segment_quality import bootstrap_stability, fit_both
-from models.segment_run import TERMS, segment_vector
+from models.segment_run import TERMS
 from stores.online_load import latest_per_entity
 
 BUDGET_MS = 0.05
@@ -45,7 +46,7 @@ def main() -> None:
     for i in range(20_000):
         row = rows[i % len(rows)]
         t = time.perf_counter_ns()
-        seg.nearest(seg.project(segment_vector(row))[0])
+        seg.assign_row(segment_vector(row))
         times.append(time.perf_counter_ns() - t)
     live_ms = statistics.median(times) / 1e6
     t = time.perf_counter()

@@ -272,7 +272,8 @@ TREND_FEATURES: tuple[str, ...] = (*(f.name for f in USER_FOLDS), "hour_of_day")
 
 # ---------------------------------------------------------------------------
 # Micro-segments: the behaviour vector a session is clustered on, and the
-# ``segment`` feature the fitted segmenter gives it (models/segments.py).
+# ``segment`` feature the fitted segmenter gives it (models/segments.py). The
+# vector's formulas are in feature_repo/segment_vector.py.
 #
 # The vector reads the session features at any point of the session; the
 # segment flow clusters the vectors of ended sessions, and the scorer assigns
@@ -347,45 +348,3 @@ SEGMENT = Derived(
     "The session's micro-segment: the id of the registered segmenter's nearest centroid "
     "to its behaviour vector (-1 before any segmenter is registered).",
 )
-
-
-def segment_vectors(columns: Any) -> Any:
-    """The behaviour vectors (rows) of sessions, from a mapping of session-feature columns.
-
-    One implementation for every path: the segment flow passes numpy columns of
-    many sessions, the scorer one-element columns of one session. A missing
-    input gives NaN, which the segmenter reads as the average session.
-
-    >>> import numpy as np
-    >>> v = segment_vectors({"hesitation_score": np.array([0.5]),
-    ...     "hover_ms_mean": np.array([np.nan]), "scroll_velocity_mean": np.array([1000.0]),
-    ...     "session_start_ts": np.array([0.0]), "last_event_ts": np.array([90.0]),
-    ...     "event_count": np.array([10.0]), "product_views": np.array([2.0]),
-    ...     "page_views": np.array([4.0]), "product_dwell_s": np.array([60.0]),
-    ...     "click_count": np.array([3.0]), "hover_count": np.array([5.0])})
-    >>> np.round(v, 3).tolist()
-    [[0.5, 6.659, -6.908, 2.398, 0.5, 4.111, 0.3, 0.5]]
-    """
-    import numpy as np
-
-    def col(name: str) -> Any:
-        return np.asarray(columns[name], dtype=np.float64)
-
-    events = col("event_count")
-    span = np.maximum(col("last_event_ts") - col("session_start_ts"), 0.0)
-    hover = col("hover_ms_mean")
-    scroll = col("scroll_velocity_mean")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.stack(
-            [
-                col("hesitation_score"),
-                np.log(np.where(np.isnan(hover), 780.0, np.maximum(hover, 1.0))),
-                -np.log(np.where(np.isnan(scroll), 1320.0, np.maximum(scroll, 1.0))),
-                np.log1p(span / np.maximum(events - 1.0, 1.0)),
-                col("product_views") / np.maximum(col("page_views"), 1.0),
-                np.log1p(col("product_dwell_s")),
-                col("click_count") / events,
-                col("hover_count") / events,
-            ],
-            axis=1,
-        )

@@ -2,13 +2,12 @@
 rows of the ``segment`` feature, and the report (the ``segment`` flow's core).
 
 The vectors are the ended sessions' last session-feature rows (each session as
-it stood when it ended), through :func:`feature_repo.features.segment_vectors`.
+it stood when it ended), through :func:`feature_repo.segment_vector.segment_vectors`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from core.settings import Settings
-from feature_repo.features import SEGMENT_INPUTS, SEGMENT_TERMS, SESSION_KEY, segment_vectors
+from feature_repo.features import SEGMENT_INPUTS, SEGMENT_TERMS, SESSION_KEY
+from feature_repo.segment_vector import segment_vector, segment_vectors
 from features.offline import epoch_seconds, read_offline, to_ts
 from models.segment_quality import Fits, bootstrap_stability, fit_both, profiles
 from models.segments import Segmenter, stable_ids
@@ -157,16 +157,9 @@ def segment(settings: Settings, vectors: Vectors, previous: Segmenter | None) ->
     )
 
 
-def segment_vector(features: Mapping[str, float | None]) -> np.ndarray:
-    """One live session's behaviour vector (a row), from its session features as the
-    scorer read them (the same :func:`segment_vectors` as the batch)."""
-    columns = {c: [math.nan if (v := features.get(c)) is None else v] for c in SEGMENT_INPUTS}
-    return np.asarray(segment_vectors(columns))
-
-
 def segment_of(seg: Segmenter, features: Mapping[str, float | None]) -> int:
-    """One live session's segment."""
-    return int(seg.assign(segment_vector(features))[0])
+    """One live session's segment, from its session features, as the scorer assigns it."""
+    return seg.assign_row(segment_vector(features))[0]
 
 
 def segment_rows(seg: Segmenter, table: pa.Table) -> pa.Table:

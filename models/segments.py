@@ -28,8 +28,10 @@ their ids.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -76,9 +78,28 @@ class Segmenter:
         d = ((p[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
         return np.asarray(self.ids)[np.argmin(d, axis=1)]
 
-    def nearest(self, point: np.ndarray) -> int:
-        """The segment id of one point already in the PCA space."""
-        return self.ids[int(np.argmin(((self.centroids - point) ** 2).sum(axis=1)))]
+    def assign_row(self, row: Sequence[float]) -> tuple[int, list[float]]:
+        """One vector's segment id and its point in the PCA space, in plain Python (the
+        scorer's path: a few microseconds for a handful of terms and centroids, where
+        numpy's per-call overhead would cost tens). The same numbers as :meth:`assign`.
+        """
+        mean, scale, components, pca_mean, centroids = self._lists
+        z = [
+            (0.0 if x != x else (x - m) / s) - c
+            for x, m, s, c in zip(row, mean, scale, pca_mean, strict=True)
+        ]
+        point: list[float] = [sum(a * b for a, b in zip(z, w, strict=True)) for w in components]
+        best, nearest = math.inf, 0
+        for i, c in enumerate(centroids):
+            d = sum((a - b) * (a - b) for a, b in zip(point, c, strict=True))
+            if d < best:
+                best, nearest = d, i
+        return self.ids[nearest], point
+
+    @cached_property
+    def _lists(self) -> tuple[Any, ...]:
+        arrays = (self.mean, self.scale, self.components, self.pca_mean, self.centroids)
+        return tuple(np.asarray(a, dtype=np.float64).tolist() for a in arrays)
 
     def assign_one(self, values: dict[str, float | None]) -> int:
         """One session's segment from its feature values (missing: the mean)."""

@@ -26,10 +26,10 @@ from events.contract import RECORD_ONLY_TYPES, EventType, minimize_row
 from events.ingest import quarantine_record
 from events.validation import Rejection, ValidationResult, is_id, validate_rows
 from feature_repo.features import SEGMENT, SESSION_VIEW
+from feature_repo.segment_vector import segment_vector
 from features.stream import fold_sessions
 from models import registry
 from models.segment_registry import SEGMENTER
-from models.segment_run import segment_vector
 from serving.champions import ModelSet
 from serving.learner import LabelQueue
 from serving.online import FeatureRead, OnlineFeatures, model_features
@@ -180,10 +180,8 @@ class Scorer:
         if seg is None or not session or not self.settings.serve.segments:
             return None
         try:
-            vector = segment_vector(session)
-            point = seg.project(vector)[0]
-            segment = int(seg.nearest(point))
-            self.labels.add_segment_point(session_id, now, point.tolist())
+            segment, point = seg.assign_row(segment_vector(session))
+            self.labels.add_segment_point(session_id, now, point)
             return segment
         except Exception:  # a segmenter that fails leaves the decision without a segment
             log.exception("segment assignment failed")

@@ -98,15 +98,24 @@ def test_the_segment_feature_is_stored_offline_and_online(world) -> None:
     stored = table.filter(pc.equal(table.column("session_id"), row["session_id"])).to_pylist()
     at = [r for r in stored if r["event_timestamp"] == row["event_timestamp"]]
     assert at and at[0]["segment"] == segment_of(seg, row)
+    # Offline through Feast, point in time: at each moment, the segment of the newest
+    # row at or before it.
+    import pandas as pd
+
+    stored.sort(key=lambda r: r["event_timestamp"])
+    moments = [r["event_timestamp"] + timedelta(milliseconds=1) for r in stored]
+    entity = pd.DataFrame({"session_id": row["session_id"], "event_timestamp": moments})
+    store = open_store(s)
+    got = store.get_historical_features(
+        entity_df=entity, features=[f"{SEGMENT_VIEW}:segment"]
+    ).to_df()
+    got = got.sort_values("event_timestamp")["segment"].tolist()
+    assert got == [r["segment"] for r in stored]
     # Online: the session's newest segment, through Feast.
-    last = max(stored, key=lambda r: r["event_timestamp"])
-    online = (
-        open_store(s)
-        .get_online_features(
-            features=[f"{SEGMENT_VIEW}:segment"], entity_rows=[{"session_id": row["session_id"]}]
-        )
-        .to_dict()
-    )
+    last = stored[-1]
+    online = store.get_online_features(
+        features=[f"{SEGMENT_VIEW}:segment"], entity_rows=[{"session_id": row["session_id"]}]
+    ).to_dict()
     assert online["segment"] == [last["segment"]]
 
 
@@ -264,3 +273,41 @@ def _wait_for_segmenter(client: httpx.Client, version: str) -> None:
             return
         time.sleep(0.3)
     raise AssertionError(f"the scorer did not load segmenter v{version}")
+
+
+def test_the_single_learner_moves_the_streaming_centroids_with_ended_sessions(
+    world, tmp_path: Path
+) -> None:
+    """The scorer's learning loop step: the vectors of sessions not scored for a whole gap
+    leave the label queue and move river's centres, which are saved for the drift check."""
+    import asyncio
+
+    from models.segment_stream import read_centers
+    from serving.champions import ModelSet
+    from serving.policy import Policy
+    from serving.policy_doc import DEFAULT_POLICY
+    from serving.runtime import Runtime
+    from serving.scorer import Scorer
+
+    s, _, _ = world
+    version, seg = champion_segmenter(registry.reader(s.tracking_uri))  # type: ignore[misc]
+    home = Settings(home=tmp_path / "home", profile="embedded", project="microtune")
+    home.paths.ensure()
+    rt = Runtime(home)
+    models = ModelSet(versions={SEGMENTER: version}, segmenter=seg)
+    rt.scorer = Scorer(home, None, models, Policy.load(DEFAULT_POLICY))
+    points = seg.project(ended_sessions(s, *window_of(s)).x)[:300]
+    gap = home.features.session_gap_minutes * 60.0
+    old = datetime.now(UTC).timestamp() - gap - 60.0
+    for i, p in enumerate(points):  # ended sessions, each scored twice: the newest counts
+        rt.scorer.labels.add_segment_point(f"s{i}", old - 5.0, [99.0] * len(p))
+        rt.scorer.labels.add_segment_point(f"s{i}", old, (p + 1.0).tolist())
+    rt.scorer.labels.add_segment_point("running", datetime.now(UTC).timestamp(), points[0].tolist())
+    assert asyncio.run(rt.learn_segments()) == 300
+    saved = read_centers(home.paths.segment_stream)
+    assert saved is not None and saved["version"] == version and saved["learned"] == 300
+    # Every vector moved one unit along each component: so did the centres, towards it.
+    moved = np.asarray(saved["centers"]) - seg.centroids
+    assert np.all(moved.mean(axis=0) > 0.2) and np.all(moved < 1.1)
+    assert asyncio.run(rt.learn_segments()) == 0  # taken once; the running session waits
+    rt.close()

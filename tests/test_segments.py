@@ -59,3 +59,30 @@ def test_one_session_is_assigned_like_its_row_and_missing_values_count_as_the_me
     card = seg.to_card()
     assert card["features"] == FEATURES and len(card["centroids"]) == seg.k
     assert seg.assign_one({}) in seg.ids
+
+
+def test_the_scorers_plain_python_path_gives_the_batch_numbers() -> None:
+    """segment_vector (one session, plain Python) equals segment_vectors (numpy columns),
+    and assign_row equals assign, on random sessions with missing values among them."""
+    from feature_repo.features import SEGMENT_INPUTS
+    from feature_repo.segment_vector import segment_vector, segment_vectors
+
+    rng = np.random.default_rng(8)
+    n = 500
+    cols = {c: rng.gamma(2.0, 30.0, size=n) for c in SEGMENT_INPUTS}
+    cols["last_event_ts"] = cols["session_start_ts"] + rng.uniform(0, 900, size=n)
+    cols["event_count"] = rng.integers(1, 60, size=n).astype(float)
+    for c in ("hover_ms_mean", "scroll_velocity_mean", "hesitation_score"):
+        cols[c][rng.random(n) < 0.2] = np.nan
+    batch = segment_vectors(cols)
+    x, _ = planted(6, n=200)
+    seg = fit_segmenter(x, FEATURES, seed=0)
+    seg_b = fit_segmenter(batch, [f"t{i}" for i in range(8)], seed=0, ks=(4, 5, 6))
+    for i in range(n):
+        row = {c: None if np.isnan(cols[c][i]) else float(cols[c][i]) for c in SEGMENT_INPUTS}
+        one = segment_vector(row)
+        assert np.allclose(one, batch[i], rtol=1e-12, atol=1e-12, equal_nan=True)
+        sid, point = seg_b.assign_row(one)
+        assert sid == seg_b.assign(batch[i : i + 1])[0]
+        assert np.allclose(point, seg_b.project(batch[i : i + 1])[0], atol=1e-9)
+    assert all(seg.assign_row(r)[0] == s for r, s in zip(x, seg.assign(x), strict=True))
