@@ -107,7 +107,7 @@ def run_demo(
     trained = train(seed=seed)
     _step(console, 4, "promote: the gate")
     promoted = promote()
-    _step(console, 5, "segment: micro-segments of the sessions before the drift")
+    _step(console, 5, "segment_sessions: micro-segments of the sessions before the drift")
     segments = segment_sessions()
     _step(console, 6, "build_features: the drifted days arrive")
     second = build_features(inbox=late)

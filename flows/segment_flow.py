@@ -1,4 +1,4 @@
-"""Prefect flow ``segment``: cluster the window's sessions into micro-segments.
+"""Prefect flow ``segment_sessions``: cluster the window's sessions into micro-segments.
 
 It fits K-Means and HDBSCAN on the ended sessions' behaviour vectors, keeps the
 better, keeps the champion segmenter's ids, validates (silhouette, bootstrap
@@ -85,7 +85,7 @@ def feature_task(settings: Settings, start: datetime, end: datetime) -> dict[str
     return {"offline_rows": table.num_rows, "online_rows": online}
 
 
-@flow(name="segment", flow_run_name="segment-{window_days}d")
+@flow(name="segment_sessions", flow_run_name="segment-sessions")
 @exclusive(MODELS)
 def segment_sessions(window_days: int | None = None, end: datetime | None = None) -> dict[str, Any]:
     """Segment the last ``window_days`` of sessions (default ``segments.window_days``)

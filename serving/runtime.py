@@ -308,8 +308,9 @@ class Runtime:
         if stream is None or stream.version != version:
             seed = self.settings.segments.seed
             stream = StreamingCentroids.start(version, models.segmenter.centroids, seed=seed)
+        dims = stream.centers().shape[1]
         for _, point in points:
-            if len(point) == stream.centers().shape[1]:
+            if len(point) == dims:  # a point of another segmenter's space is dropped
                 stream.learn(point)
         self._segment_stream = stream
         await self.in_background(stream.save, path)
