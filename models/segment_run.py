@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from core.errors import NotReadyError
 from core.settings import Settings
 from feature_repo.features import SEGMENT_INPUTS, SEGMENT_TERMS, SESSION_KEY
 from feature_repo.segment_vector import segment_vector, segment_vectors
@@ -52,7 +53,6 @@ class Segmentation:
     profiles: list[dict[str, Any]]
     window: dict[str, str]
     sessions: int
-    figures: dict[str, float] = field(default_factory=dict)
 
     @property
     def names(self) -> dict[int, str]:
@@ -69,7 +69,6 @@ class Segmentation:
             "kmeans_silhouette": k.silhouette,
             "hdbscan_k": float(h.k),
             "hdbscan_silhouette": h.silhouette,
-            **self.figures,
         }
 
     def card(self) -> dict[str, Any]:
@@ -136,9 +135,11 @@ def segment(settings: Settings, vectors: Vectors, previous: Segmenter | None) ->
     and validate: bootstrap stability, profiles and names."""
     s = settings.segments
     if len(vectors.x) < max(100, 10 * s.k_max):
-        raise ValueError(
-            f"{len(vectors.x)} ended sessions in the window: too few to segment; build "
-            "features for a longer window (`microtune features build`) first"
+        raise NotReadyError(
+            f"{len(vectors.x)} ended sessions between {vectors.start:%Y-%m-%d %H:%M} and "
+            f"{vectors.end:%Y-%m-%d %H:%M} UTC: too few to segment (at least "
+            f"{max(100, 10 * s.k_max)}); build features for more days (`microtune features "
+            "build`) or widen --window-days"
         )
     fits = fit_both(vectors.x, TERMS, seed=s.seed, ks=s.ks)
     kept = fits.kept

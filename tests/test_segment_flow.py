@@ -311,3 +311,14 @@ def test_the_single_learner_moves_the_streaming_centroids_with_ended_sessions(
     assert np.all(moved.mean(axis=0) > 0.2) and np.all(moved < 1.1)
     assert asyncio.run(rt.learn_segments()) == 0  # taken once; the running session waits
     rt.close()
+
+
+def test_too_few_sessions_say_what_to_do(tmp_path: Path) -> None:
+    from core.errors import NotReadyError
+    from models.segment_run import Vectors, segment
+
+    s = Settings(home=tmp_path / "home", profile="embedded", project="microtune")
+    now = datetime.now(UTC)
+    few = Vectors([f"s{i}" for i in range(20)], np.ones((20, len(TERMS))), np.zeros(20), now, now)
+    with pytest.raises(NotReadyError, match=r"too few to segment .* `microtune features build`"):
+        segment(s, few, None)
