@@ -320,5 +320,5 @@ def test_too_few_sessions_say_what_to_do(tmp_path: Path) -> None:
     s = Settings(home=tmp_path / "home", profile="embedded", project="microtune")
     now = datetime.now(UTC)
     few = Vectors([f"s{i}" for i in range(20)], np.ones((20, len(TERMS))), np.zeros(20), now, now)
-    with pytest.raises(NotReadyError, match=r"too few to segment .* `microtune features build`"):
+    with pytest.raises(NotReadyError, match=r"too few to segment.*`microtune features build`"):
         segment(s, few, None)
