@@ -77,6 +77,7 @@ def test_a_failing_verdict_alerts_retrains_and_the_gate_refuses_the_bad_data(
             )
             train(seed=0, oracle=str(model_log / "oracle.parquet"))
             assert promote()["promoted"].get(registry.LGBM) == "1"
+            moved_segments(home)
             served = serve_broken_traffic(home)
             assert served > 300
 
@@ -121,3 +122,24 @@ def test_a_failing_verdict_alerts_retrains_and_the_gate_refuses_the_bad_data(
     assert registry.version_of(client, registry.LGBM, registry.CHAMPION) == "1"
     assert "data quality failed" in client.get_model_version(registry.LGBM, "2").tags["gate"]
     assert json.loads((report / "latest.json").read_text())["retrain"] is True
+
+    # The streaming centroids moved away from the segmenter's: the segments are redrawn
+    # (a new segmenter version), while the shares of the same sessions did not move.
+    assert status["segment_centroids"] == "fail" and status["segment_shares"] == "pass"
+    assert out["resegment"] == "2"
+
+
+def moved_segments(home: Settings) -> None:
+    """A registered segmenter (v1), and streaming centroids that followed sessions which
+    all moved one unit along every component."""
+    from flows.segment_flow import segment_sessions
+    from models.segment_registry import champion_segmenter
+    from models.segment_run import ended_sessions, window_of
+    from models.segment_stream import StreamingCentroids
+
+    assert segment_sessions()["version"] == "1"
+    version, seg = champion_segmenter(registry.reader(home.tracking_uri))  # type: ignore[misc]
+    stream = StreamingCentroids.start(version, seg.centroids, seed=0)
+    for point in seg.project(ended_sessions(home, *window_of(home)).x):
+        stream.learn(point + 1.0)
+    stream.save(home.paths.segment_stream)
