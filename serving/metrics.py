@@ -52,6 +52,11 @@ DECISIONS = Counter(
     "microtune_decisions_total", "Decided actions by action and variant.", ["action", "variant"]
 )
 DEGRADED = Counter("microtune_degraded_total", "Scores answered in degraded mode.")
+SEGMENTS = Counter(
+    "microtune_segment_scores_total",
+    "Scores by the session's segment (its stable id; `none` without one).",
+    ["segment"],
+)
 EVENTS = Counter("microtune_events_total", "Live events by outcome.", ["outcome"])
 LEARNED = Counter("microtune_river_learned_total", "Live labels river learnt.")
 BANDIT_LEARNED = Counter(
@@ -82,6 +87,8 @@ def count_decision(out: dict[str, Any]) -> None:
         DECISIONS.labels(a["action"], variant).inc()
     if out["degraded"]:
         DEGRADED.inc()
+    segment = out.get("segment")
+    SEGMENTS.labels("none" if segment is None else str(segment["id"])).inc()
 
 
 def render() -> tuple[bytes, str]:

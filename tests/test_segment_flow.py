@@ -251,6 +251,8 @@ experiment: {{name: seg, variants: {{treatment: {{weight: 1.0}}}}}}
     assert any(seg != target for seg, _ in fired.values())
     for sid, (seg, actions) in fired.items():
         assert (actions == ["highlight_size_guide"]) == (seg == target), (sid, seg, actions)
+    # The scores are counted by segment for the dashboards.
+    assert f'microtune_segment_scores_total{{segment="{target}"}}' in client.get("/metrics").text
 
 
 def _last_row(events: Any) -> dict[str, float]:
