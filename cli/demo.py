@@ -43,7 +43,7 @@ from cli.app import app, console, flows_on, progress, settings
 from cli.demo_live import LIVE_VISITORS, live_traffic, print_summary
 from core.settings import Settings
 
-STEPS = 10
+STEPS = 11
 
 
 def _step(console: Console, n: int, title: str) -> None:

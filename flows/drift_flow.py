@@ -118,7 +118,7 @@ def segment_checks_task(settings: Settings, window_hours: float) -> list[CheckRe
     s = settings.segments
     stream = read_centers(settings.paths.segment_stream)
     return [
-        shares_check(seg, reference, current.x, s.share_psi_max),
+        shares_check(seg, reference, current.x, s.share_psi_max, s.share_min_sessions),
         centroids_check(seg, version, stream, s.centroid_shift_max, s.stream_min_sessions),
     ]
 

@@ -38,14 +38,22 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def shares_check(
-    seg: Segmenter, reference: dict[int, float], current: np.ndarray, psi_max: float
+    seg: Segmenter,
+    reference: dict[int, float],
+    current: np.ndarray,
+    psi_max: float,
+    min_sessions: int = 1,
 ) -> CheckResult:
     """The current window's segment shares (``current``: its sessions' vectors) against
     the segmenter's reference shares."""
     from scipy.stats import chisquare
 
-    if len(current) == 0 or not reference:
-        return CheckResult("segment_shares", "no_data", "no ended session in the window")
+    if len(current) < max(min_sessions, 1) or not reference:
+        return CheckResult(
+            "segment_shares",
+            "no_data",
+            f"{len(current)} ended sessions in the window (need {max(min_sessions, 1)})",
+        )
     labels = seg.assign(current)
     counts = np.array([np.sum(labels == sid) for sid in seg.ids], dtype=float)
     expected = np.array([reference.get(sid, 0.0) for sid in seg.ids])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from models.segments import fit_segmenter, stable_ids
@@ -86,3 +89,24 @@ def test_the_scorers_plain_python_path_gives_the_batch_numbers() -> None:
         assert sid == seg_b.assign(batch[i : i + 1])[0]
         assert np.allclose(point, seg_b.project(batch[i : i + 1])[0], atol=1e-9)
     assert all(seg.assign_row(r)[0] == s for r, s in zip(x, seg.assign(x), strict=True))
+
+
+def test_the_shares_check_against_a_hand_computed_index() -> None:
+    from monitoring.segments import psi, shares_check
+
+    # PSI = sum (a - e) ln(a / e): (0.6 - 0.5) ln 1.2 + (0.4 - 0.5) ln 0.8
+    assert psi(np.array([0.5, 0.5]), np.array([0.6, 0.4])) == pytest.approx(
+        0.1 * math.log(1.2) - 0.1 * math.log(0.8)
+    )
+    x, _ = planted(7, n=300)
+    seg = fit_segmenter(x, FEATURES, seed=0)
+    labels = seg.assign(x)
+    reference = {sid: float(np.mean(labels == sid)) for sid in seg.ids}
+    same = shares_check(seg, reference, x, 0.05, min_sessions=500)
+    assert same.status == "pass" and same.values["psi"] == pytest.approx(0.0, abs=1e-12)
+    # Drop most of one segment: its share falls, the index rises past the limit.
+    first = labels == seg.ids[0]
+    moved = np.vstack([x[~first], x[first][:30]])
+    check = shares_check(seg, reference, moved, 0.05, min_sessions=500)
+    assert check.status == "fail" and f"segment {seg.ids[0]}" in check.detail
+    assert shares_check(seg, reference, x[:100], 0.05, min_sessions=500).status == "no_data"
