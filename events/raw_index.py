@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -91,6 +92,22 @@ class Writer:
         self.conn.execute("DELETE FROM parts WHERE name = ?", (part,))
 
 
+def _wal(conn: sqlite3.Connection, timeout_s: float = 60.0) -> None:
+    """Put the database in WAL mode, once. Changing the mode takes SQLite's exclusive lock
+    without waiting on the busy timeout: two writers opening a new index together (two
+    stream workers' first stores) would see "database is locked", so it is retried."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class EventIndex:
     """The store-wide id index and sequence counter of one raw store."""
 
@@ -103,7 +120,7 @@ class EventIndex:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.executescript(_SCHEMA)
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -34,6 +34,7 @@ import contextlib
 import io
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -134,10 +135,12 @@ class StreamWorker:
             try:
                 self.step()
                 pause = 0.0
-            except redis.RedisError as exc:  # Redis away: nothing is acknowledged; retry
+            except (redis.RedisError, OSError, sqlite3.Error) as exc:
+                # Redis or the raw store away: nothing unstored is acknowledged; its entries
+                # stay pending with this worker, read again once it recovers.
                 self._recover = True
                 pause = min(max(2 * pause, 0.1), 5.0)
-                log.warning("Redis: %s; retrying in %.1f s", type(exc).__name__, pause)
+                log.warning("%s; retrying in %.1f s", type(exc).__name__, pause)
                 stop.wait(pause)
             if report is not None and time.monotonic() - last >= 5.0:
                 report(self.stats)

@@ -34,6 +34,7 @@ from test_stream import (
     project_home,
     raw_ids,
     stream_settings,
+    tuned,
 )
 
 from core.settings import Settings
@@ -156,6 +157,44 @@ def test_redis_away_and_back_keeps_every_accepted_event(tmp_path: Path) -> None:
             drop_stream(settings)
         finally:
             redis.stop()
+
+
+def test_a_raw_store_that_cannot_be_written_holds_the_events_back_until_it_can(
+    home: Settings,
+) -> None:
+    """The raw store's folder is a plain file for a while (a real write failure): the
+    worker acknowledges nothing it could not store, keeps working, and stores every event
+    once the folder is back."""
+    import shutil
+    import threading
+
+    from serving.stream_worker import StreamWorker
+    from stores.event_stream import EventStream
+
+    sessions = [f"sw-{i}" for i in range(4)]
+    sent = {s: events(s, 15) for s in sessions}
+    with Server(home) as server:
+        for s in sessions:
+            answer = httpx.post(f"{server.url}/v1/events", json={"events": sent[s]})
+            assert answer.status_code == 202, answer.text
+    worker = StreamWorker(tuned(home, raw_flush_s=0.2), "w")
+    raw = home.paths.raw_events
+    shutil.rmtree(raw, ignore_errors=True)
+    raw.write_text("not a folder")
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        time.sleep(3)
+        stream = EventStream(home)
+        assert thread.is_alive() and stream.backlog().total == 60, stream.backlog()
+        raw.unlink()
+    finally:
+        stop.set()
+        thread.join(30)
+    drain(home, [StreamWorker(home, "w")])
+    ids = raw_ids(home)
+    assert len(ids) == len(set(ids)) == 60
 
 
 def test_the_worker_command_explains_itself_and_refuses_without_the_stream() -> None:
