@@ -151,6 +151,10 @@ def _traffic(
 # Summary
 
 
+#: How the summary names the segmenter's method.
+METHOD_NAMES = {"kmeans": "K-Means", "hdbscan": "HDBSCAN"}
+
+
 def _segment_rows(t: Table, seg: dict[str, Any] | None) -> None:
     """The segmenter's figures, and each segment with its purchase rate."""
     if not seg:
@@ -158,7 +162,7 @@ def _segment_rows(t: Table, seg: dict[str, Any] | None) -> None:
     m = seg["metrics"]
     t.add_row(
         f"segmenter v{seg['version']}",
-        f"{int(m['k'])} segments ({'K-Means' if m['k'] == m['kmeans_k'] else 'HDBSCAN'}), "
+        f"{int(m['k'])} segments ({METHOD_NAMES[seg['method']]}), "
         f"silhouette {m['silhouette']:.3f}, bootstrap ARI {m['bootstrap_ari']:.3f}",
     )
     for row in seg["segments"]:

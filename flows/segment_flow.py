@@ -59,6 +59,7 @@ def segment_task(settings: Settings, end: datetime | None) -> dict[str, Any]:
     return {
         "version": version,
         "previous": previous[0] if previous else None,
+        "method": result.segmenter.method,
         "window": result.window,
         "metrics": result.metrics(),
         "segments": purchase_rates(result.profiles),

@@ -91,13 +91,11 @@ def register_policy(
     """
     import mlflow
 
-    from models.registry import CHALLENGER, CHAMPION, set_champion, version_of
+    from models.registry import CHALLENGER, CHAMPION, ensure_experiment, set_champion, version_of
 
     if not 0.0 <= canary_share < 1.0:
         raise InputError(f"canary share {canary_share} must be in [0, 1)")
-    if client.get_experiment_by_name(POLICY_EXPERIMENT) is None:
-        where = f"{artifact_root}/{POLICY_EXPERIMENT}" if artifact_root else None
-        client.create_experiment(POLICY_EXPERIMENT, artifact_location=where)
+    ensure_experiment(client, POLICY_EXPERIMENT, artifact_root)
     mlflow.set_experiment(POLICY_EXPERIMENT)
     digest = hashlib.sha256(text.encode()).hexdigest()
     with mlflow.start_run(run_name=f"policy-{digest[:8]}") as run:

@@ -49,13 +49,15 @@ class RiskPyfunc(PythonModel):
         self.model = model
 
     def predict(self, context: Any, model_input: Any, params: Any = None) -> np.ndarray:
-        cols = self.model.card.columns
-        x = (
-            model_input[cols].to_numpy(float)
-            if hasattr(model_input, "columns")
-            else (np.asarray(model_input, dtype=float))
-        )
-        return np.asarray(self.model.predict(x))
+        return np.asarray(self.model.predict(input_rows(model_input, self.model.card.columns)))
+
+
+def input_rows(model_input: Any, columns: list[str]) -> np.ndarray:
+    """A pyfunc's input as float rows in ``columns``' order: a frame's named columns, or
+    an array already in that order."""
+    if hasattr(model_input, "columns"):
+        return np.asarray(model_input[columns].to_numpy(float))
+    return np.asarray(model_input, dtype=float)
 
 
 def configure(tracking_uri: str, artifact_root: str | None = None) -> MlflowClient:
@@ -69,9 +71,16 @@ def configure(tracking_uri: str, artifact_root: str | None = None) -> MlflowClie
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if artifact_root:
         for name in (EXPERIMENT, PROMOTION_EXPERIMENT):
-            if client.get_experiment_by_name(name) is None:
-                client.create_experiment(name, artifact_location=f"{artifact_root}/{name}")
+            ensure_experiment(client, name, artifact_root)
     return client
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None) -> None:
+    """Create experiment ``name`` when missing, its artifacts under ``artifact_root``
+    (MLflow's default place without one)."""
+    if client.get_experiment_by_name(name) is None:
+        where = f"{artifact_root}/{name}" if artifact_root else None
+        client.create_experiment(name, artifact_location=where)
 
 
 @dataclass(frozen=True)

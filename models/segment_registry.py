@@ -35,13 +35,9 @@ class SegmenterPyfunc(PythonModel):
         self.model = model
 
     def predict(self, context: Any, model_input: Any, params: Any = None) -> np.ndarray:
-        cols = self.model.features
-        x = (
-            model_input[cols].to_numpy(float)
-            if hasattr(model_input, "columns")
-            else np.asarray(model_input, dtype=float)
-        )
-        return self.model.assign(x)
+        from models.registry import input_rows
+
+        return self.model.assign(input_rows(model_input, self.model.features))
 
 
 def register_segmenter(
@@ -61,11 +57,9 @@ def register_segmenter(
     """
     import mlflow
 
-    from models.registry import CHALLENGER, set_champion
+    from models.registry import CHALLENGER, ensure_experiment, set_champion
 
-    if client.get_experiment_by_name(SEGMENT_EXPERIMENT) is None:
-        where = f"{artifact_root}/{SEGMENT_EXPERIMENT}" if artifact_root else None
-        client.create_experiment(SEGMENT_EXPERIMENT, artifact_location=where)
+    ensure_experiment(client, SEGMENT_EXPERIMENT, artifact_root)
     mlflow.set_experiment(SEGMENT_EXPERIMENT)
     with mlflow.start_run(run_name=f"segment-{segmenter.method}-k{segmenter.k}") as run:
         mlflow.log_params({"method": segmenter.method, "k": segmenter.k})

@@ -11,8 +11,8 @@ The pure core of the segment work (issue: micro-segments). A
    clusters, whose means become the centroids.
 
 Everything the live assignment needs is plain arrays (means, scales,
-components, centroids), so a session is assigned with a few numpy
-operations and no scikit-learn on the request path (:meth:`Segmenter.assign_one`).
+components, centroids), so a session is assigned in plain Python, with no numpy
+call or scikit-learn on the request path (:meth:`Segmenter.assign_row`).
 
 :func:`stable_ids` keeps a segment's id across re-clustering: the new
 centroids are matched to the old ones with the Hungarian method
@@ -103,10 +103,9 @@ class Segmenter:
 
     def assign_one(self, values: dict[str, float | None]) -> int:
         """One session's segment from its feature values (missing: the mean)."""
-        row = np.array(
-            [[np.nan if (v := values.get(f)) is None else float(v) for f in self.features]]
-        )
-        return int(self.assign(row)[0])
+        return self.assign_row(
+            [math.nan if (v := values.get(f)) is None else float(v) for f in self.features]
+        )[0]
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> Segmenter:

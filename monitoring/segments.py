@@ -61,10 +61,8 @@ def shares_check(
     now = counts / counts.sum()
     index = psi(expected, now)
     p = float(chisquare(counts, np.maximum(expected, _FLOOR) * counts.sum()).pvalue)
-    moved = max(
-        seg.ids, key=lambda sid: abs(now[seg.ids.index(sid)] - expected[seg.ids.index(sid)])
-    )
-    i = seg.ids.index(moved)
+    i = int(np.argmax(np.abs(now - expected)))  # the segment that moved most
+    moved = seg.ids[i]
     detail = (
         f"PSI {index:.3f} (limit {psi_max:g}) over {int(counts.sum())} sessions; segment "
         f"{moved} ({seg.names.get(moved, '')}) moved most: {expected[i]:.1%} -> {now[i]:.1%}"
